@@ -1,0 +1,215 @@
+"""Command line: a thin layer over the library (`python -m mlestar_core --help`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from .config import RunConfig
+from .model import TaskError
+from .pipeline import Pipeline, create_run
+from .store import Store
+
+DEFAULT_HOME = Path(__file__).resolve().parents[1] / "runs"
+
+
+def default_store_dir() -> Path:
+    return Path(os.environ.get("MLESTAR_HOME") or DEFAULT_HOME)
+
+
+def planned_steps(config: RunConfig) -> int:
+    """How many memoised steps a full run has (for the progress bar)."""
+    per_track = 2 + config.outer_steps * (2 + config.inner_steps)
+    return 3 + config.num_solutions * per_track + config.ensemble_rounds + 1
+
+
+class Progress:
+    """A one-line progress bar on a terminal, plain log lines otherwise."""
+
+    def __init__(self, total: int, budget: float | None, stream: TextIO = sys.stderr) -> None:
+        self.total, self.budget, self.stream = total, budget, stream
+        self.done, self.best, self.phase = 0, None, "starting"
+        self.start = time.monotonic()
+        self.tty = stream.isatty()
+
+    def _bar(self) -> str:
+        frac = min(1.0, self.done / max(1, self.total))
+        if self.budget:
+            frac = max(frac, min(1.0, (time.monotonic() - self.start) / self.budget))
+        filled = int(frac * 30)
+        best = "—" if self.best is None else f"{self.best:.5g}"
+        return (f"[{'#' * filled}{'-' * (30 - filled)}] {frac:4.0%}  {self.phase:<22.22}  best {best}"
+                f"  {time.monotonic() - self.start:5.0f}s")
+
+    def line(self, text: str) -> None:
+        if self.tty:
+            self.stream.write("\r\033[K" + text + "\n" + self._bar())
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def __call__(self, kind: str, payload: dict[str, Any]) -> None:
+        if kind == "step_started":
+            self.phase = payload["key"]
+        elif kind == "step_done":
+            self.done += 1
+        elif kind == "best_score":
+            self.best = payload["score"]
+        if kind == "candidate_scored":
+            self.line(f"  initial candidate {payload['label']}: {payload['score']}")
+        elif kind == "merge":
+            self.line(f"  merge {payload['reference']} into {payload['base']}: {payload['score']}"
+                      f" ({'kept' if payload['kept'] else 'not better, stop merging'})")
+        elif kind == "block_chosen":
+            self.line(f"  track {payload['track'] + 1}: refining block '{payload['block']}'")
+        elif kind == "attempt_scored":
+            self.line(f"    attempt {payload['inner'] + 1}: {payload['score']} (from {payload.get('baseline')})")
+        elif kind == "ensemble_round":
+            self.line(f"  ensemble round {payload['round'] + 1}: {payload['score']}")
+        elif kind == "approval_needed":
+            self.line(f"  waiting for a decision on plan #{payload['decision_id']} "
+                      f"(python -m mlestar_core decide {payload['decision_id']} approve)")
+        elif kind == "budget_exhausted":
+            self.line("  time budget reached: wrapping up with the best solution so far")
+        elif self.tty:
+            self.stream.write("\r\033[K" + self._bar())
+            self.stream.flush()
+
+
+def _config_from_args(args: argparse.Namespace) -> RunConfig:
+    c = RunConfig(brain=args.brain, seed=args.seed, time_budget=args.time_budget,
+                  require_approval=args.require_approval)
+    for flag, attr in [("models", "num_models"), ("outer", "outer_steps"), ("inner", "inner_steps"),
+                       ("solutions", "num_solutions"), ("ensemble_rounds", "ensemble_rounds"),
+                       ("workers", "workers"), ("script_timeout", "script_timeout")]:
+        value = getattr(args, flag)
+        if value is not None:
+            setattr(c, attr, value)
+    return c
+
+
+def _run_pipeline(store: Store, run_id: str) -> int:
+    run = store.get_run(run_id) or {}
+    config = RunConfig.from_dict(json.loads(run["config_json"]))
+    progress = Progress(planned_steps(config), config.time_budget)
+    pipeline = Pipeline(store, run_id, listener=progress)
+    try:
+        summary = pipeline.run()
+    except KeyboardInterrupt:
+        store.update_run(run_id, status="stopped")
+        pipeline.executor.cancel_all()
+        print(f"\nstopped; continue with: python -m mlestar_core resume {run_id}", file=sys.stderr)
+        return 130
+    if progress.tty:
+        sys.stderr.write("\n")
+    if summary.get("status") == "stopped":
+        print(f"run {run_id} stopped", file=sys.stderr)
+        return 1
+    print(f"run {run_id} finished")
+    print(f"  validation {summary['metric']}: {summary['validation_score']}"
+          f"  (locked hold-out: {summary['holdout_score']}, trivial baseline: {summary['baseline_score']})")
+    for key in ("submission", "solution", "report"):
+        if summary.get(key):
+            print(f"  {key}: {summary[key]}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .task import load_task
+
+    try:
+        task = load_task(Path(args.task), target=args.target, metric=args.metric)
+    except TaskError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    config = _config_from_args(args)
+    store = Store(Path(args.store))
+    run_id = create_run(store, task, config, out_dir=Path(args.out).resolve())
+    print(f"run {run_id}: {task.name} ({task.task_type}, metric {task.metric}), brain {config.brain}, "
+          f"store {store.root}", file=sys.stderr)
+    return _run_pipeline(store, run_id)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    store = Store(Path(args.store))
+    run = store.get_run(args.run_id)
+    if run is None:
+        print(f"error: no run {args.run_id!r} in {store.root}", file=sys.stderr)
+        return 2
+    if run["status"] == "finished":
+        print(f"run {args.run_id} is already finished", file=sys.stderr)
+        return 0
+    store.update_run(args.run_id, control="run")
+    return _run_pipeline(store, args.run_id)
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    store = Store(Path(args.store))
+    runs = store.list_runs()
+    if not runs:
+        print(f"no runs in {store.root}")
+        return 0
+    print(f"{'run':<24} {'task':<22} {'brain':<8} {'status':<9} {'best':>10} {'hold-out':>10}")
+    for r in runs:
+        best = "" if r["best_score"] is None else f"{r['best_score']:.5g}"
+        hold = "" if r["holdout_score"] is None else f"{r['holdout_score']:.5g}"
+        print(f"{r['id']:<24} {r['name'][:22]:<22} {r['brain']:<8} {r['status']:<9} {best:>10} {hold:>10}")
+    return 0
+
+
+def cmd_decide(args: argparse.Namespace) -> int:
+    store = Store(Path(args.store))
+    d = store.get_decision(args.decision_id)
+    if d is None or d["status"] != "pending":
+        print(f"error: no pending decision #{args.decision_id}", file=sys.stderr)
+        return 2
+    status = {"approve": "approved", "reject": "rejected", "edit": "edited"}[args.action]
+    store.decide(args.decision_id, status, edited_plan=args.plan)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mlestar_core",
+                                     description="MLE-STAR: retrieve, refine and ensemble ML solutions.")
+    parser.add_argument("--store", default=str(default_store_dir()), help="run store folder (default: %(default)s)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run MLE-STAR on a task")
+    run.add_argument("--task", required=True, help="task folder (MLE-bench layout) or a CSV file")
+    run.add_argument("--out", required=True, help="where submission.csv, solution.py and report.md go")
+    run.add_argument("--brain", default="offline", choices=["offline"])
+    run.add_argument("--time-budget", type=float, default=None, help="seconds for the whole run")
+    run.add_argument("--seed", type=int, default=42)
+    run.add_argument("--target", default=None, help="target column (needed for a bare CSV)")
+    run.add_argument("--metric", default=None, help="override the metric derived from the description")
+    run.add_argument("-M", "--models", type=int, default=None, help="models to retrieve (default 4)")
+    run.add_argument("-T", "--outer", type=int, default=None, help="outer refinement steps (default 2)")
+    run.add_argument("-K", "--inner", type=int, default=None, help="attempts per block (default 3)")
+    run.add_argument("-L", "--solutions", type=int, default=None, help="solution tracks (default 2)")
+    run.add_argument("-R", "--ensemble-rounds", type=int, default=None, help="ensemble rounds (default 3)")
+    run.add_argument("--workers", type=int, default=None, help="scripts run at once (default: cores)")
+    run.add_argument("--script-timeout", type=float, default=None, help="seconds per script (default 300)")
+    run.add_argument("--require-approval", action="store_true",
+                     help="wait for `decide` before each refinement plan")
+    run.set_defaults(fn=cmd_run)
+
+    resume = sub.add_parser("resume", help="continue a run from its last completed step")
+    resume.add_argument("run_id")
+    resume.set_defaults(fn=cmd_resume)
+
+    runs = sub.add_parser("runs", help="list runs")
+    runs.set_defaults(fn=cmd_runs)
+
+    decide = sub.add_parser("decide", help="approve, edit or reject a waiting refinement plan")
+    decide.add_argument("decision_id", type=int)
+    decide.add_argument("action", choices=["approve", "reject", "edit"])
+    decide.add_argument("--plan", default=None, help="the edited plan text (with edit)")
+    decide.set_defaults(fn=cmd_decide)
+
+    args = parser.parse_args(argv)
+    return int(args.fn(args))

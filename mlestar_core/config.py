@@ -1,0 +1,41 @@
+"""Every knob of a run in one object, each with a default."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+def _default_workers() -> int:
+    return max(1, os.cpu_count() or 1)
+
+
+@dataclass
+class RunConfig:
+    num_models: int = 4  # M: models retrieved, one initial candidate each
+    outer_steps: int = 2  # T: ablation -> block -> inner loop, per solution track
+    inner_steps: int = 3  # K: refinement attempts per chosen block
+    num_solutions: int = 2  # L: independent solution tracks later ensembled
+    ensemble_rounds: int = 3  # R: ensemble strategies tried
+    max_debug_rounds: int = 2  # debugger retries per crashing script
+    script_timeout: float = 300.0  # seconds per script execution
+    memory_mb: int = 4096  # address-space cap per script
+    workers: int = field(default_factory=_default_workers)
+    seed: int = 42
+    valid_fraction: float = 0.2  # the shared validation hold-out inside the search data
+    holdout_fraction: float = 0.15  # locked second hold-out: no choice is ever made on it
+    time_budget: float | None = None  # seconds for the whole run; None = no limit
+    brain: str = "offline"
+    require_approval: bool = False  # wait for a human decision before each refinement plan
+    use_data_usage_checker: bool = True
+    use_leakage_checker: bool = True
+    constraints: list[str] = field(default_factory=list)  # pinned user constraints for planners
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)

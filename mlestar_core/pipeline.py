@@ -1,0 +1,629 @@
+"""The MLE-STAR algorithm, phase by phase.
+
+    retrieve M models -> initial candidates (run, debug) -> per solution track:
+        merge candidates while the score improves -> data-usage and leakage checks ->
+        T x [ablation -> extract the most impactful unrefined block -> K x (plan, code, run)]
+    -> R ensemble rounds over the L refined tracks -> final: locked hold-out + submission
+
+Every phase is a memoised step (see Store.step_result): after a crash, `run()` replays
+completed steps from the store and redoes only the one in flight. Each script and each
+execution is stored before the event that announces it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from . import grading
+from .brains import Brain, make_brain
+from .brains.base import BrainCallRecord, BrainContext
+from .brains.offline.templates import baseline_script
+from .config import RunConfig
+from .executor import ExecResult, Job, LocalExecutor
+from .metrics import best_index, improvement, is_better
+from .model import AblationResult, AttemptSummary, EnsembleAttempt, SolutionSummary, Task, task_from_dict
+from .report import write_report
+from .rundata import RunData, prepare_run_data
+from .script import ScriptError, get_block, replace_block
+from .store import Store
+
+EventListener = Callable[[str, dict[str, Any]], None]
+
+
+class StopRequested(Exception):
+    """The user asked the run to stop."""
+
+
+class BudgetExhausted(Exception):
+    """Not enough time left for another step: wrap up with the best solution so far."""
+
+
+@dataclass
+class Scored:
+    """A script and its validation score (what steps hand to each other)."""
+
+    script_id: int
+    score: float | None
+    wall_time: float = 0.0
+    label: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"script_id": self.script_id, "score": self.score, "wall_time": self.wall_time,
+                "label": self.label}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Scored:
+        return cls(int(d["script_id"]), d.get("score"), float(d.get("wall_time") or 0.0),
+                   d.get("label", ""))
+
+
+class Pipeline:
+    def __init__(self, store: Store, run_id: str, *, executor: LocalExecutor | None = None,
+                 brain: Brain | None = None, listener: EventListener | None = None) -> None:
+        self.store = store
+        self.run_id = run_id
+        run = store.get_run(run_id)
+        if run is None:
+            raise ValueError(f"no run {run_id!r} in {store.root}")
+        self.config = RunConfig.from_dict(json.loads(run["config_json"]))
+        self.task: Task = task_from_dict(json.loads(run["task_json"]))
+        self.out_dir = Path(run["out_dir"]) if run["out_dir"] else store.run_dir(run_id) / "output"
+        self.run_dir = store.run_dir(run_id)
+        self.hib = self.task.higher_is_better
+        self.executor = executor or LocalExecutor(workers=self.config.workers,
+                                                  timeout=self.config.script_timeout,
+                                                  memory_mb=self.config.memory_mb)
+        self._own_executor = executor is None
+        self.brain = brain or make_brain(self.config.brain)
+        self.brain.on_call = self._record_brain_call
+        self.listener = listener
+        self.ctx = BrainContext(task=self.task, seed=self.config.seed,
+                                valid_fraction=self.config.valid_fraction,
+                                constraints=list(self.config.constraints))
+        self._prior_time_used = float(run["time_used"] or 0.0)
+        self._session_start = time.monotonic()
+        self._slowest = 0.0  # slowest successful solution run: sizes the reserve for the final step
+        self._lock = threading.Lock()
+        self.data: RunData | None = None
+        self._track_best: dict[int, Scored] = {}
+        self._partial_tracks: list[Scored] = []
+        self.exec_wall = 0.0
+
+    # -- plumbing --------------------------------------------------------------------
+    def emit(self, kind: str, payload: dict[str, Any] | None = None) -> None:
+        payload = payload or {}
+        self.store.emit(self.run_id, kind, payload)
+        if self.listener is not None:
+            self.listener(kind, payload)
+
+    def _record_brain_call(self, call: BrainCallRecord) -> None:
+        cid = self.store.add_brain_call(self.run_id, call)
+        self.emit("brain_call", {"id": cid, "role": call.role, "latency": call.latency})
+
+    def time_used(self) -> float:
+        return self._prior_time_used + (time.monotonic() - self._session_start)
+
+    def time_left(self) -> float:
+        if self.config.time_budget is None:
+            return float("inf")
+        return self.config.time_budget - self.time_used()
+
+    def _reserve(self) -> float:
+        """Time kept back for the final step (hold-out and full-data runs, in parallel)."""
+        return 5.0 + 1.5 * self._slowest
+
+    def _check_control(self) -> None:
+        """Honour pause and stop between steps."""
+        paused = False
+        while True:
+            run = self.store.get_run(self.run_id) or {}
+            control = run.get("control", "run")
+            if control == "stop":
+                raise StopRequested()
+            if control != "pause":
+                break
+            if not paused:
+                paused = True
+                self.store.update_run(self.run_id, status="paused")
+                self.emit("paused", {})
+            time.sleep(0.3)
+        if paused:
+            self.store.update_run(self.run_id, status="running")
+            self.emit("resumed", {})
+
+    def _step(self, key: str, phase: str, fn: Callable[[], Any], *, final: bool = False) -> Any:
+        done, result = self.store.step_result(self.run_id, key)
+        if done:
+            return result
+        self._check_control()
+        if not final and self.time_left() < self._reserve():
+            raise BudgetExhausted(key)
+        self.store.start_step(self.run_id, key, phase)
+        self.store.update_run(self.run_id, phase=phase)
+        self.emit("step_started", {"key": key, "phase": phase})
+        try:
+            result = fn()
+        except StopRequested:
+            self.store.finish_step(self.run_id, key, None, status="stopped")
+            raise
+        except BudgetExhausted:
+            self.store.finish_step(self.run_id, key, None, status="skipped")
+            raise
+        except Exception as exc:
+            self.store.finish_step(self.run_id, key, None, status="failed", error=repr(exc))
+            raise
+        self.store.finish_step(self.run_id, key, result)
+        self.store.update_run(self.run_id, time_used=self.time_used())
+        self.emit("step_done", {"key": key, "phase": phase})
+        return result
+
+    def _timeout(self) -> float:
+        left = self.time_left() - self._reserve()
+        return max(5.0, min(self.config.script_timeout, left))
+
+    def _job(self, script_id: int, code: str, purpose: str, data_dir: Path, submit: bool = False,
+             timeout: float | None = None) -> Job:
+        workdir = self.run_dir / "work" / f"{script_id:05d}-{purpose}"
+        if workdir.exists():  # a re-run after resume starts clean
+            shutil.rmtree(workdir, ignore_errors=True)
+        return Job(code=code, workdir=workdir, inputs=data_dir,
+                   env={"MLESTAR_SUBMIT": "1" if submit else "0"},
+                   timeout=timeout if timeout is not None else self._timeout(),
+                   label=f"{purpose} #{script_id}")
+
+    def _record_execution(self, script_id: int, job: Job, res: ExecResult, purpose: str) -> None:
+        if self._cancelled():
+            raise StopRequested()
+        eid = self.store.add_execution(self.run_id, script_id, res, purpose=purpose, workdir=str(job.workdir))
+        if res.ok:
+            with self._lock:
+                self._slowest = max(self._slowest, res.wall_time)
+        self.emit("script_executed", {"execution_id": eid, "script_id": script_id, "purpose": purpose,
+                                      "score": res.score, "ok": res.ok, "wall_time": res.wall_time,
+                                      "error": None if res.ok else res.error_text(300)})
+
+    def _cancelled(self) -> bool:
+        run = self.store.get_run(self.run_id) or {}
+        return run.get("control") == "stop"
+
+    def _run_scripts(self, specs: list[tuple[str, str, int | None, str]], *, debug: bool = True,
+                     data_dir: Path | None = None) -> list[Scored]:
+        """Run (code, role, parent_id, label) scripts in parallel; crashing ones go to the debugger."""
+        data_dir = data_dir or self._data().search_dir
+        codes = [s[0] for s in specs]
+        ids = [self.store.add_script(self.run_id, role, code, label=label, parent_id=parent)
+               for code, role, parent, label in specs]
+        results = self._execute([(sid, code) for sid, code in zip(ids, codes, strict=True)], data_dir)
+        for round_ in range(self.config.max_debug_rounds if debug else 0):
+            failing = [i for i, r in enumerate(results) if not r.ok and r.killed_reason != "cancelled"]
+            if not failing:
+                break
+            retry: list[tuple[int, str]] = []
+            for i in failing:
+                self._check_control()
+                fixed = self.brain.debug(self.ctx, codes[i], results[i].error_text())
+                new_id = self.store.add_script(self.run_id, "debug", fixed, parent_id=ids[i],
+                                               label=f"{specs[i][3]} (debug {round_ + 1})")
+                codes[i], ids[i] = fixed, new_id
+                retry.append((new_id, fixed))
+            for i, res in zip(failing, self._execute(retry, data_dir), strict=True):
+                results[i] = res
+        return [Scored(ids[i], r.score if r.ok else None, r.wall_time, specs[i][3])
+                for i, r in enumerate(results)]
+
+    def _execute(self, scripts: list[tuple[int, str]], data_dir: Path) -> list[ExecResult]:
+        jobs = [self._job(sid, code, "search", data_dir) for sid, code in scripts]
+        results = self._run_many(jobs)
+        for (sid, _), job, res in zip(scripts, jobs, results, strict=True):
+            self._record_execution(sid, job, res, "search")
+        return results
+
+    def _run_many(self, jobs: list[Job]) -> list[ExecResult]:
+        started = time.monotonic()
+        results = self.executor.run_many(jobs)
+        with self._lock:  # time spent waiting on scripts: the rest of a run is orchestration overhead
+            self.exec_wall += time.monotonic() - started
+        return results
+
+    def _code(self, script_id: int) -> str:
+        row = self.store.get_script(script_id)
+        if row is None:
+            raise ValueError(f"script {script_id} is missing from the store")
+        return str(row["code"])
+
+    def _data(self) -> RunData:
+        if self.data is None:
+            self.data = prepare_run_data(self.task, self.run_dir, self.config.holdout_fraction,
+                                         self.config.seed)
+        return self.data
+
+    # -- the algorithm -----------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        """Run (or resume) to the end; returns the final summary."""
+        self.store.update_run(self.run_id, status="running", error=None)
+        self.emit("run_started", {"brain": self.brain.name, "resumed": self._prior_time_used > 0})
+        try:
+            self._data()
+            summary = self._run_phases()
+        except StopRequested:
+            self.store.update_run(self.run_id, status="stopped", time_used=self.time_used())
+            self.emit("run_stopped", {})
+            return {"status": "stopped"}
+        except Exception as exc:
+            self.store.update_run(self.run_id, status="failed", error=f"{type(exc).__name__}: {exc}",
+                                  time_used=self.time_used())
+            self.emit("run_failed", {"error": f"{type(exc).__name__}: {exc}"})
+            raise
+        finally:
+            if self._own_executor:
+                self.executor.close()
+        self.store.update_run(self.run_id, status="finished", finished=time.time(),
+                              time_used=self.time_used(), phase="done")
+        self.emit("run_finished", summary)
+        return summary
+
+    def _run_phases(self) -> dict[str, Any]:
+        baseline = self._step("baseline", "baseline", self._baseline, final=True)
+        self.store.update_run(self.run_id, baseline_score=baseline["score"])
+        solutions: list[Scored] = []
+        ensembles: list[Scored] = []
+        budget_hit = False
+        try:
+            cards = self._step("retrieve", "retrieve", self._retrieve)
+            candidates = [Scored.from_dict(c) for c in self._step("init", "init",
+                                                                  lambda: self._initial(cards))]
+            solutions = self._tracks(candidates)
+            ensembles = self._ensemble(solutions)
+        except BudgetExhausted as exc:
+            budget_hit = True
+            self.emit("budget_exhausted", {"at_step": str(exc)})
+        if not solutions:  # the budget ran out before the tracks: use what was scored so far
+            solutions = self._best_so_far()
+        return self._step("final", "final", lambda: self._final(solutions, ensembles, baseline, budget_hit),
+                          final=True)
+
+    def _baseline(self) -> dict[str, Any]:
+        (res,) = self._run_scripts([(baseline_script(self.ctx), "baseline", None, "trivial baseline")],
+                                   debug=False)
+        return res.to_dict()
+
+    def _retrieve(self) -> list[dict[str, Any]]:
+        cards = self.brain.retrieve_models(self.ctx, self.config.num_models)
+        out = []
+        for rank, card in enumerate(cards):
+            cid = self.store.add_model_card(self.run_id, rank, card)
+            self.emit("model_card", {"id": cid, "name": card.name, "source": card.source})
+            out.append({"name": card.name, "why": card.why, "example_code": card.example_code,
+                        "source": card.source, "family": card.family})
+        return out
+
+    def _initial(self, cards: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        from .model import ModelCard
+
+        specs = [(self.brain.write_initial_solution(self.ctx, ModelCard(**c)), "initial", None, c["name"])
+                 for c in cards]
+        scored = self._run_scripts(specs)
+        for s in scored:
+            self.emit("candidate_scored", {"label": s.label, "script_id": s.script_id, "score": s.score})
+        self._update_best([s.score for s in scored])
+        return [s.to_dict() for s in scored]
+
+    def _tracks(self, candidates: list[Scored]) -> list[Scored]:
+        ok = sorted([c for c in candidates if c.score is not None],
+                    key=lambda c: c.score if self.hib else -c.score, reverse=True)  # type: ignore[operator]
+        if not ok:
+            raise RuntimeError("no initial candidate ran successfully; see the executions for errors")
+        n_tracks = max(1, min(self.config.num_solutions, len(ok)))
+        if n_tracks == 1:
+            return [self._track(0, ok)]
+        # Tracks run concurrently: while one waits on a script, another's script uses the other core.
+        with ThreadPoolExecutor(max_workers=n_tracks, thread_name_prefix="track") as pool:
+            futures = [pool.submit(self._track, t, ok[t:] + ok[:t]) for t in range(n_tracks)]
+            results: list[Scored] = []
+            errors: list[BaseException] = []
+            for f in futures:
+                try:
+                    results.append(f.result())
+                except BaseException as exc:  # collect: one track's budget stop must not lose the other
+                    errors.append(exc)
+        for exc in errors:
+            if isinstance(exc, StopRequested):
+                raise exc
+        if errors and not results:
+            raise errors[0]
+        if any(isinstance(e, BudgetExhausted) for e in errors):
+            self._partial_tracks = results
+        return results
+
+    def _track(self, t: int, order: list[Scored]) -> Scored:
+        """One solution track: merge, checks, then T outer refinement steps."""
+        current = Scored.from_dict(self._step(f"t{t}/merge", "merge", lambda: self._merge(t, order)))
+        current = Scored.from_dict(self._step(f"t{t}/checks", "check", lambda: self._checks(t, current)))
+        self._track_best[t] = current
+        refined: list[str] = []
+        best = current
+        try:
+            for outer in range(self.config.outer_steps):
+                abl = self._step(f"t{t}/o{outer}/ablation", "ablate",
+                                 partial(self._ablation, t, outer, current))
+                choice = self._step(f"t{t}/o{outer}/extract", "refine",
+                                    partial(self._extract, t, outer, current, abl, list(refined)))
+                block = choice["block"]
+                refined.append(block)
+                best = current
+                best_attempt: int | None = None
+                history: list[AttemptSummary] = []
+                for inner in range(self.config.inner_steps):
+                    res = self._step(f"t{t}/o{outer}/i{inner}", "refine",
+                                     partial(self._attempt, t, outer, inner, current, block, choice["plan"],
+                                             list(history)))
+                    history.append(AttemptSummary(res["plan"], res["score"], current.score, res["ok"]))
+                    if res["ok"] and is_better(res["score"], best.score, self.hib):
+                        best = Scored(res["script_id"], res["score"], res["wall_time"], f"track {t + 1}")
+                        best_attempt = res["attempt_id"]
+                self.store.mark_kept_attempt(self.run_id, t, outer, best_attempt)
+                self.emit("block_refined", {"track": t, "outer": outer, "block": block,
+                                            "from": current.score, "to": best.score,
+                                            "kept_attempt": best_attempt})
+                current = best
+                self._track_best[t] = current
+                self._update_best([current.score])
+        except BudgetExhausted:
+            return best  # the best attempt of the interrupted inner loop is not lost
+        return current
+
+    def _merge(self, t: int, order: list[Scored]) -> dict[str, Any]:
+        base = order[0]
+        for ref in order[1:]:
+            self._check_control()
+            merged = self.brain.merge(self.ctx, self._code(base.script_id), self._code(ref.script_id))
+            (res,) = self._run_scripts([(merged, "merge", base.script_id,
+                                         f"track {t + 1}: {base.label} + {ref.label}")])
+            improved = is_better(res.score, base.score, self.hib)
+            self.emit("merge", {"track": t, "base": base.label, "reference": ref.label,
+                                "score": res.score, "base_score": base.score, "kept": improved})
+            if not improved:
+                break  # MLE-STAR merges while the score improves
+            base = Scored(res.script_id, res.score, res.wall_time, f"{base.label} + {ref.label}")
+        self._update_best([base.score])
+        return base.to_dict()
+
+    def _checks(self, t: int, current: Scored) -> dict[str, Any]:
+        code = self._code(current.script_id)
+        if self.config.use_data_usage_checker:
+            check = self.brain.check_data_usage(self.ctx, code)
+            self.emit("check", {"track": t, "check": "data_usage", "changed": check.changed,
+                                "findings": check.findings})
+            if check.changed:
+                (res,) = self._run_scripts([(check.code, "data_usage", current.script_id,
+                                             f"track {t + 1}: data-usage fix")])
+                # Using all the data is only kept when it runs and does not hurt the score.
+                if res.score is not None and not is_better(current.score, res.score, self.hib):
+                    current, code = res, check.code
+        if self.config.use_leakage_checker:
+            check = self.brain.check_leakage(self.ctx, code)
+            self.emit("check", {"track": t, "check": "leakage", "changed": check.changed,
+                                "findings": check.findings})
+            if check.changed:
+                (res,) = self._run_scripts([(check.code, "leakage", current.script_id,
+                                             f"track {t + 1}: leakage fix")])
+                if res.score is not None:  # a leak fix is kept even when the score drops: it was fake
+                    current = res
+        return current.to_dict()
+
+    def _ablation(self, t: int, outer: int, current: Scored) -> dict[str, Any]:
+        code = self._code(current.script_id)
+        variants = self.brain.write_ablation(self.ctx, code)
+        specs = [(v.code, "ablation", current.script_id, f"track {t + 1} step {outer + 1}: {v.description}")
+                 for v in variants]
+        scored = self._run_scripts(specs, debug=False)
+        results = []
+        for v, s in zip(variants, scored, strict=True):
+            r = AblationResult(v.block, v.description, s.score, current.score,
+                               improvement(current.score, s.score, self.hib))
+            aid = self.store.add_ablation(self.run_id, t, outer, r, s.script_id)
+            self.emit("ablation_result", {"id": aid, "track": t, "outer": outer, "block": v.block,
+                                          "score": s.score, "delta": r.delta})
+            results.append(r)
+        summary = self.brain.summarize_ablation(self.ctx, results)
+        self.emit("ablation_summary", {"track": t, "outer": outer, "summary": summary})
+        return {"results": [r.__dict__ for r in results], "summary": summary}
+
+    def _extract(self, t: int, outer: int, current: Scored, abl: dict[str, Any],
+                 refined: list[str]) -> dict[str, Any]:
+        results = [AblationResult(**r) for r in abl["results"]]
+        choice = self.brain.extract_block(self.ctx, self._code(current.script_id), results,
+                                          abl["summary"], list(refined))
+        self.emit("block_chosen", {"track": t, "outer": outer, "block": choice.block, "plan": choice.plan,
+                                   "reason": choice.reason})
+        return {"block": choice.block, "plan": choice.plan, "reason": choice.reason}
+
+    def _attempt(self, t: int, outer: int, inner: int, current: Scored, block: str, first_plan: str,
+                 history: list[AttemptSummary]) -> dict[str, Any]:
+        code = self._code(current.script_id)
+        plan = first_plan if inner == 0 else self.brain.plan_refinement(self.ctx, code, block, history)
+        decision, edited_code = "auto", None
+        rejections: list[AttemptSummary] = []
+        while self.config.require_approval:
+            d = self._await_decision(f"t{t}/o{outer}/i{inner}/r{len(rejections)}", block, plan,
+                                     get_block(code, block))
+            if d["status"] != "rejected":
+                decision = d["status"]
+                if decision == "edited":
+                    plan = d["edited_plan"] or plan
+                    edited_code = d["edited_code"] or None
+                break
+            self.store.add_attempt(self.run_id, track=t, outer_step=outer, inner_step=inner, block=block,
+                                   plan=plan, decision="rejected", status="rejected",
+                                   parent_script_id=current.script_id, baseline=current.score)
+            self.emit("attempt_rejected", {"track": t, "outer": outer, "inner": inner, "plan": plan})
+            rejections.append(AttemptSummary(plan, None, current.score, False))
+            if len(rejections) >= 5:
+                raise StopRequested()  # five rejected plans in a row: the human wants to steer by hand
+            plan = self.brain.plan_refinement(self.ctx, code, block, history + rejections)
+        try:
+            body = edited_code if edited_code is not None else \
+                self.brain.implement_refinement(self.ctx, code, block, plan)
+            new_code = replace_block(code, block, body)
+        except (ValueError, ScriptError) as exc:
+            aid = self.store.add_attempt(self.run_id, track=t, outer_step=outer, inner_step=inner,
+                                         block=block, plan=plan, decision=decision, status="failed",
+                                         parent_script_id=current.script_id, baseline=current.score)
+            self.emit("attempt_scored", {"id": aid, "track": t, "outer": outer, "inner": inner,
+                                         "score": None, "error": str(exc)})
+            return {"attempt_id": aid, "script_id": current.script_id, "score": None, "plan": plan,
+                    "ok": False, "wall_time": 0.0, "decision": decision}
+        (res,) = self._run_scripts([(new_code, "refine", current.script_id,
+                                     f"track {t + 1} step {outer + 1}.{inner + 1}: {block}")])
+        status = "ok" if res.score is not None else "failed"
+        aid = self.store.add_attempt(self.run_id, track=t, outer_step=outer, inner_step=inner, block=block,
+                                     plan=plan, decision=decision, status=status, script_id=res.script_id,
+                                     parent_script_id=current.script_id, score=res.score,
+                                     baseline=current.score)
+        self.emit("attempt_scored", {"id": aid, "track": t, "outer": outer, "inner": inner, "block": block,
+                                     "score": res.score, "baseline": current.score, "decision": decision})
+        self._update_best([res.score])
+        return {"attempt_id": aid, "script_id": res.script_id, "score": res.score, "plan": plan,
+                "ok": res.score is not None, "wall_time": res.wall_time, "decision": decision}
+
+    def _await_decision(self, key: str, block: str, plan: str, block_code: str) -> dict[str, Any]:
+        did = self.store.request_decision(self.run_id, key, block, plan, block_code)
+        self.store.update_run(self.run_id, status="waiting")
+        while True:
+            self._check_control()
+            d = self.store.get_decision(did)
+            if d is not None and d["status"] != "pending":
+                self.store.update_run(self.run_id, status="running")
+                return d
+            time.sleep(0.3)
+
+    def _ensemble(self, solutions: list[Scored]) -> list[Scored]:
+        distinct = {s.script_id: s for s in solutions if s.score is not None}
+        if len(distinct) < 2 or self.config.ensemble_rounds < 1:
+            return []
+        sols = [SolutionSummary(f"solution {i + 1}", self._code(s.script_id), s.score)
+                for i, s in enumerate(distinct.values())]
+        history: list[EnsembleAttempt] = []
+        out: list[Scored] = []
+        try:
+            for r in range(self.config.ensemble_rounds):
+                res = self._step(f"ens/r{r}", "ensemble", partial(self._ensemble_round, r, sols, list(history)))
+                history.append(EnsembleAttempt(res["plan"], res["score"]))
+                out.append(Scored(res["script_id"], res["score"], res["wall_time"], f"ensemble {r + 1}"))
+        except BudgetExhausted:
+            pass
+        return out
+
+    def _ensemble_round(self, r: int, sols: list[SolutionSummary], history: list[EnsembleAttempt]
+                        ) -> dict[str, Any]:
+        plan = self.brain.plan_ensemble(self.ctx, sols, history)
+        code = self.brain.implement_ensemble(self.ctx, sols, plan)
+        (res,) = self._run_scripts([(code, "ensemble", None, f"ensemble round {r + 1}")])
+        rid = self.store.add_ensemble_round(self.run_id, r, plan, res.script_id, res.score)
+        self.emit("ensemble_round", {"id": rid, "round": r, "plan": plan, "score": res.score,
+                                     "script_id": res.script_id})
+        self._update_best([res.score])
+        return {**res.to_dict(), "plan": plan}
+
+    def _best_so_far(self) -> list[Scored]:
+        """Every scored solution-like script so far (used when the budget ends early)."""
+        tracked = self._partial_tracks + list(self._track_best.values())
+        if tracked:
+            return tracked
+        rows = [r for r in self.store.table("executions", self.run_id)
+                if r["score"] is not None and r["purpose"] == "search"]
+        scripts = {s["id"]: s for s in self.store.table("scripts", self.run_id)}
+        rows = [r for r in rows if scripts[r["script_id"]]["role"] in ("initial", "merge", "debug",
+                                                                       "data_usage", "leakage")]
+        return [Scored(r["script_id"], r["score"], r["wall_time"] or 0.0, scripts[r["script_id"]]["label"])
+                for r in rows]
+
+    def _update_best(self, scores: list[float | None]) -> None:
+        with self._lock:
+            run = self.store.get_run(self.run_id) or {}
+            best = run.get("best_score")
+            i = best_index(list(scores) + [best], self.hib)
+            if i is not None and i < len(scores):
+                self.store.update_run(self.run_id, best_score=scores[i])
+                self.emit("best_score", {"score": scores[i], "time": self.time_used()})
+
+    def _final(self, solutions: list[Scored], ensembles: list[Scored], baseline: dict[str, Any],
+               budget_hit: bool) -> dict[str, Any]:
+        pool = [s for s in solutions + ensembles if s.score is not None]
+        if not pool:
+            raise RuntimeError("no solution produced a validation score; see the executions for errors")
+        # Ensembles run all their members: skip them if the time left cannot fit their final runs.
+        order = sorted(pool, key=lambda s: s.score if self.hib else -s.score, reverse=True)  # type: ignore[operator]
+        data = self._data()
+        for choice in order:
+            outcome = self._final_runs(choice, data)
+            if outcome is not None:
+                break
+        else:
+            raise RuntimeError("the final solution could not write a submission; see the executions")
+        summary = {
+            "final_script_id": choice.script_id, "final_label": choice.label,
+            "validation_score": choice.score, "holdout_score": outcome["holdout_score"],
+            "baseline_score": baseline["score"], "submission": outcome["submission"],
+            "solution": outcome["solution"], "budget_exhausted": budget_hit,
+            "metric": self.task.metric, "higher_is_better": self.hib,
+        }
+        self.store.update_run(self.run_id, holdout_score=outcome["holdout_score"],
+                              best_score=choice.score)
+        report = write_report(self.store, self.run_id, summary, self.out_dir)
+        summary["report"] = str(report)
+        self.emit("final", summary)
+        return summary
+
+    def _final_runs(self, choice: Scored, data: RunData) -> dict[str, Any] | None:
+        code = self._code(choice.script_id)
+        jobs: list[tuple[str, Job]] = []
+        if data.holdout_dir is not None:
+            jobs.append(("holdout", self._job(choice.script_id, code, "holdout", data.holdout_dir,
+                                              submit=True, timeout=self.config.script_timeout)))
+        if self.task.test_file:
+            jobs.append(("full", self._job(choice.script_id, code, "full", data.full_dir, submit=True,
+                                           timeout=self.config.script_timeout)))
+        results = dict(zip([p for p, _ in jobs], self._run_many([j for _, j in jobs]), strict=True))
+        for (purpose, job) in jobs:
+            self._record_execution(choice.script_id, job, results[purpose], purpose)
+        holdout_score = None
+        if "holdout" in results and results["holdout"].exit_code == 0:
+            sub_path = dict(jobs)["holdout"].workdir / "submission.csv"
+            try:
+                sub = grading.read_submission(self.task, sub_path)
+                answers = pd.read_csv(data.holdout_answers)
+                holdout_score = grading.score_submission(self.task, sub, answers)
+            except Exception as exc:  # a malformed hold-out submission is reported, not fatal
+                self.emit("log", {"message": f"hold-out scoring failed: {exc}"})
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        submission = None
+        if "full" in results:
+            full = results["full"]
+            sub_path = dict(jobs)["full"].workdir / "submission.csv"
+            if full.exit_code != 0 or not sub_path.exists():
+                self.emit("log", {"message": f"final run of {choice.label} failed; trying the next best"})
+                return None
+            shutil.copyfile(sub_path, self.out_dir / "submission.csv")
+            submission = str(self.out_dir / "submission.csv")
+        (self.out_dir / "solution.py").write_text(code)
+        return {"holdout_score": holdout_score, "submission": submission,
+                "solution": str(self.out_dir / "solution.py")}
+
+
+def create_run(store: Store, task: Task, config: RunConfig, *, name: str | None = None,
+               out_dir: Path | None = None) -> str:
+    """Register a new run in the store (it starts when a Pipeline runs it)."""
+    return store.create_run(name or task.name, task, config, config.brain, task_dir=str(task.data_dir),
+                            out_dir=str(out_dir) if out_dir else "")

@@ -1,0 +1,100 @@
+"""Block-structured scripts: find the fenced blocks, replace one, diff two versions.
+
+A block is fenced by comment lines ``# [block: NAME]`` and ``# [end block: NAME]``; the
+text between the fences (exclusive) is the block body. Ablation swaps one body, refinement
+rewrites one body, and nothing else in the script changes.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+
+_START = re.compile(r"^[ \t]*# \[block: (?P<name>[A-Za-z0-9_\-]+)\][ \t]*$", re.M)
+_END = "# [end block: {name}]"
+
+SCORE_LINE = re.compile(
+    r"^Final Validation Performance:\s*(?P<score>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf|-inf)\s*$",
+    re.M | re.I,
+)
+
+
+class ScriptError(ValueError):
+    """A script whose block structure is broken (missing or unbalanced fences)."""
+
+
+@dataclass(frozen=True)
+class Block:
+    name: str
+    body: str
+    start: int  # offset of the body's first character
+    end: int  # offset just past the body's last character
+
+
+def blocks(code: str) -> list[Block]:
+    """All top-level blocks in order. Raises ScriptError on an unclosed or duplicated fence."""
+    found: list[Block] = []
+    seen: set[str] = set()
+    pos = 0
+    while (m := _START.search(code, pos)) is not None:
+        name = m.group("name")
+        if name in seen:
+            raise ScriptError(f"block {name!r} appears twice")
+        seen.add(name)
+        body_start = m.end() + 1 if m.end() < len(code) and code[m.end()] == "\n" else m.end()
+        end_re = re.compile(r"^[ \t]*" + re.escape(_END.format(name=name)) + r"[ \t]*$", re.M)
+        e = end_re.search(code, body_start)
+        if e is None:
+            raise ScriptError(f"block {name!r} has no '# [end block: {name}]' fence")
+        found.append(Block(name, code[body_start : e.start()], body_start, e.start()))
+        pos = e.end()
+    return found
+
+
+def block_names(code: str) -> list[str]:
+    return [b.name for b in blocks(code)]
+
+
+def get_block(code: str, name: str) -> str:
+    for b in blocks(code):
+        if b.name == name:
+            return b.body
+    raise ScriptError(f"script has no block {name!r} (blocks: {', '.join(block_names(code)) or 'none'})")
+
+
+def replace_block(code: str, name: str, new_body: str) -> str:
+    """Return code with block `name`'s body replaced; every other character is kept."""
+    for b in blocks(code):
+        if b.name == name:
+            body = new_body if new_body.endswith("\n") or not new_body else new_body + "\n"
+            return code[: b.start] + body + code[b.end :]
+    raise ScriptError(f"script has no block {name!r} (blocks: {', '.join(block_names(code)) or 'none'})")
+
+
+def fence(name: str, body: str) -> str:
+    """Wrap a body in its fences (used by the brains that write scripts)."""
+    body = body if body.endswith("\n") else body + "\n"
+    return f"# [block: {name}]\n{body}{_END.format(name=name)}\n"
+
+
+def parse_score(stdout: str) -> float | None:
+    """The last `Final Validation Performance: <float>` in stdout, or None if absent/not finite."""
+    matches = SCORE_LINE.findall(stdout or "")
+    if not matches:
+        return None
+    try:
+        value = float(matches[-1])
+    except ValueError:
+        return None
+    if value != value or value in (float("inf"), float("-inf")):
+        return None
+    return value
+
+
+def unified_diff(old: str, new: str, old_label: str = "before", new_label: str = "after") -> str:
+    return "".join(
+        difflib.unified_diff(
+            old.splitlines(keepends=True), new.splitlines(keepends=True), old_label, new_label
+        )
+    )

@@ -1,0 +1,100 @@
+"""RunManager: runs live in background threads owned by the process, not by a browser tab.
+
+Pages (or the CLI) call `start`, `pause`, `unpause`, `stop`; they never touch a thread.
+Controls go through the store, so a decision written by any tab or process is seen by the
+run's thread at its next step boundary.
+"""
+
+from __future__ import annotations
+
+import threading
+import traceback
+from pathlib import Path
+
+from .config import RunConfig
+from .model import Task
+from .pipeline import Pipeline, create_run
+from .store import Store
+
+ACTIVE_STATUSES = ("created", "running", "waiting", "paused")
+
+
+class RunManager:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._threads: dict[str, threading.Thread] = {}
+        self._pipelines: dict[str, Pipeline] = {}
+        self._lock = threading.Lock()
+
+    def start(self, task: Task, config: RunConfig, *, name: str | None = None,
+              out_dir: Path | None = None) -> str:
+        run_id = create_run(self.store, task, config, name=name, out_dir=out_dir)
+        self._launch(run_id)
+        return run_id
+
+    def resume(self, run_id: str) -> None:
+        """Continue a run from its last completed step (after a stop, a crash or a restart)."""
+        run = self.store.get_run(run_id)
+        if run is None:
+            raise ValueError(f"no run {run_id!r}")
+        if run["status"] == "finished" or self.is_alive(run_id):
+            return
+        self.store.update_run(run_id, control="run")
+        self._launch(run_id)
+
+    def resume_interrupted(self) -> list[str]:
+        """Runs the store says are active but no thread of this process owns (the app restarted)."""
+        resumed = []
+        for run in self.store.list_runs():
+            if run["status"] in ACTIVE_STATUSES and run["control"] != "stop" and not self.is_alive(run["id"]):
+                self._launch(run["id"])
+                resumed.append(run["id"])
+        return resumed
+
+    def pause(self, run_id: str) -> None:
+        self.store.set_control(run_id, "pause")
+
+    def unpause(self, run_id: str) -> None:
+        self.store.set_control(run_id, "run")
+
+    def stop(self, run_id: str) -> None:
+        self.store.set_control(run_id, "stop")
+        with self._lock:
+            pipeline = self._pipelines.get(run_id)
+        if pipeline is not None:
+            pipeline.executor.cancel_all()  # scripts in flight die now, not at their timeout
+        if not self.is_alive(run_id):
+            run = self.store.get_run(run_id)
+            if run is not None and run["status"] in ACTIVE_STATUSES:
+                self.store.update_run(run_id, status="stopped")
+
+    def is_alive(self, run_id: str) -> bool:
+        with self._lock:
+            thread = self._threads.get(run_id)
+        return thread is not None and thread.is_alive()
+
+    def join(self, run_id: str, timeout: float | None = None) -> None:
+        with self._lock:
+            thread = self._threads.get(run_id)
+        if thread is not None:
+            thread.join(timeout)
+
+    def _launch(self, run_id: str) -> None:
+        with self._lock:
+            if run_id in self._threads and self._threads[run_id].is_alive():
+                return
+            pipeline = Pipeline(self.store, run_id)
+            thread = threading.Thread(target=self._work, args=(run_id, pipeline), daemon=True,
+                                      name=f"run-{run_id}")
+            self._threads[run_id] = thread
+            self._pipelines[run_id] = pipeline
+        thread.start()
+
+    def _work(self, run_id: str, pipeline: Pipeline) -> None:
+        try:
+            pipeline.run()
+        except Exception:  # the pipeline already marked the run failed; keep the trace for the log
+            self.store.emit(run_id, "log", {"message": traceback.format_exc(limit=5)})
+        finally:
+            with self._lock:
+                self._pipelines.pop(run_id, None)

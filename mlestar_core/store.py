@@ -1,0 +1,365 @@
+"""The run store: one SQLite database (WAL) plus an artifacts folder per run.
+
+Every row is committed before the event that announces it, so whatever the UI shows is
+already on disk. WAL mode lets the app's pages read while a run's thread writes. Steps are
+memoised by a key (`Store.step_result`): a resumed run replays completed steps from their
+stored results and only redoes the step that was in flight.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from . import script as script_mod
+
+# Named, ordered migrations, applied in a transaction and recorded in `migrations`.
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "001_initial",
+        """
+        CREATE TABLE runs (
+            id TEXT PRIMARY KEY, name TEXT NOT NULL, task_json TEXT NOT NULL,
+            config_json TEXT NOT NULL, brain TEXT NOT NULL, status TEXT NOT NULL,
+            control TEXT NOT NULL DEFAULT 'run', phase TEXT, best_score REAL,
+            holdout_score REAL, baseline_score REAL, error TEXT, task_dir TEXT, out_dir TEXT,
+            time_used REAL NOT NULL DEFAULT 0, created REAL NOT NULL, updated REAL NOT NULL,
+            finished REAL
+        );
+        CREATE TABLE steps (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, key TEXT NOT NULL,
+            phase TEXT NOT NULL, status TEXT NOT NULL, result_json TEXT, error TEXT,
+            started REAL NOT NULL, ended REAL, UNIQUE(run_id, key)
+        );
+        CREATE TABLE model_cards (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, rank INTEGER NOT NULL,
+            name TEXT NOT NULL, why TEXT, example_code TEXT, source TEXT, family TEXT
+        );
+        CREATE TABLE scripts (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, step_key TEXT,
+            parent_id INTEGER, role TEXT NOT NULL, label TEXT, code TEXT NOT NULL,
+            blocks_json TEXT, created REAL NOT NULL
+        );
+        CREATE TABLE executions (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, script_id INTEGER NOT NULL,
+            purpose TEXT, exit_code INTEGER, stdout TEXT, stderr TEXT, score REAL,
+            wall_time REAL, peak_memory_mb REAL, timed_out INTEGER, memory_exceeded INTEGER,
+            killed_reason TEXT, workdir TEXT, created REAL NOT NULL
+        );
+        CREATE TABLE ablations (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, track INTEGER NOT NULL,
+            outer_step INTEGER NOT NULL, block TEXT NOT NULL, description TEXT,
+            script_id INTEGER, score REAL, baseline REAL, delta REAL
+        );
+        CREATE TABLE attempts (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, track INTEGER NOT NULL,
+            outer_step INTEGER NOT NULL, inner_step INTEGER NOT NULL, block TEXT NOT NULL,
+            plan TEXT, decision TEXT NOT NULL, status TEXT NOT NULL, script_id INTEGER,
+            parent_script_id INTEGER, score REAL, baseline REAL, kept INTEGER NOT NULL DEFAULT 0,
+            created REAL NOT NULL
+        );
+        CREATE TABLE decisions (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, key TEXT NOT NULL,
+            block TEXT, plan TEXT, block_code TEXT, status TEXT NOT NULL,
+            edited_plan TEXT, edited_code TEXT, created REAL NOT NULL, decided REAL
+        );
+        CREATE TABLE ensemble_rounds (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, round INTEGER NOT NULL,
+            plan TEXT, script_id INTEGER, score REAL
+        );
+        CREATE TABLE brain_calls (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, role TEXT NOT NULL,
+            prompt TEXT, answer TEXT, tokens_in INTEGER, tokens_out INTEGER, cost REAL,
+            latency REAL, error TEXT, created REAL NOT NULL
+        );
+        CREATE TABLE events (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, ts REAL NOT NULL,
+            kind TEXT NOT NULL, payload_json TEXT NOT NULL
+        );
+        CREATE INDEX events_run ON events(run_id, seq);
+        CREATE INDEX scripts_run ON scripts(run_id);
+        CREATE INDEX executions_run ON executions(run_id);
+        CREATE INDEX attempts_run ON attempts(run_id);
+        CREATE INDEX brain_calls_run ON brain_calls(run_id);
+        """,
+    ),
+]
+
+RUN_TABLES = ("steps", "model_cards", "scripts", "executions", "ablations", "attempts",
+              "decisions", "ensemble_rounds", "brain_calls", "events")
+
+
+def _to_jsonable(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return _to_jsonable(asdict(value))
+    if isinstance(value, dict):
+        return {str(k): _to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_to_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(_to_jsonable(value), ensure_ascii=False)
+
+
+class Store:
+    """Thread-safe access to the run database; one connection per thread."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.db_path = self.root / "mlestar.db"
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        self._migrate()
+
+    # -- connection and transactions -------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None,
+                                   check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def atomic(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; the lock keeps this process's threads from interleaving."""
+        conn = self._conn()
+        with self._write_lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        with self.atomic() as c:
+            c.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied REAL)")
+            done = {r["name"] for r in c.execute("SELECT name FROM migrations")}
+            for name, sql in MIGRATIONS:
+                if name not in done:
+                    for statement in sql.split(";"):
+                        if statement.strip():
+                            c.execute(statement)
+                    c.execute("INSERT INTO migrations VALUES (?, ?)", (name, time.time()))
+
+    def _insert(self, table: str, row: dict[str, Any]) -> int:
+        cols = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        with self.atomic() as c:
+            cur = c.execute(f"INSERT INTO {table} ({cols}) VALUES ({marks})", tuple(row.values()))
+            return int(cur.lastrowid or 0)
+
+    def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        return [dict(r) for r in self._conn().execute(sql, params).fetchall()]
+
+    def _one(self, sql: str, params: tuple[Any, ...] = ()) -> dict[str, Any] | None:
+        row = self._conn().execute(sql, params).fetchone()
+        return dict(row) if row is not None else None
+
+    # -- runs ------------------------------------------------------------------------
+    def run_dir(self, run_id: str) -> Path:
+        return self.root / "runs" / run_id
+
+    def create_run(self, name: str, task: Any, config: Any, brain: str, task_dir: str = "",
+                   out_dir: str = "") -> str:
+        run_id = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+        now = time.time()
+        self._insert("runs", {
+            "id": run_id, "name": name, "task_json": dumps(task), "config_json": dumps(config),
+            "brain": brain, "status": "created", "created": now, "updated": now,
+            "task_dir": task_dir, "out_dir": out_dir,
+        })
+        self.run_dir(run_id).mkdir(parents=True, exist_ok=True)
+        return run_id
+
+    def get_run(self, run_id: str) -> dict[str, Any] | None:
+        return self._one("SELECT * FROM runs WHERE id = ?", (run_id,))
+
+    def list_runs(self) -> list[dict[str, Any]]:
+        return self._rows("SELECT * FROM runs ORDER BY created DESC")
+
+    def update_run(self, run_id: str, **fields: Any) -> None:
+        fields["updated"] = time.time()
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        with self.atomic() as c:
+            c.execute(f"UPDATE runs SET {sets} WHERE id = ?", (*fields.values(), run_id))
+
+    def set_control(self, run_id: str, control: str) -> None:
+        """'run', 'pause' or 'stop': written by the UI/CLI, read by the run's thread."""
+        if control not in ("run", "pause", "stop"):
+            raise ValueError(f"unknown control {control!r}")
+        self.update_run(run_id, control=control)
+        self.emit(run_id, "control", {"control": control})
+
+    def delete_run(self, run_id: str) -> None:
+        with self.atomic() as c:
+            for table in RUN_TABLES:
+                c.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
+            c.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+        shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
+
+    # -- steps (memoised, for resume) ------------------------------------------------
+    def step_result(self, run_id: str, key: str) -> tuple[bool, Any]:
+        row = self._one("SELECT status, result_json FROM steps WHERE run_id = ? AND key = ?",
+                        (run_id, key))
+        if row is None or row["status"] != "done":
+            return False, None
+        return True, json.loads(row["result_json"]) if row["result_json"] else None
+
+    def start_step(self, run_id: str, key: str, phase: str) -> None:
+        with self.atomic() as c:
+            c.execute(
+                "INSERT INTO steps (run_id, key, phase, status, started) VALUES (?, ?, ?, 'running', ?)"
+                " ON CONFLICT(run_id, key) DO UPDATE SET status='running', started=excluded.started,"
+                " ended=NULL, error=NULL",
+                (run_id, key, phase, time.time()),
+            )
+
+    def finish_step(self, run_id: str, key: str, result: Any, status: str = "done",
+                    error: str | None = None) -> None:
+        with self.atomic() as c:
+            c.execute("UPDATE steps SET status = ?, result_json = ?, error = ?, ended = ?"
+                      " WHERE run_id = ? AND key = ?",
+                      (status, dumps(result), error, time.time(), run_id, key))
+
+    def steps(self, run_id: str) -> list[dict[str, Any]]:
+        return self._rows("SELECT * FROM steps WHERE run_id = ? ORDER BY id", (run_id,))
+
+    # -- records -----------------------------------------------------------------------
+    def add_model_card(self, run_id: str, rank: int, card: Any) -> int:
+        d = _to_jsonable(card)
+        return self._insert("model_cards", {"run_id": run_id, "rank": rank, "name": d["name"],
+                                            "why": d.get("why"), "example_code": d.get("example_code"),
+                                            "source": d.get("source"), "family": d.get("family")})
+
+    def add_script(self, run_id: str, role: str, code: str, *, label: str = "",
+                   parent_id: int | None = None, step_key: str | None = None) -> int:
+        try:
+            names = script_mod.block_names(code)
+        except script_mod.ScriptError:
+            names = []
+        return self._insert("scripts", {
+            "run_id": run_id, "step_key": step_key, "parent_id": parent_id, "role": role,
+            "label": label, "code": code, "blocks_json": json.dumps(names), "created": time.time(),
+        })
+
+    def get_script(self, script_id: int) -> dict[str, Any] | None:
+        return self._one("SELECT * FROM scripts WHERE id = ?", (script_id,))
+
+    def add_execution(self, run_id: str, script_id: int, result: Any, purpose: str = "",
+                      workdir: str = "") -> int:
+        r = result
+        return self._insert("executions", {
+            "run_id": run_id, "script_id": script_id, "purpose": purpose, "exit_code": r.exit_code,
+            "stdout": r.stdout, "stderr": r.stderr, "score": r.score, "wall_time": r.wall_time,
+            "peak_memory_mb": r.peak_memory_mb, "timed_out": int(r.timed_out),
+            "memory_exceeded": int(r.memory_exceeded), "killed_reason": r.killed_reason,
+            "workdir": workdir, "created": time.time(),
+        })
+
+    def add_ablation(self, run_id: str, track: int, outer: int, result: Any, script_id: int | None) -> int:
+        d = _to_jsonable(result)
+        return self._insert("ablations", {
+            "run_id": run_id, "track": track, "outer_step": outer, "block": d["block"],
+            "description": d.get("description"), "script_id": script_id, "score": d.get("score"),
+            "baseline": d.get("baseline"), "delta": d.get("delta"),
+        })
+
+    def add_attempt(self, run_id: str, **row: Any) -> int:
+        row.setdefault("created", time.time())
+        return self._insert("attempts", {"run_id": run_id, **row})
+
+    def mark_kept_attempt(self, run_id: str, track: int, outer: int, attempt_id: int | None) -> None:
+        with self.atomic() as c:
+            c.execute("UPDATE attempts SET kept = 0 WHERE run_id = ? AND track = ? AND outer_step = ?",
+                      (run_id, track, outer))
+            if attempt_id is not None:
+                c.execute("UPDATE attempts SET kept = 1 WHERE id = ?", (attempt_id,))
+
+    def add_ensemble_round(self, run_id: str, rnd: int, plan: str, script_id: int | None,
+                           score: float | None) -> int:
+        return self._insert("ensemble_rounds", {"run_id": run_id, "round": rnd, "plan": plan,
+                                                "script_id": script_id, "score": score})
+
+    def add_brain_call(self, run_id: str, call: Any) -> int:
+        d = _to_jsonable(call)
+        return self._insert("brain_calls", {
+            "run_id": run_id, "role": d["role"], "prompt": d.get("prompt"), "answer": d.get("answer"),
+            "tokens_in": d.get("tokens_in", 0), "tokens_out": d.get("tokens_out", 0),
+            "cost": d.get("cost", 0.0), "latency": d.get("latency", 0.0), "error": d.get("error"),
+            "created": time.time(),
+        })
+
+    def table(self, name: str, run_id: str, order: str = "id") -> list[dict[str, Any]]:
+        if name not in RUN_TABLES:
+            raise ValueError(f"unknown table {name!r}")
+        return self._rows(f"SELECT * FROM {name} WHERE run_id = ? ORDER BY {order}", (run_id,))
+
+    def executions_of(self, script_id: int) -> list[dict[str, Any]]:
+        return self._rows("SELECT * FROM executions WHERE script_id = ? ORDER BY id", (script_id,))
+
+    # -- human decisions -----------------------------------------------------------------
+    def request_decision(self, run_id: str, key: str, block: str, plan: str, block_code: str) -> int:
+        existing = self._one("SELECT id FROM decisions WHERE run_id = ? AND key = ? AND status = 'pending'",
+                             (run_id, key))
+        if existing:
+            return int(existing["id"])
+        did = self._insert("decisions", {"run_id": run_id, "key": key, "block": block, "plan": plan,
+                                         "block_code": block_code, "status": "pending",
+                                         "created": time.time()})
+        self.emit(run_id, "approval_needed", {"decision_id": did, "key": key, "block": block, "plan": plan})
+        return did
+
+    def decide(self, decision_id: int, status: str, edited_plan: str | None = None,
+               edited_code: str | None = None) -> None:
+        if status not in ("approved", "edited", "rejected"):
+            raise ValueError(f"unknown decision {status!r}")
+        with self.atomic() as c:
+            c.execute("UPDATE decisions SET status = ?, edited_plan = ?, edited_code = ?, decided = ?"
+                      " WHERE id = ? AND status = 'pending'",
+                      (status, edited_plan, edited_code, time.time(), decision_id))
+        row = self._one("SELECT run_id FROM decisions WHERE id = ?", (decision_id,))
+        if row:
+            self.emit(row["run_id"], "decision", {"decision_id": decision_id, "status": status})
+
+    def get_decision(self, decision_id: int) -> dict[str, Any] | None:
+        return self._one("SELECT * FROM decisions WHERE id = ?", (decision_id,))
+
+    def pending_decisions(self, run_id: str | None = None) -> list[dict[str, Any]]:
+        if run_id is None:
+            return self._rows("SELECT * FROM decisions WHERE status = 'pending' ORDER BY id")
+        return self._rows("SELECT * FROM decisions WHERE run_id = ? AND status = 'pending' ORDER BY id",
+                          (run_id,))
+
+    # -- events ------------------------------------------------------------------------
+    def emit(self, run_id: str, kind: str, payload: dict[str, Any] | None = None) -> int:
+        return self._insert("events", {"run_id": run_id, "ts": time.time(), "kind": kind,
+                                       "payload_json": dumps(payload or {})})
+
+    def events_after(self, run_id: str, seq: int = 0, limit: int = 10_000) -> list[dict[str, Any]]:
+        rows = self._rows("SELECT * FROM events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+                          (run_id, seq, limit))
+        for r in rows:
+            r["payload"] = json.loads(r.pop("payload_json"))
+        return rows

@@ -170,7 +170,8 @@ def best_index(scores: list[float | None], higher_is_better: bool) -> int | None
 
 # A heading that opens the evaluation section of a Kaggle-style description.
 _EVAL_HEADING = re.compile(
-    r"^[ \t]{0,3}(?:#{1,6}[ \t]*|\*\*|__)?[ \t]*(?:evaluation|evaluation metric|metric|scoring)"
+    r"^[ \t]{0,3}(?:#{1,6}[ \t]*|\*\*|__)?[ \t]*"
+    r"(?:evaluation(?:[ \t]+(?:metrics?|criteria|criterion|method))?|metrics?|scoring)"
     r"[ \t]*(?:\*\*|__|:)?[ \t]*$",
     re.I | re.M,
 )

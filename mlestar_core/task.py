@@ -1,0 +1,830 @@
+"""Turn a task folder (MLE-bench layout) or a single CSV into a `Task`; describe it; unzip uploads.
+
+Everything a user can get wrong ends in a `TaskError` whose message says what to add or fix,
+never in a pandas traceback. Label conventions shared with grading and run-data splitting live
+here too (`label_str`, `sorted_classes`, `normalize_ids`) so every layer stringifies the same way.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import shutil
+import stat
+import warnings
+import zipfile
+from collections.abc import Iterable
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import metrics
+from .model import ColumnKind, ColumnProfile, SubmissionKind, Task, TaskError, TaskType
+
+PROFILE_ROWS = 200_000  # rows read for profiling; bigger files are only streamed for counts/labels
+MAX_CLASSES = 20  # integer targets with at most this many values default to classification
+DESCRIPTION_FILES = ("description.md", "task.txt", "description.txt")
+_SAMPLE_RE = re.compile(r"^sample[_ -]?submission.*\.csv$", re.I)
+_PLAIN_NUMBER = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)$")
+_BOOL_PAIRS = [{"true", "false"}, {"yes", "no"}, {"y", "n"}, {"t", "f"}, {"0", "1"}]
+_DATE_LIKE = re.compile(
+    r"^\s*(?:\d{4}[-/.]\d{1,2}(?:[-/.]\d{1,2})?|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}"
+    r"|\d{1,2}\s+[a-z]{3,9}\.?,?\s+\d{2,4}|[a-z]{3,9}\.?\s+\d{1,2},?\s+\d{2,4}|[a-z]{3,9}\s+\d{4})"
+    r"(?:[ t]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?\s*(?:z|[+-]\d{2}:?\d{2}|utc)?\s*$",
+    re.I,
+)
+
+
+# ----------------------------------------------------------------------------------------------
+# Shared label / id conventions
+# ----------------------------------------------------------------------------------------------
+
+
+def label_str(value: Any) -> str:
+    """A class label as a string: 1, 1.0 and "1" all become "1"; True becomes "True"."""
+    if isinstance(value, bool | np.bool_):
+        return str(bool(value))
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        return str(int(value))
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    return str(value)
+
+
+def sorted_classes(labels: Iterable[str]) -> list[str]:
+    """Labels in the order a label encoder fitted on the pandas-read column would use.
+
+    Numeric labels sort numerically ("2" before "10"), everything else as strings
+    ("False" < "True", "no" < "yes"). Index i of this list is the encoded class i.
+    """
+    unique = sorted(set(labels))
+    try:
+        return sorted(unique, key=float)
+    except ValueError:
+        return unique
+
+
+def normalize_ids(values: Iterable[Any]) -> list[str]:
+    """Ids as comparable strings: 7, 7.0 and "7" match; other strings are kept (stripped)."""
+    out: list[str] = []
+    for v in values:
+        if isinstance(v, str):
+            s = v.strip()
+            # Only plain decimal numbers are normalised: float() would also accept "0001_01"
+            # (underscores), "nan" or "1e3", which are ids in their own right.
+            if _PLAIN_NUMBER.match(s) and float(s).is_integer():
+                out.append(str(int(float(s))))
+            else:
+                out.append(s)
+        else:
+            out.append(label_str(v))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# CSV reading with friendly errors
+# ----------------------------------------------------------------------------------------------
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"  # unreachable; keeps type checkers happy
+
+
+def _check_file(path: Path, role: str, max_bytes: int) -> None:
+    if not path.is_file():
+        raise TaskError(f"{role} file {path} does not exist; check the path or add the file.")
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise TaskError(
+            f"{path.name} is {_fmt_bytes(size)}, over the {_fmt_bytes(max_bytes)} limit; "
+            "use a smaller sample of the data or raise the size limit."
+        )
+    if size == 0:
+        raise TaskError(f"{path.name} is empty (0 bytes); add a header row and data rows.")
+
+
+def read_csv(path: Path, *, nrows: int | None = None, usecols: list[str] | None = None,
+             dtype: Any = None, keep_default_na: bool = True) -> pd.DataFrame:
+    """pandas.read_csv (C engine) whose failures become TaskErrors naming the file and line."""
+    try:
+        return pd.read_csv(path, engine="c", nrows=nrows, usecols=usecols, dtype=dtype,
+                           keep_default_na=keep_default_na, low_memory=False)
+    except pd.errors.EmptyDataError:
+        raise TaskError(f"{path.name} is empty: it has no header row. Add column names and data rows.") \
+            from None
+    except pd.errors.ParserError as e:
+        msg = str(e).strip().splitlines()[-1] if str(e).strip() else "unknown parse error"
+        m = re.search(r"line (\d+)", msg)
+        where = f" at line {m.group(1)}" if m else ""
+        raise TaskError(
+            f"{path.name} is not a valid CSV{where}: {msg}. Check that row for extra commas, "
+            "a missing field or an unbalanced quote."
+        ) from None
+    except UnicodeDecodeError:
+        raise TaskError(f"{path.name} is not UTF-8 text; re-save it as a UTF-8 encoded CSV.") from None
+    except ValueError as e:  # e.g. usecols naming a column the file lacks
+        raise TaskError(f"{path.name}: {e}") from None
+
+
+def _read_for_profile(path: Path) -> tuple[pd.DataFrame, bool]:
+    """The first PROFILE_ROWS rows and whether the file may hold more."""
+    df = read_csv(path, nrows=PROFILE_ROWS)
+    if len(df.columns) == 0:
+        raise TaskError(f"{path.name} has no columns; add a header row.")
+    return df, len(df) >= PROFILE_ROWS
+
+
+def _count_rows(path: Path, first_column: str) -> int:
+    """Row count of a big CSV, streamed one column at a time to keep memory flat."""
+    total = 0
+    try:
+        for chunk in pd.read_csv(path, engine="c", usecols=[first_column], chunksize=1_000_000):
+            total += len(chunk)
+    except pd.errors.ParserError as e:
+        raise TaskError(f"{path.name} is not a valid CSV: {e}".strip()) from None
+    return total
+
+
+# ----------------------------------------------------------------------------------------------
+# Locating the files of a task
+# ----------------------------------------------------------------------------------------------
+
+
+def _is_hidden(name: str) -> bool:
+    return name.startswith(".") or name == "__MACOSX"
+
+
+def _resolve_data_dir(folder: Path) -> Path:
+    for cand in (folder, folder / "public"):
+        if cand.is_dir() and any(p.name.lower() == "train.csv" for p in cand.iterdir() if p.is_file()):
+            return cand
+    csvs = sorted(p.name for p in folder.iterdir() if p.suffix.lower() == ".csv")
+    hint = f" (CSV files found: {', '.join(csvs)}; rename the training table to train.csv)" if csvs else ""
+    raise TaskError(
+        f"no train.csv in {folder}{hint}. A task folder needs train.csv, and optionally test.csv, "
+        "sample_submission.csv and description.md (directly or in a public/ subfolder)."
+    )
+
+
+def _find_description(data_dir: Path) -> str:
+    for d in (data_dir, data_dir.parent) if data_dir.name == "public" else (data_dir,):
+        for fname in DESCRIPTION_FILES:
+            for p in d.iterdir():
+                if p.is_file() and p.name.lower() == fname:
+                    return p.read_text(encoding="utf-8", errors="replace")
+    return ""
+
+
+def _pick_sample(names: list[str]) -> str | None:
+    cands = [n for n in names if _SAMPLE_RE.match(n)]
+    if not cands:
+        return None
+    # Prefer the canonical name, then the shortest ("sample_submission.csv" over "..._v2.csv").
+    return sorted(cands, key=lambda n: (n.lower() != "sample_submission.csv", len(n), n))[0]
+
+
+def _file_ref(path: Path, data_dir: Path) -> str:
+    """A file name relative to data_dir, or an absolute path when it lives elsewhere."""
+    try:
+        return str(path.resolve().relative_to(data_dir.resolve()))
+    except ValueError:
+        return str(path.resolve())
+
+
+# ----------------------------------------------------------------------------------------------
+# Deriving target, id, type, metric, submission format
+# ----------------------------------------------------------------------------------------------
+
+
+def _similar(name: str, columns: Iterable[str]) -> str:
+    cols = list(columns)
+    lower = {c.lower(): c for c in cols}
+    close = difflib.get_close_matches(name, cols, n=5, cutoff=0.5)
+    close += [lower[m] for m in difflib.get_close_matches(name.lower(), list(lower), n=5, cutoff=0.5)]
+    close = list(dict.fromkeys(close))
+    if close:
+        return "similar columns: " + ", ".join(close)
+    return "columns: " + ", ".join(cols[:30]) + (" ..." if len(cols) > 30 else "")
+
+
+_TOKEN = r"[`'\"*“”‘’]*([A-Za-z_][\w.-]*?)[`'\"*“”‘’]*"
+_TARGET_PATTERNS = [
+    re.compile(r"target(?:\s+(?:column|variable|field|label))?\s*(?:is|:|=|will\s+be)\s*(?:the\s+)?"
+               r"(?:column\s+)?" + _TOKEN + r"(?=[\s,.;:)]|$)", re.I),
+    re.compile(_TOKEN + r"\s+(?:column\s+)?(?:is|as)\s+(?:the\s+)?target\b", re.I),
+    re.compile(r"\b(?:predict|forecast|estimate)(?:ing|s|ed)?\s+(?:the\s+|a\s+|whether\s+|which\s+|if\s+)?"
+               r"(?:value\s+of\s+(?:the\s+)?|column\s+)?" + _TOKEN + r"(?=[\s,.;:)]|$)", re.I),
+]
+_QUOTED = re.compile(r"`([^`\n]{1,80})`|\*\*([^*\n]{1,80})\*\*|\"([^\"\n]{1,80})\"|'([^'\n]{1,80})'")
+_TARGET_CUE = re.compile(r"predict|target|forecast|estimate|label", re.I)
+
+
+def _target_from_description(text: str, candidates: list[str]) -> str | None:
+    """A train column the description names as the thing to predict (first mention wins)."""
+    if not text or not candidates:
+        return None
+    exact = set(candidates)
+    lower = {c.lower(): c for c in candidates}
+
+    def match(token: str) -> str | None:
+        token = token.strip().strip(".,:;")
+        return token if token in exact else lower.get(token.lower())
+
+    found: list[tuple[int, str]] = []
+    for pattern in _TARGET_PATTERNS:
+        for m in pattern.finditer(text):
+            col = match(m.group(1))
+            if col:
+                found.append((m.start(), col))
+    if found:
+        return min(found)[1]
+    # Fallback: a quoted column name in a sentence that talks about predicting / the target.
+    for sentence in re.split(r"(?<=[.!?])\s+|\n", text):
+        if not _TARGET_CUE.search(sentence):
+            continue
+        for m in _QUOTED.finditer(sentence):
+            col = match(next(g for g in m.groups() if g))
+            if col:
+                return col
+    return None
+
+
+def _idlike_name(name: str) -> bool:
+    if name.lower() in ("id", "key", "uuid", "guid"):
+        return True
+    if re.search(r"[_\-\s](id|key|uuid)$", name, re.I):
+        return True
+    return bool(re.search(r"[a-z0-9](Id|ID)$", name))  # camelCase: PassengerId, customerID
+
+
+def _is_unique(s: pd.Series) -> bool:
+    return len(s) > 0 and not s.isna().any() and s.is_unique
+
+
+def _resolve_metric(name: str) -> str:
+    if name in metrics.METRICS:
+        return name
+    norm = " ".join(re.sub(r"[-_]", " ", name.strip().lower()).split())
+    for m in metrics.METRICS.values():
+        if norm == m.name.replace("_", " ") or norm in {" ".join(re.sub(r"[-_]", " ", a).split())
+                                                        for a in m.aliases}:
+            return m.name
+    known = ", ".join(sorted(metrics.METRICS))
+    raise TaskError(f"unknown metric {name!r}; known metrics: {known}.")
+
+
+def _is_numeric(s: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
+
+
+def _target_facts(y: pd.Series) -> tuple[bool, bool, int]:
+    """(can_regress, can_classify, n_unique) for a non-null target column."""
+    n_unique = int(y.nunique())
+    numeric = _is_numeric(y)
+    integer_valued = numeric and bool(np.all(np.mod(y.to_numpy(dtype=float), 1) == 0))
+    can_classify = not numeric or integer_valued or n_unique <= MAX_CLASSES
+    return numeric, can_classify, n_unique
+
+
+def _infer_task_type(target: str, y: pd.Series, metric: str | None, task_type: str | None,
+                     class_columns: bool) -> TaskType:
+    can_regress, can_classify, n_unique = _target_facts(y)
+    shown = ", ".join(label_str(v) for v in list(pd.unique(y))[:5])
+    if task_type is not None:
+        if task_type not in ("binary", "multiclass", "regression"):
+            raise TaskError(f"unknown task type {task_type!r}; use binary, multiclass or regression.")
+        if task_type == "regression" and not can_regress:
+            raise TaskError(f"target {target!r} is not numeric (values like {shown}); it cannot be a "
+                            "regression target. Use task_type='binary' or 'multiclass'.")
+        if task_type != "regression" and not can_classify:
+            raise TaskError(f"target {target!r} has {n_unique} distinct non-integer values; it looks "
+                            "continuous, not like class labels. Use task_type='regression'.")
+        if task_type == "binary" and n_unique != 2:
+            raise TaskError(f"task type 'binary' needs exactly 2 target values, but {target!r} has "
+                            f"{n_unique}. Use task_type='multiclass' or 'regression'.")
+        return task_type  # type: ignore[return-value]
+    if metric is not None:
+        m = metrics.get_metric(metric)
+        if m.task_types == ("regression",):
+            if not can_regress:
+                raise TaskError(f"metric {m.title} is for regression, but target {target!r} holds class "
+                                f"labels (values like {shown}). Pass a classification metric "
+                                f"(e.g. accuracy, roc_auc, log_loss, f1) or fix the target.")
+            return "regression"
+        if not can_classify:
+            raise TaskError(f"metric {m.title} is for classification, but target {target!r} has {n_unique} "
+                            "distinct continuous values. Pass a regression metric (e.g. rmse, mae) "
+                            "or fix the target.")
+        return "binary" if n_unique == 2 else "multiclass"
+    if class_columns and can_classify:
+        return "binary" if n_unique == 2 else "multiclass"
+    if not can_regress or (can_classify and n_unique <= MAX_CLASSES and _integer_or_label(y)):
+        return "binary" if n_unique == 2 else "multiclass"
+    return "regression"
+
+
+def _integer_or_label(y: pd.Series) -> bool:
+    if not _is_numeric(y):
+        return True
+    return bool(np.all(np.mod(y.to_numpy(dtype=float), 1) == 0))
+
+
+def _match_class_columns(pred_cols: list[str], classes: list[str]) -> list[str] | None:
+    """The class each probability column stands for ("class_0" -> "0"), in column order."""
+    if len(pred_cols) != len(classes):
+        return None
+    out: list[str] = []
+    for col in pred_cols:
+        hits = [c for c in classes if col == c] or [c for c in classes if col.lower() == c.lower()]
+        if not hits:
+            hits = [c for c in classes
+                    if re.search(r"(?:^|[_\-\s.:])" + re.escape(c.lower()) + r"$", col.lower())
+                    or re.search(r"^" + re.escape(c.lower()) + r"(?:[_\-\s.:]|$)", col.lower())]
+        if len(hits) > 1:  # "class_1" vs classes "1" and "_1"? prefer the longest match
+            hits = sorted(hits, key=len, reverse=True)[:1]
+        if not hits or hits[0] in out:
+            return None
+        out.append(hits[0])
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Column profiling
+# ----------------------------------------------------------------------------------------------
+
+
+def _looks_like_dates(values: pd.Series) -> bool:
+    sample = values.head(1000)
+    if len(sample) == 0 or sample.map(lambda v: bool(_DATE_LIKE.match(v))).mean() < 0.9:
+        return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        parsed = pd.to_datetime(sample, errors="coerce", format="mixed")
+    return float(parsed.notna().mean()) >= 0.9
+
+
+def _column_kind(name: str, s: pd.Series, id_column: str | None) -> ColumnKind:
+    if name == id_column:
+        return "id"
+    non_null = s.dropna()
+    n_unique = int(non_null.nunique())
+    if n_unique <= 1:
+        return "constant"
+    if pd.api.types.is_bool_dtype(s):
+        return "boolean"
+    if pd.api.types.is_datetime64_any_dtype(s):
+        return "datetime"
+    if n_unique == 2 and {label_str(v).lower() for v in non_null.unique()} in _BOOL_PAIRS:
+        return "boolean"
+    unique_per_row = n_unique == len(s) and len(s) > 1
+    if _is_numeric(s):
+        integer = pd.api.types.is_integer_dtype(s)
+        return "id" if unique_per_row and integer and _idlike_name(name) else "numeric"
+    if unique_per_row and _idlike_name(name):
+        return "id"
+    vals = non_null.astype(str)
+    if _looks_like_dates(vals):
+        return "datetime"
+    lengths = vals.str.len()
+    has_space = float(vals.str.contains(" ", regex=False).mean())
+    high_card = n_unique > 50 or n_unique >= 0.5 * len(vals)
+    if has_space >= 0.5 and float(lengths.mean()) > 25 and high_card:
+        return "text"
+    return "categorical"
+
+
+def profile_column(name: str, s: pd.Series, id_column: str | None = None) -> ColumnProfile:
+    """Kind, dtype, distinct count, missing share and an example value of one column."""
+    non_null = s.dropna()
+    example = label_str(non_null.iloc[0]) if len(non_null) else ""
+    if len(example) > 60:
+        example = example[:57] + "..."
+    return ColumnProfile(
+        name=name,
+        kind=_column_kind(name, s, id_column),
+        dtype=str(s.dtype),
+        n_unique=int(non_null.nunique()),
+        missing_fraction=round(1 - len(non_null) / len(s), 4) if len(s) else 0.0,
+        example=example,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# load_task
+# ----------------------------------------------------------------------------------------------
+
+
+def load_task(
+    path: str | Path,
+    *,
+    target: str | None = None,
+    description: str | None = None,
+    metric: str | None = None,
+    task_type: str | None = None,
+    id_column: str | None = None,
+    name: str | None = None,
+    max_bytes: int = 2_000_000_000,
+    test_path: str | Path | None = None,
+    sample_submission_path: str | Path | None = None,
+) -> Task:
+    """Read a task folder or a single CSV and derive everything a run needs.
+
+    Keyword arguments override whatever would be derived from the files and the description.
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise TaskError(f"{path} does not exist; pass a task folder (with train.csv) or a CSV file.")
+
+    # --- locate files ---
+    other_files: list[str] = []
+    if path.is_dir():
+        data_dir = _resolve_data_dir(path)
+        names = sorted(p.name for p in data_dir.iterdir() if not _is_hidden(p.name))
+        train_file = next(n for n in names if n.lower() == "train.csv")
+        test_file = next((n for n in names if n.lower() == "test.csv"), None)
+        sample_file = _pick_sample(names)
+        desc_text = _find_description(data_dir)
+        used = {train_file, test_file, sample_file}
+        other_files = [n for n in names if n not in used and n.lower() not in DESCRIPTION_FILES]
+        default_name = data_dir.parent.name if data_dir.name == "public" else data_dir.name
+    else:
+        if path.suffix.lower() == ".zip":
+            raise TaskError(f"{path.name} is a zip archive; unpack it with extract_task_zip first.")
+        data_dir = path.parent
+        train_file, test_file, sample_file = path.name, None, None
+        desc_text = ""
+        default_name = path.stem
+    if test_path is not None:
+        _check_file(Path(test_path), "test", max_bytes)
+        test_file = _file_ref(Path(test_path), data_dir)
+    if sample_submission_path is not None:
+        _check_file(Path(sample_submission_path), "sample submission", max_bytes)
+        sample_file = _file_ref(Path(sample_submission_path), data_dir)
+    if description is not None:
+        desc_text = description
+
+    # --- read ---
+    train_path = data_dir / train_file
+    _check_file(train_path, "train", max_bytes)
+    train, train_truncated = _read_for_profile(train_path)
+    if len(train) == 0:
+        raise TaskError(f"{train_file} has a header but no data rows; add training rows.")
+    test: pd.DataFrame | None = None
+    test_truncated = False
+    if test_file is not None:
+        _check_file(data_dir / test_file, "test", max_bytes)
+        test, test_truncated = _read_for_profile(data_dir / test_file)
+        if len(test) == 0:
+            raise TaskError(f"{Path(test_file).name} has a header but no rows; add test rows or remove it.")
+    sample: pd.DataFrame | None = None
+    if sample_file is not None:
+        _check_file(data_dir / sample_file, "sample submission", max_bytes)
+        sample = read_csv(data_dir / sample_file, nrows=1000)
+    train_cols = [str(c) for c in train.columns]
+    test_cols = [str(c) for c in test.columns] if test is not None else None
+    sample_cols = [str(c) for c in sample.columns] if sample is not None else None
+    pred_frame = test if test is not None else train  # where submission ids come from
+
+    # --- target ---
+    sample_id = None
+    if sample_cols and len(sample_cols) > 1 and sample_cols[0] in pred_frame.columns:
+        sample_id = sample_cols[0]
+    sample_pred = [c for c in (sample_cols or []) if c != sample_id]
+    if target is not None:
+        if target not in train_cols:
+            raise TaskError(f"target column {target!r} is not in {train_file}; "
+                            f"{_similar(target, train_cols)}.")
+    else:
+        target = _derive_target(train_cols, test_cols, sample_pred, sample_id, desc_text, train_file,
+                                sample_file)
+
+    # --- id column ---
+    if id_column is not None:
+        if id_column not in pred_frame.columns and id_column not in train.columns:
+            raise TaskError(f"id column {id_column!r} is not in the data; {_similar(id_column, train_cols)}.")
+    else:
+        id_column = _derive_id(sample_id, pred_frame, target)
+
+    # --- test must carry every feature ---
+    if test_cols is not None:
+        missing = [c for c in train_cols if c not in test_cols and c not in (target, id_column)]
+        if missing:
+            raise TaskError(
+                f"{Path(test_file or 'test.csv').name} lacks columns that {train_file} has: "
+                f"{', '.join(missing)}. Add them to the test file, or drop them from {train_file} if "
+                "they are not known at prediction time."
+            )
+
+    # --- target values (all rows, even for huge files) ---
+    y_all = read_csv(train_path, usecols=[target])[target] if train_truncated else train[target]
+    n_train_rows = len(y_all)
+    y = y_all.dropna()
+    if len(y) == 0:
+        raise TaskError(f"target column {target!r} is empty in {train_file}; fill in the target values.")
+    if y.nunique() < 2:
+        raise TaskError(f"target column {target!r} has a single value ({label_str(y.iloc[0])!r}) in "
+                        f"{train_file}; a model needs at least two different target values.")
+
+    # --- metric and task type ---
+    metric_name = _resolve_metric(metric) if metric is not None else metrics.find_metric_in_text(desc_text)
+    class_columns = len(sample_pred) > 1
+    ttype = _infer_task_type(target, y, metric_name, task_type, class_columns)
+    if metric_name is None:
+        metric_name = metrics.DEFAULT_METRIC[ttype]
+    m = metrics.get_metric(metric_name)
+    if ttype not in m.task_types:
+        kind = "regression" if m.task_types == ("regression",) else "classification"
+        raise TaskError(f"metric {m.title} is a {kind} metric but the task is {ttype}; pass a metric that "
+                        f"fits ({', '.join(k for k, v in metrics.METRICS.items() if ttype in v.task_types)}) "
+                        "or a different task_type.")
+
+    # --- classes and submission format ---
+    classes: list[str] = []
+    positive: str | None = None
+    kind: SubmissionKind
+    if ttype == "regression":
+        kind = "value"
+        if len(sample_pred) > 1:
+            raise TaskError(f"{sample_file} has several prediction columns ({', '.join(sample_pred)}) but "
+                            f"the target {target!r} is a single regression value; multi-target tasks are "
+                            "not supported. Keep one prediction column.")
+    else:
+        classes = sorted_classes(label_str(v) for v in y.unique())
+        if ttype == "binary":
+            positive = classes[-1]
+        if class_columns:
+            mapped = _match_class_columns(sample_pred, classes)
+            if mapped is None:
+                raise TaskError(f"the prediction columns of {sample_file} ({', '.join(sample_pred)}) do not "
+                                f"match the classes of {target!r} ({', '.join(classes)}); name one column "
+                                "per class, e.g. class_<label>.")
+            classes, kind = mapped, "proba_per_class"
+        elif m.needs == "proba":
+            if ttype == "binary":
+                kind = "proba_positive"
+            else:
+                kind = "label" if sample is not None else "proba_per_class"
+        else:
+            kind = "label"
+    if sample_cols is not None:
+        submission_columns = sample_cols
+    else:
+        pred_cols = classes if kind == "proba_per_class" else [target]
+        submission_columns = ([id_column] if id_column else []) + pred_cols
+
+    # --- profiles ---
+    feature_cols = [c for c in train_cols if c != target and (test_cols is None or c in test_cols)]
+    profiles = [profile_column(c, train[c], id_column) for c in feature_cols]
+
+    n_test = 0
+    if test is not None:
+        n_test = _count_rows(data_dir / test_file, str(test.columns[0])) if test_truncated else len(test)
+
+    return Task(
+        name=name or default_name,
+        description=desc_text,
+        data_dir=data_dir,
+        target=target,
+        task_type=ttype,
+        metric=metric_name,
+        higher_is_better=m.higher_is_better,
+        train_file=train_file,
+        test_file=test_file,
+        sample_submission_file=sample_file,
+        id_column=id_column,
+        submission_columns=submission_columns,
+        submission_kind=kind,
+        classes=classes,
+        positive_class=positive,
+        columns=profiles,
+        other_files=other_files,
+        n_train_rows=n_train_rows,
+        n_test_rows=n_test,
+    )
+
+
+def _derive_target(train_cols: list[str], test_cols: list[str] | None, sample_pred: list[str],
+                   sample_id: str | None, desc: str, train_file: str, sample_file: str | None) -> str:
+    def not_in_test(c: str) -> bool:
+        return test_cols is None or c not in test_cols
+
+    from_sample = [c for c in sample_pred if c in train_cols and not_in_test(c)]
+    if len(from_sample) == 1:
+        return from_sample[0]
+    if len(from_sample) > 1:
+        raise TaskError(f"{sample_file} has several target columns ({', '.join(from_sample)}); this tool "
+                        "predicts one target. Pass target=... (and a matching sample submission).")
+    candidates = [c for c in train_cols if not_in_test(c) and c != sample_id]
+    named = _target_from_description(desc, candidates)
+    if named:
+        return named
+    if test_cols is not None:
+        only_train = [c for c in train_cols if c not in test_cols and not _idlike_name(c)]
+        if len(only_train) == 1:
+            return only_train[0]
+    raise TaskError(
+        f"cannot tell which column of {train_file} to predict. Pass target=<column>, add a "
+        "sample_submission.csv whose prediction column is named like the target, or write "
+        "'The target column is `<column>`' in description.md. Columns: "
+        + ", ".join(train_cols[:30]) + (" ..." if len(train_cols) > 30 else "")
+    )
+
+
+def _derive_id(sample_id: str | None, frame: pd.DataFrame, target: str) -> str | None:
+    if sample_id is not None and sample_id != target and _is_unique(frame[sample_id]):
+        return sample_id
+    cols = [str(c) for c in frame.columns if str(c) != target]
+    # Exact "id" first, then other id-like names; each must identify rows uniquely.
+    for c in sorted((c for c in cols if _idlike_name(c)), key=lambda c: (c.lower() != "id", cols.index(c))):
+        if _is_unique(frame[c]):
+            return c
+    return None
+
+
+# ----------------------------------------------------------------------------------------------
+# describe_task
+# ----------------------------------------------------------------------------------------------
+
+
+def _names(cols: list[str], limit: int = 12) -> str:
+    return ", ".join(cols[:limit]) + (f", ... (+{len(cols) - limit})" if len(cols) > limit else "")
+
+
+_KIND_TEXT = {
+    "label": "the predicted class label per row",
+    "value": "the predicted value per row",
+    "proba_positive": "the probability of the positive class per row",
+    "proba_per_class": "one probability column per class, rows summing to 1",
+}
+
+
+def describe_task(task: Task) -> str:
+    """A short summary for humans and LLM prompts: data, features by kind, target, metric, format."""
+    m = metrics.get_metric(task.metric)
+    kind_name = {"binary": "binary classification", "multiclass": "multiclass classification",
+                 "regression": "regression"}[task.task_type]
+    lines = [f"Task: {task.name} — {kind_name}; predict `{task.target}`."]
+    data = f"Data: {Path(task.train_file).name} has {task.n_train_rows} rows"
+    if task.test_file:
+        data += f"; {Path(task.test_file).name} has {task.n_test_rows} rows"
+    if task.other_files:
+        data += f"; other files: {_names(task.other_files, 8)}"
+    lines.append(data + ".")
+    by_kind: dict[str, list[str]] = {}
+    for c in task.columns:
+        by_kind.setdefault(c.kind, []).append(c.name)
+    lines.append(f"Features ({len(task.columns)}):")
+    for k in ("numeric", "categorical", "boolean", "datetime", "text", "id", "constant"):
+        if k in by_kind:
+            lines.append(f"  - {k} ({len(by_kind[k])}): {_names(by_kind[k])}")
+    missing = [f"{c.name} {c.missing_fraction:.0%}" for c in task.columns if c.missing_fraction > 0]
+    if missing:
+        lines.append(f"Missing values: {_names(missing)}.")
+    high_card = [f"{c.name} ({c.n_unique})" for c in task.columns
+                 if c.kind == "categorical" and c.n_unique > 50]
+    if high_card:
+        lines.append(f"High-cardinality categoricals: {_names(high_card)}.")
+    lines.append("Target: " + _target_summary(task))
+    direction = "higher is better" if m.higher_is_better else "lower is better"
+    lines.append(f"Metric: {m.title} ({task.metric}; {direction}).")
+    fmt = f"Submission: columns {', '.join(task.submission_columns)} — {_KIND_TEXT[task.submission_kind]}"
+    if task.id_column:
+        fmt += f", one row per `{task.id_column}` of the test set"
+    else:
+        fmt += ", rows in test-set order"
+    lines.append(fmt + ".")
+    return "\n".join(lines)
+
+
+def _target_summary(task: Task) -> str:
+    try:
+        y = read_csv(task.data_dir / task.train_file, usecols=[task.target], nrows=PROFILE_ROWS)[task.target]
+    except (TaskError, OSError):
+        y = None
+    if task.task_type == "regression":
+        if y is None or not _is_numeric(y):
+            return "numeric."
+        d = y.describe()
+        return (f"numeric; mean {d['mean']:.4g}, std {d['std']:.4g}, min {d['min']:.4g}, "
+                f"median {d['50%']:.4g}, max {d['max']:.4g}.")
+    text = f"{len(task.classes)} classes ({_names(task.classes, 10)})"
+    if task.positive_class is not None:
+        text += f", positive class {task.positive_class!r}"
+    if y is not None and len(y.dropna()):
+        shares = y.dropna().map(label_str).value_counts(normalize=True)
+        text += "; distribution: " + ", ".join(f"{k} {v:.1%}" for k, v in shares.head(10).items())
+    return text + "."
+
+
+# ----------------------------------------------------------------------------------------------
+# extract_task_zip
+# ----------------------------------------------------------------------------------------------
+
+_MAX_RATIO = 200  # uncompressed:compressed beyond this, for a member over _RATIO_MIN_SIZE, is a bomb
+_RATIO_MIN_SIZE = 1_000_000
+
+
+def _safe_parts(name: str) -> tuple[str, ...] | None:
+    """The path components of a member, or None for entries to skip; raises on hostile names."""
+    norm = name.replace("\\", "/")
+    if norm.startswith("/") or re.match(r"^[A-Za-z]:", norm):
+        raise TaskError(f"the zip contains an absolute path ({name!r}); zip the task folder with "
+                        "relative paths.")
+    parts = tuple(p for p in PurePosixPath(norm).parts if p not in ("", "."))
+    if ".." in parts:
+        raise TaskError(f"the zip contains a path that leaves the folder ({name!r}); it was rejected.")
+    if not parts or any(_is_hidden(p) for p in parts):
+        return None
+    return parts
+
+
+def extract_task_zip(zip_path: str | Path, dest_dir: str | Path, max_total_bytes: int = 2_000_000_000,
+                     max_files: int = 10_000) -> Path:
+    """Safely unpack an uploaded task zip into dest_dir and return the folder for `load_task`.
+
+    Every member is vetted before anything is written: no absolute or `..` paths, no symlinks,
+    at most max_files files and max_total_bytes uncompressed, no extreme compression ratio.
+    `__MACOSX/` and dotfiles are skipped; a single top-level folder is stripped.
+    """
+    zip_path, dest = Path(zip_path), Path(dest_dir)
+    try:
+        zf = zipfile.ZipFile(zip_path)
+    except (zipfile.BadZipFile, OSError) as e:
+        raise TaskError(f"{zip_path.name} is not a readable zip file ({e}); upload a .zip of the "
+                        "task folder.") from None
+    with zf:
+        members: list[tuple[zipfile.ZipInfo, tuple[str, ...]]] = []
+        total = 0
+        for info in zf.infolist():
+            parts = _safe_parts(info.filename)
+            mode = (info.external_attr >> 16) & 0o170000
+            if mode == stat.S_IFLNK:
+                raise TaskError(f"the zip contains a symbolic link ({info.filename!r}); links are not "
+                                "allowed.")
+            if parts is None or info.is_dir():
+                continue
+            if info.flag_bits & 0x1:
+                raise TaskError(f"{info.filename!r} in the zip is encrypted; upload an unencrypted zip.")
+            members.append((info, parts))
+            if len(members) > max_files:
+                raise TaskError(f"the zip holds more than {max_files} files; remove files the task "
+                                "does not need.")
+            total += info.file_size
+            if total > max_total_bytes:
+                raise TaskError(f"the zip unpacks to more than {_fmt_bytes(max_total_bytes)} "
+                                f"(limit); upload less data.")
+            if info.file_size > _RATIO_MIN_SIZE and info.file_size > _MAX_RATIO * max(info.compress_size, 1):
+                ratio = info.file_size / max(info.compress_size, 1)
+                raise TaskError(f"{info.filename!r} compresses {ratio:.0f}:1, which looks like a zip bomb; "
+                                "it was rejected.")
+        if not members:
+            raise TaskError(f"{zip_path.name} contains no files.")
+        # Strip one top-level folder when every file sits inside it.
+        tops = {parts[0] for _, parts in members}
+        strip = 1 if len(tops) == 1 and all(len(parts) > 1 for _, parts in members) else 0
+
+        existed = dest.exists()
+        if existed and (not dest.is_dir() or any(dest.iterdir())):
+            raise TaskError(f"{dest} already exists and is not an empty folder; unpack into a new folder.")
+        dest.mkdir(parents=True, exist_ok=True)
+        root = dest.resolve()
+        written = 0
+        try:
+            for info, parts in members:
+                target = root.joinpath(*parts[strip:]).resolve()
+                if root not in target.parents:
+                    raise TaskError(f"the zip member {info.filename!r} would land outside the folder.")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                # Count real bytes: headers can lie about sizes.
+                with zf.open(info) as src, open(target, "wb") as out:
+                    while chunk := src.read(1 << 20):
+                        written += len(chunk)
+                        if written > max_total_bytes:
+                            raise TaskError(f"the zip unpacks to more than {_fmt_bytes(max_total_bytes)} "
+                                            "(limit); upload less data.")
+                        out.write(chunk)
+        except (zipfile.BadZipFile, OSError, EOFError) as e:
+            _cleanup(dest, existed)
+            raise TaskError(f"{zip_path.name} could not be unpacked ({e}); re-create the zip.") from None
+        except TaskError:
+            _cleanup(dest, existed)
+            raise
+    return dest
+
+
+def _cleanup(dest: Path, existed: bool) -> None:
+    """Undo a failed extraction: dest was missing or empty before, so everything in it is ours."""
+    if not existed:
+        shutil.rmtree(dest, ignore_errors=True)
+        return
+    for child in dest.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)

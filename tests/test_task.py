@@ -1,0 +1,401 @@
+"""Loading tasks: demo tasks, derivations, overrides, friendly errors and hostile zips."""
+
+from __future__ import annotations
+
+import stat
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlestar_core import task as task_mod
+from mlestar_core.model import TaskError
+from mlestar_core.task import describe_task, extract_task_zip, load_task, normalize_ids, sorted_classes
+
+
+@pytest.mark.parametrize(
+    ("name", "target", "id_col", "ttype", "metric", "kind", "classes", "positive", "columns"),
+    [
+        ("breast-cancer", "malignant", "id", "binary", "roc_auc", "proba_positive", ["0", "1"], "1",
+         ["id", "malignant"]),
+        ("diabetes-progression", "progression", "id", "regression", "rmse", "value", [], None,
+         ["id", "progression"]),
+        ("wine-cultivar", "cultivar", "id", "multiclass", "log_loss", "proba_per_class", ["0", "1", "2"],
+         None, ["id", "class_0", "class_1", "class_2"]),
+        ("customer-churn", "churned", "customer_id", "binary", "f1", "label", ["no", "yes"], "yes",
+         ["customer_id", "churned"]),
+    ],
+)
+def test_demo_tasks_load(demo_tasks_dir: Path, name: str, target: str, id_col: str, ttype: str, metric: str,
+                         kind: str, classes: list[str], positive: str | None, columns: list[str]) -> None:
+    t = load_task(demo_tasks_dir / name)
+    assert (t.name, t.target, t.id_column, t.task_type, t.metric) == (name, target, id_col, ttype, metric)
+    assert t.submission_kind == kind
+    assert t.classes == classes
+    assert t.positive_class == positive
+    assert t.submission_columns == columns
+    assert t.sample_submission_file == "sample_submission.csv"
+    assert t.higher_is_better == (metric in ("roc_auc", "f1"))
+    answers = pd.read_csv(demo_tasks_dir / "_answers" / f"{name}.csv")
+    assert t.n_test_rows == len(answers) > 0
+    assert t.n_train_rows == len(pd.read_csv(demo_tasks_dir / name / "train.csv"))
+    assert target not in [c.name for c in t.columns]
+    assert "Evaluation" in t.description
+
+
+def test_demo_tasks_are_deterministic_and_small(demo_tasks_dir: Path, tmp_path: Path) -> None:
+    from mlestar_core.demos import write_demo_tasks
+
+    folders = write_demo_tasks(tmp_path)
+    assert [f.name for f in folders] == ["breast-cancer", "diabetes-progression", "wine-cultivar",
+                                         "customer-churn"]
+    for fresh in sorted(tmp_path.rglob("*.csv")):
+        committed = demo_tasks_dir / fresh.relative_to(tmp_path)
+        assert committed.read_bytes() == fresh.read_bytes(), f"{committed} differs from the generator"
+    total = sum(p.stat().st_size for p in demo_tasks_dir.rglob("*") if p.is_file())
+    assert total < 1_500_000
+
+
+def test_demo_answers_match_test_ids(demo_tasks_dir: Path) -> None:
+    for name in ("breast-cancer", "customer-churn"):
+        t = load_task(demo_tasks_dir / name)
+        test = pd.read_csv(demo_tasks_dir / name / "test.csv")
+        answers = pd.read_csv(demo_tasks_dir / "_answers" / f"{name}.csv")
+        sample = pd.read_csv(demo_tasks_dir / name / "sample_submission.csv")
+        assert list(answers[t.id_column]) == list(test[t.id_column]) == list(sample[t.id_column])
+        train = pd.read_csv(demo_tasks_dir / name / "train.csv")
+        assert not set(train[t.id_column]) & set(test[t.id_column])
+
+
+def test_customer_churn_column_kinds(demo_tasks_dir: Path) -> None:
+    t = load_task(demo_tasks_dir / "customer-churn")
+    kinds = {c.name: c.kind for c in t.columns}
+    assert kinds == {
+        "customer_id": "id", "signup_date": "datetime", "tenure_months": "numeric", "plan": "categorical",
+        "monthly_charges": "numeric", "payment_method": "categorical", "city": "categorical",
+        "is_autopay": "boolean", "support_calls": "numeric", "ticket_note": "text",
+    }
+    prof = {c.name: c for c in t.columns}
+    assert 0.03 < prof["monthly_charges"].missing_fraction < 0.15
+    assert prof["city"].n_unique > 250
+    assert prof["plan"].n_unique == 3
+    assert prof["customer_id"].n_unique == t.n_train_rows
+    assert prof["signup_date"].example.count("-") == 2
+
+
+def test_describe_task_mentions_what_matters(demo_tasks_dir: Path) -> None:
+    text = describe_task(load_task(demo_tasks_dir / "customer-churn"))
+    for needle in ("churned", "3000 rows", "1000 rows", "binary", "F1", "higher is better",
+                   "text (1): ticket_note", "datetime (1): signup_date", "customer_id, churned",
+                   "positive class 'yes'", "monthly_charges"):
+        assert needle in text, needle
+    reg = describe_task(load_task(demo_tasks_dir / "diabetes-progression"))
+    assert "lower is better" in reg and "mean" in reg
+
+
+def _frame(n: int = 60, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"a": rng.normal(size=n), "b": rng.choice(["x", "y", "z"], n),
+                         "label": rng.choice(["cat", "dog"], n)})
+
+
+def test_single_csv_with_target(tmp_path: Path) -> None:
+    csv = tmp_path / "data.csv"
+    _frame().to_csv(csv, index=False)
+    t = load_task(csv, target="label")
+    assert (t.name, t.target, t.task_type, t.metric) == ("data", "label", "binary", "roc_auc")
+    assert t.test_file is None
+    assert t.submission_columns == ["label"] and t.submission_kind == "proba_positive"
+    assert t.positive_class == "dog"
+    assert t.data_dir == tmp_path and t.train_file == "data.csv"
+
+
+def test_single_csv_target_from_description_and_test_path(tmp_path: Path) -> None:
+    df = _frame(80)
+    df["row_id"] = range(80)
+    df.iloc[:60].to_csv(tmp_path / "train_part.csv", index=False)
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    df.iloc[60:].drop(columns="label").to_csv(other / "holdout.csv", index=False)
+    t = load_task(tmp_path / "train_part.csv", test_path=other / "holdout.csv",
+                  description="We want to predict the `label` of each pet. Evaluation: accuracy.")
+    assert (t.target, t.metric, t.id_column, t.n_test_rows) == ("label", "accuracy", "row_id", 20)
+    assert (t.data_dir / t.test_file).resolve() == (other / "holdout.csv").resolve()
+    assert t.submission_columns == ["row_id", "label"]
+
+
+def test_single_csv_without_target_says_what_to_add(tmp_path: Path) -> None:
+    csv = tmp_path / "data.csv"
+    _frame().to_csv(csv, index=False)
+    with pytest.raises(TaskError, match="target="):
+        load_task(csv)
+
+
+def test_overrides_win(demo_tasks_dir: Path) -> None:
+    t = load_task(demo_tasks_dir / "breast-cancer", metric="accuracy", name="bc")
+    assert (t.metric, t.submission_kind, t.name, t.higher_is_better) == ("accuracy", "label", "bc", True)
+    t = load_task(demo_tasks_dir / "breast-cancer",
+                  description="Evaluation: submissions are scored on log loss.")
+    assert t.metric == "log_loss" and not t.higher_is_better
+    t = load_task(demo_tasks_dir / "diabetes-progression", metric="MAE")  # aliases work for metric=
+    assert t.metric == "mae"
+    t = load_task(demo_tasks_dir / "wine-cultivar", metric="accuracy", id_column="id")
+    assert t.metric == "accuracy" and t.submission_kind == "proba_per_class"  # the sample's format stays
+
+
+def test_description_metric_beats_default_and_type_inference(make_task_dir) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(1)
+    train = pd.DataFrame({"id": range(100), "x": rng.normal(size=100), "y": rng.integers(0, 5, 100)})
+    test = train.drop(columns="y").assign(id=range(100, 200))
+    plain = load_task(make_task_dir(train, test))
+    assert (plain.target, plain.task_type, plain.metric) == ("y", "multiclass", "accuracy")
+    assert plain.classes == ["0", "1", "2", "3", "4"]
+    reg = load_task(make_task_dir(train, test, description="## Evaluation\nScored on mean absolute error."))
+    assert (reg.task_type, reg.metric, reg.submission_kind) == ("regression", "mae", "value")
+    train["y"] = rng.normal(size=100) * 100
+    assert load_task(make_task_dir(train, test)).task_type == "regression"
+
+
+def test_target_and_id_derivations(make_task_dir) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(2)
+    train = pd.DataFrame({"PassengerId": range(1, 101), "Age": rng.integers(1, 80, 100),
+                          "Survived": rng.integers(0, 2, 100)})
+    test = pd.DataFrame({"PassengerId": range(101, 151), "Age": rng.integers(1, 80, 50)})
+    t = load_task(make_task_dir(train, test))  # only train-only column -> target
+    assert (t.target, t.id_column, t.task_type) == ("Survived", "PassengerId", "binary")
+    assert t.submission_columns == ["PassengerId", "Survived"]
+    assert {c.name: c.kind for c in t.columns} == {"PassengerId": "id", "Age": "numeric"}
+    # A sample submission under another accepted name, inside public/.
+    folder = make_task_dir(None, files={"public/train.csv": train.to_csv(index=False),
+                                        "public/test.csv": test.to_csv(index=False),
+                                        "public/sampleSubmission.csv": "PassengerId,Survived\n101,0\n",
+                                        "public/extra.csv": "a\n1\n", "public/task.txt": "Predict survival.",
+                                        "private/answers.csv": "PassengerId,Survived\n101,1\n"})
+    t = load_task(folder)
+    assert t.sample_submission_file == "sampleSubmission.csv" and t.data_dir == folder / "public"
+    assert t.other_files == ["extra.csv"] and t.description == "Predict survival."
+    assert t.name == folder.name
+
+
+def test_large_files_are_counted_and_all_classes_seen(make_task_dir, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(task_mod, "PROFILE_ROWS", 50)
+    train = pd.DataFrame({"x": range(300), "y": ["a"] * 100 + ["b"] * 150 + ["c"] * 50})  # "c" after row 50
+    test = pd.DataFrame({"x": range(120)})
+    t = load_task(make_task_dir(train, test), target="y")
+    assert (t.n_train_rows, t.n_test_rows) == (300, 120)
+    assert t.classes == ["a", "b", "c"] and t.task_type == "multiclass"
+
+
+def test_numeric_classes_sort_numerically() -> None:
+    assert sorted_classes(["10", "2", "1"]) == ["1", "2", "10"]
+    assert sorted_classes(["True", "False"]) == ["False", "True"]
+    assert sorted_classes(["yes", "no"]) == ["no", "yes"]
+
+
+def test_normalize_ids_matches_numbers_but_keeps_codes() -> None:
+    assert normalize_ids([7, 7.0, "7", " 7.0 ", np.int64(7)]) == ["7"] * 5
+    # "0001_01" is a code, not the number 101 (float() would accept the underscore).
+    assert normalize_ids(["0001_01", "nan", "1e3", "C-12"]) == ["0001_01", "nan", "1e3", "C-12"]
+
+
+# --- errors -----------------------------------------------------------------------------------
+
+
+def test_missing_folder_and_missing_train(tmp_path: Path) -> None:
+    with pytest.raises(TaskError, match="does not exist"):
+        load_task(tmp_path / "nope")
+    (tmp_path / "data.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(TaskError, match=r"no train\.csv.*data\.csv"):
+        load_task(tmp_path)
+
+
+def test_broken_csv_names_file_and_line(make_task_dir) -> None:  # type: ignore[no-untyped-def]
+    folder = make_task_dir(None, files={"train.csv": "a,b,y\n1,2,0\n3,4,1\n5,6,7,8\n"})
+    with pytest.raises(TaskError, match=r"train\.csv is not a valid CSV at line 4") as err:
+        load_task(folder, target="y")
+    assert "Traceback" not in str(err.value)
+
+
+def test_empty_files(make_task_dir) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(TaskError, match=r"train\.csv is empty"):
+        load_task(make_task_dir(None, files={"train.csv": ""}))
+    with pytest.raises(TaskError, match="no data rows"):
+        load_task(make_task_dir(None, files={"train.csv": "a,y\n"}), target="y")
+
+
+def test_missing_target_suggests_similar(make_task_dir) -> None:  # type: ignore[no-untyped-def]
+    train = pd.DataFrame({"LotArea": [1, 2, 3], "SalePrice": [10.0, 20.0, 30.5]})
+    with pytest.raises(TaskError, match=r"'SalesPrice' is not in train\.csv; similar columns: SalePrice"):
+        load_task(make_task_dir(train), target="SalesPrice")
+
+
+def test_single_valued_target(make_task_dir) -> None:  # type: ignore[no-untyped-def]
+    train = pd.DataFrame({"x": [1, 2, 3], "y": [1, 1, 1]})
+    with pytest.raises(TaskError, match="single value"):
+        load_task(make_task_dir(train), target="y")
+
+
+def test_metric_type_mismatch(make_task_dir) -> None:  # type: ignore[no-untyped-def]
+    folder = make_task_dir(_frame())
+    with pytest.raises(TaskError, match="RMSE is for regression.*'label'"):
+        load_task(folder, target="label", metric="rmse")
+    with pytest.raises(TaskError, match="for classification.*continuous"):
+        load_task(folder, target="a", metric="accuracy")
+    with pytest.raises(TaskError, match="is a regression metric but the task is binary"):
+        load_task(make_task_dir(pd.DataFrame({"x": range(10), "y": [0, 1] * 5})), target="y",
+                  metric="mae", task_type="binary")
+    with pytest.raises(TaskError, match="not numeric"):
+        load_task(folder, target="label", task_type="regression")
+
+
+def test_unknown_metric_lists_known(make_task_dir) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(TaskError, match=r"unknown metric 'kappa'; known metrics: accuracy, f1"):
+        load_task(make_task_dir(_frame()), target="label", metric="kappa")
+
+
+def test_test_file_missing_features(make_task_dir) -> None:  # type: ignore[no-untyped-def]
+    train = _frame()
+    test = train.drop(columns=["label", "b"])
+    with pytest.raises(TaskError, match=r"test\.csv lacks columns that train\.csv has: b"):
+        load_task(make_task_dir(train, test), target="label")
+
+
+def test_file_over_max_bytes(demo_tasks_dir: Path) -> None:
+    with pytest.raises(TaskError, match=r"train\.csv is .*KB, over the 1\.0 KB limit"):
+        load_task(demo_tasks_dir / "wine-cultivar", max_bytes=1024)
+
+
+def test_undecidable_target(make_task_dir) -> None:  # type: ignore[no-untyped-def]
+    train = _frame().assign(count=1)  # two train-only columns and nothing saying which is the target
+    with pytest.raises(TaskError, match=r"cannot tell which column.*target=<column>"):
+        load_task(make_task_dir(train, train.drop(columns=["label", "count"])))
+    # The description settles it.
+    t = load_task(make_task_dir(train, train.drop(columns=["label"]),
+                                description="Data for pets. The target column is label."))
+    assert t.target == "label"
+
+
+def test_sample_class_columns_must_match_classes(make_task_dir) -> None:  # type: ignore[no-untyped-def]
+    train = pd.DataFrame({"id": range(30), "x": range(30), "y": ["a", "b", "c"] * 10})
+    test = pd.DataFrame({"id": range(30, 40), "x": range(10)})
+    sample = pd.DataFrame({"id": range(30, 40), "p_a": 0.3, "p_b": 0.3, "p_z": 0.4})
+    with pytest.raises(TaskError, match="do not match the classes"):
+        load_task(make_task_dir(train, test, sample), target="y")
+    sample = sample.rename(columns={"p_z": "p_c"})[["id", "p_c", "p_a", "p_b"]]
+    t = load_task(make_task_dir(train, test, sample), target="y")
+    assert (t.submission_kind, t.classes) == ("proba_per_class", ["c", "a", "b"])  # sample's column order
+
+
+# --- zips -------------------------------------------------------------------------------------
+
+
+def _nothing_escaped(tmp_path: Path) -> None:
+    assert not [p for p in tmp_path.rglob("*evil*")], "a hostile member was written"
+    assert not Path("/tmp/evil_mlestar_abs.txt").exists()
+
+
+def _zip(path: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(zipfile.ZipInfo(name), data)
+    return path
+
+
+def test_valid_zip_strips_top_folder_and_junk(tmp_path: Path, demo_tasks_dir: Path) -> None:
+    src = demo_tasks_dir / "wine-cultivar"
+    members = {f"wine/{p.name}": p.read_bytes() for p in src.iterdir()}
+    members["__MACOSX/wine/._train.csv"] = b"junk"
+    members["wine/.DS_Store"] = b"junk"
+    folder = extract_task_zip(_zip(tmp_path / "t.zip", members), tmp_path / "out")
+    assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in src.iterdir())
+    assert load_task(folder).target == "cultivar"
+
+
+@pytest.mark.parametrize(
+    ("member", "message"),
+    [("../evil.txt", "leaves the folder"), ("sub/../../evil.txt", "leaves the folder"),
+     ("/tmp/evil_mlestar_abs.txt", "absolute path"), ("C:/evil.txt", "absolute path")],
+)
+def test_hostile_paths_rejected(tmp_path: Path, member: str, message: str) -> None:
+    z = _zip(tmp_path / "bad.zip", {"train.csv": b"a,y\n1,0\n", member: b"pwned"})
+    dest = tmp_path / "inner" / "out"
+    with pytest.raises(TaskError, match=message):
+        extract_task_zip(z, dest)
+    _nothing_escaped(tmp_path)
+    assert not dest.exists()
+
+
+def test_symlink_member_rejected(tmp_path: Path) -> None:
+    z = tmp_path / "link.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("train.csv", "a,y\n1,0\n")
+        info = zipfile.ZipInfo("evil_link")
+        info.external_attr = (stat.S_IFLNK | 0o777) << 16
+        zf.writestr(info, "/etc/passwd")
+    with pytest.raises(TaskError, match="symbolic link"):
+        extract_task_zip(z, tmp_path / "out")
+    _nothing_escaped(tmp_path)
+
+
+def test_zip_bomb_rejected(tmp_path: Path) -> None:
+    z = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(z, "w", zipfile.ZIP_DEFLATED) as zf, \
+            zf.open("train.csv", "w", force_zip64=True) as f:
+        block = b"0" * (1 << 20)
+        for _ in range(50):  # 50 MB of one byte compresses about 1000:1
+            f.write(block)
+    assert z.stat().st_size < 1_000_000
+    with pytest.raises(TaskError, match="zip bomb|limit"):
+        extract_task_zip(z, tmp_path / "out", max_total_bytes=10_000_000)
+    with pytest.raises(TaskError, match="zip bomb"):
+        extract_task_zip(z, tmp_path / "out2")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out2").exists()
+
+
+def test_total_size_limit(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    z = _zip(tmp_path / "big.zip", {"train.csv": rng.bytes(200_000)})  # incompressible
+    with pytest.raises(TaskError, match="more than"):
+        extract_task_zip(z, tmp_path / "out", max_total_bytes=100_000)
+    assert not (tmp_path / "out").exists()
+
+
+def test_too_many_files(tmp_path: Path) -> None:
+    z = _zip(tmp_path / "many.zip", {f"f{i}.csv": b"a\n1\n" for i in range(10)})
+    with pytest.raises(TaskError, match="more than 5 files"):
+        extract_task_zip(z, tmp_path / "out", max_files=5)
+    assert not (tmp_path / "out").exists()
+
+
+def test_not_a_zip(tmp_path: Path) -> None:
+    bad = tmp_path / "x.zip"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(TaskError, match="not a readable zip"):
+        extract_task_zip(bad, tmp_path / "out")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["The target column is `SalePrice`.", "Your job is to predict the SalePrice of each house.",
+     "Goal: predict the value of **SalePrice** for every Id.", "SalePrice is the target.",
+     "target: SalePrice", "Forecast what sells. The label we want is \"SalePrice\" (in dollars)."],
+)
+def test_target_named_in_description(tmp_path: Path, text: str) -> None:
+    csv = tmp_path / "houses.csv"
+    houses = pd.DataFrame({"Id": range(30), "LotArea": range(30), "SalePrice": np.arange(30) * 1000.5})
+    houses.to_csv(csv, index=False)
+    t = load_task(csv, description=text)
+    assert (t.target, t.task_type, t.id_column) == ("SalePrice", "regression", "Id")
+
+
+def test_zip_into_non_empty_folder_is_refused(tmp_path: Path) -> None:
+    z = _zip(tmp_path / "t.zip", {"train.csv": b"a,y\n1,0\n"})
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "keep.txt").write_text("mine")
+    with pytest.raises(TaskError, match="not an empty folder"):
+        extract_task_zip(z, tmp_path / "busy")
+    assert [p.name for p in (tmp_path / "busy").iterdir()] == ["keep.txt"]
+    (tmp_path / "empty").mkdir()
+    assert (extract_task_zip(z, tmp_path / "empty") / "train.csv").is_file()

@@ -423,6 +423,7 @@ class Pipeline:
         return current.to_dict()
 
     def _ablation(self, t: int, outer: int, current: Scored) -> dict[str, Any]:
+        self.store.clear_partial("ablations", self.run_id, track=t, outer_step=outer)
         code = self._code(current.script_id)
         variants = self.brain.write_ablation(self.ctx, code)
         specs = [(v.code, "ablation", current.script_id, f"track {t + 1} step {outer + 1}: {v.description}")
@@ -451,6 +452,7 @@ class Pipeline:
 
     def _attempt(self, t: int, outer: int, inner: int, current: Scored, block: str, first_plan: str,
                  history: list[AttemptSummary]) -> dict[str, Any]:
+        self.store.clear_partial("attempts", self.run_id, track=t, outer_step=outer, inner_step=inner)
         code = self._code(current.script_id)
         plan = first_plan if inner == 0 else self.brain.plan_refinement(self.ctx, code, block, history)
         decision, edited_code = "auto", None
@@ -527,6 +529,7 @@ class Pipeline:
 
     def _ensemble_round(self, r: int, sols: list[SolutionSummary], history: list[EnsembleAttempt]
                         ) -> dict[str, Any]:
+        self.store.clear_partial("ensemble_rounds", self.run_id, round=r)
         plan = self.brain.plan_ensemble(self.ctx, sols, history)
         code = self.brain.implement_ensemble(self.ctx, sols, plan)
         (res,) = self._run_scripts([(code, "ensemble", None, f"ensemble round {r + 1}")])

@@ -50,6 +50,7 @@ class Task:
     other_files: list[str] = field(default_factory=list)
     n_train_rows: int = 0
     n_test_rows: int = 0
+    notes: list[str] = field(default_factory=list)  # what ingestion decided on its own, for the user
 
     def columns_of(self, *kinds: str) -> list[str]:
         return [c.name for c in self.columns if c.kind in kinds]

@@ -511,14 +511,15 @@ def load_task(
     else:
         id_column = _derive_id(sample_id, pred_frame, target)
 
-    # --- test must carry every feature ---
+    # --- columns the test file lacks are not known at prediction time: never features ---
+    notes: list[str] = []
+    train_only: list[str] = []
     if test_cols is not None:
-        missing = [c for c in train_cols if c not in test_cols and c not in (target, id_column)]
-        if missing:
-            raise TaskError(
-                f"{Path(test_file or 'test.csv').name} lacks columns that {train_file} has: "
-                f"{', '.join(missing)}. Add them to the test file, or drop them from {train_file} if "
-                "they are not known at prediction time."
+        train_only = [c for c in train_cols if c not in test_cols and c not in (target, id_column)]
+        if train_only:
+            notes.append(
+                f"{Path(test_file or 'test.csv').name} lacks {', '.join(train_only)}, which "
+                f"{train_file} has; they are not known at prediction time, so they are not used as features."
             )
 
     # --- target values (all rows, even for huge files) ---
@@ -606,6 +607,7 @@ def load_task(
         other_files=other_files,
         n_train_rows=n_train_rows,
         n_test_rows=n_test,
+        notes=notes,
     )
 
 

@@ -12,6 +12,7 @@ execution is stored before the event that announces it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import threading
@@ -99,6 +100,7 @@ class Pipeline:
         self._track_best: dict[int, Scored] = {}
         self._partial_tracks: list[Scored] = []
         self.exec_wall = 0.0
+        self.budget_hit = False
 
     # -- plumbing --------------------------------------------------------------------
     def emit(self, kind: str, payload: dict[str, Any] | None = None) -> None:
@@ -148,6 +150,11 @@ class Pipeline:
             return result
         self._check_control()
         if not final and self.time_left() < self._reserve():
+            with self._lock:
+                first = not self.budget_hit
+                self.budget_hit = True
+            if first:
+                self.emit("budget_exhausted", {"at_step": key, "time_left": self.time_left()})
             raise BudgetExhausted(key)
         self.store.start_step(self.run_id, key, phase)
         self.store.update_run(self.run_id, phase=phase)
@@ -244,8 +251,13 @@ class Pipeline:
 
     def _data(self) -> RunData:
         if self.data is None:
-            self.data = prepare_run_data(self.task, self.run_dir, self.config.holdout_fraction,
-                                         self.config.seed)
+            data = prepare_run_data(self.task, self.run_dir, self.config.holdout_fraction, self.config.seed)
+            # Scripts see the run folders' file names; a task without a test file still gets one
+            # in the hold-out folder, so the scripts look for it (and skip it when it is absent).
+            self.ctx.task = dataclasses.replace(
+                data.task_for(self.task, "search"), test_file=data.test_file or data.holdout_test_file,
+                sample_submission_file=data.sample_submission_file or data.holdout_sample_file)
+            self.data = data
         return self.data
 
     # -- the algorithm -----------------------------------------------------------------
@@ -278,19 +290,17 @@ class Pipeline:
         self.store.update_run(self.run_id, baseline_score=baseline["score"])
         solutions: list[Scored] = []
         ensembles: list[Scored] = []
-        budget_hit = False
         try:
             cards = self._step("retrieve", "retrieve", self._retrieve)
             candidates = [Scored.from_dict(c) for c in self._step("init", "init",
                                                                   lambda: self._initial(cards))]
             solutions = self._tracks(candidates)
             ensembles = self._ensemble(solutions)
-        except BudgetExhausted as exc:
-            budget_hit = True
-            self.emit("budget_exhausted", {"at_step": str(exc)})
+        except BudgetExhausted:
+            pass  # recorded in self.budget_hit; wrap up below with what was scored
         if not solutions:  # the budget ran out before the tracks: use what was scored so far
             solutions = self._best_so_far()
-        return self._step("final", "final", lambda: self._final(solutions, ensembles, baseline, budget_hit),
+        return self._step("final", "final", lambda: self._final(solutions, ensembles, baseline, self.budget_hit),
                           final=True)
 
     def _baseline(self) -> dict[str, Any]:

@@ -1,0 +1,219 @@
+"""The orchestrator end to end on demo tasks, with small knobs and real script executions."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mlestar_core.config import RunConfig
+from mlestar_core.metrics import is_better
+from mlestar_core.pipeline import Pipeline, create_run
+from mlestar_core.script import get_block
+from mlestar_core.service import RunManager
+from mlestar_core.store import Store
+from mlestar_core.task import load_task
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMOS = ROOT / "demo_tasks"
+SMALL = dict(num_models=2, outer_steps=1, inner_steps=2, num_solutions=2, ensemble_rounds=1, workers=2,
+             script_timeout=120)
+
+
+def _wait_for(predicate, timeout: float = 120, what: str = "condition"):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Store, str, dict, Path]:
+    root = tmp_path_factory.mktemp("e2e")
+    store = Store(root / "store")
+    task = load_task(DEMOS / "breast-cancer")
+    out = root / "out"
+    run_id = create_run(store, task, RunConfig(**SMALL), out_dir=out)
+    summary = Pipeline(store, run_id).run()
+    return store, run_id, summary, out
+
+
+def test_end_to_end_writes_submission_solution_and_report(finished_run) -> None:  # type: ignore[no-untyped-def]
+    store, run_id, summary, out = finished_run
+    assert store.get_run(run_id)["status"] == "finished"
+    sub = pd.read_csv(out / "submission.csv")
+    sample = pd.read_csv(DEMOS / "breast-cancer" / "sample_submission.csv")
+    assert list(sub.columns) == list(sample.columns)
+    assert sub.iloc[:, 0].tolist() == sample.iloc[:, 0].tolist()  # rows in the sample's order
+    assert sub.iloc[:, 1].between(0, 1).all()  # ROC-AUC wants probabilities
+    assert "Final Validation Performance" in (out / "solution.py").read_text()
+    report = (out / "report.md").read_text()
+    assert "trivial baseline" in report and "locked hold-out" in report
+    # the trivial baseline is far worse than the final solution, and the hold-out was scored
+    assert is_better(summary["validation_score"], summary["baseline_score"], True)
+    assert summary["holdout_score"] is not None and summary["holdout_score"] > 0.9
+
+
+def test_every_phase_is_in_the_store(finished_run) -> None:  # type: ignore[no-untyped-def]
+    store, run_id, summary, _ = finished_run
+    roles = [s["role"] for s in store.table("scripts", run_id)]
+    assert roles.count("initial") == SMALL["num_models"]
+    assert "baseline" in roles and "merge" in roles and "ablation" in roles and "refine" in roles
+    assert "ensemble" in roles
+    assert len(store.table("model_cards", run_id)) == SMALL["num_models"]
+    execs = store.table("executions", run_id)
+    assert all(e["stdout"] is not None and e["wall_time"] is not None for e in execs)
+    assert {"search", "holdout", "full"} <= {e["purpose"] for e in execs}
+    attempts = store.table("attempts", run_id)
+    assert len(attempts) == SMALL["num_solutions"] * SMALL["outer_steps"] * SMALL["inner_steps"]
+    assert all(a["decision"] == "auto" for a in attempts)
+    assert len(store.table("ablations", run_id)) >= 2
+    assert len(store.table("ensemble_rounds", run_id)) == 1
+    calls = {c["role"] for c in store.table("brain_calls", run_id)}
+    assert {"retrieve_models", "write_initial_solution", "write_ablation", "implement_refinement",
+            "implement_ensemble"} <= calls
+    kinds = {e["kind"] for e in store.events_after(run_id)}
+    assert {"run_started", "candidate_scored", "ablation_result", "attempt_scored", "final",
+            "run_finished"} <= kinds
+
+
+def test_final_is_at_least_as_good_as_the_best_initial_candidate(finished_run) -> None:  # type: ignore[no-untyped-def]
+    store, run_id, summary, _ = finished_run
+    scripts = {s["id"]: s for s in store.table("scripts", run_id)}
+    initial = [e["score"] for e in store.table("executions", run_id)
+               if scripts[e["script_id"]]["role"] == "initial" and e["score"] is not None]
+    assert initial
+    assert not is_better(max(initial), summary["validation_score"], True)
+    # every kept attempt really improved on the script it started from
+    for a in store.table("attempts", run_id):
+        if a["kept"]:
+            assert is_better(a["score"], a["baseline"], True)
+
+
+def _start_in_thread(store: Store, run_id: str) -> threading.Thread:
+    thread = threading.Thread(target=lambda: Pipeline(store, run_id).run(), daemon=True)
+    thread.start()
+    return thread
+
+
+def test_approval_gate_waits_and_obeys_reject_then_edit(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    task = load_task(DEMOS / "breast-cancer")
+    config = RunConfig(**{**SMALL, "num_solutions": 1, "inner_steps": 1, "ensemble_rounds": 0,
+                          "require_approval": True})
+    run_id = create_run(store, task, config, out_dir=tmp_path / "out")
+    thread = _start_in_thread(store, run_id)
+
+    first = _wait_for(lambda: store.pending_decisions(run_id), what="the first plan")[0]
+    assert store.get_run(run_id)["status"] == "waiting"
+    time.sleep(1.0)
+    assert store.table("attempts", run_id) == []  # nothing is implemented while waiting
+
+    store.decide(first["id"], "rejected")
+    second = _wait_for(lambda: store.pending_decisions(run_id), what="a new plan after rejection")[0]
+    assert second["id"] != first["id"] and second["plan"] != first["plan"]
+    rejected = store.table("attempts", run_id)
+    assert [a["status"] for a in rejected] == ["rejected"] and rejected[0]["plan"] == first["plan"]
+
+    edited_plan = second["plan"] + "\n(edited by a human)"
+    store.decide(second["id"], "edited", edited_plan=edited_plan)
+    thread.join(timeout=300)
+    assert not thread.is_alive()
+    attempts = [a for a in store.table("attempts", run_id) if a["status"] != "rejected"]
+    assert len(attempts) == 1
+    assert attempts[0]["decision"] == "edited" and attempts[0]["plan"] == edited_plan
+    assert store.get_run(run_id)["status"] == "finished"
+
+
+def test_edited_block_code_is_used_verbatim(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    task = load_task(DEMOS / "breast-cancer")
+    config = RunConfig(**{**SMALL, "num_models": 1, "num_solutions": 1, "inner_steps": 1,
+                          "ensemble_rounds": 0, "require_approval": True})
+    run_id = create_run(store, task, config, out_dir=tmp_path / "out")
+    thread = _start_in_thread(store, run_id)
+    pending = _wait_for(lambda: store.pending_decisions(run_id), what="a plan")[0]
+    new_code = pending["block_code"] + "\n# human edit: keep this line\n"
+    store.decide(pending["id"], "edited", edited_plan=pending["plan"], edited_code=new_code)
+    thread.join(timeout=300)
+    attempt = [a for a in store.table("attempts", run_id) if a["status"] != "rejected"][0]
+    script = store.get_script(attempt["script_id"])
+    assert "# human edit: keep this line" in get_block(script["code"], pending["block"])
+
+
+def test_time_budget_wraps_up_with_a_submission(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    task = load_task(DEMOS / "breast-cancer")
+    budget = 30.0
+    config = RunConfig(num_models=4, outer_steps=4, inner_steps=4, num_solutions=2, ensemble_rounds=3,
+                       workers=2, time_budget=budget)
+    run_id = create_run(store, task, config, out_dir=tmp_path / "out")
+    started = time.monotonic()
+    summary = Pipeline(store, run_id).run()
+    elapsed = time.monotonic() - started
+    assert summary["budget_exhausted"] is True
+    assert elapsed < budget + 25  # the final runs may pass the budget by a little
+    assert (tmp_path / "out" / "submission.csv").exists()
+    assert "budget_exhausted" in {e["kind"] for e in store.events_after(run_id)}
+
+
+def test_stop_from_the_run_manager(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    manager = RunManager(store)
+    run_id = manager.start(load_task(DEMOS / "breast-cancer"), RunConfig(**SMALL), out_dir=tmp_path / "out")
+    _wait_for(lambda: store.table("executions", run_id), what="a first execution")
+    manager.stop(run_id)
+    manager.join(run_id, timeout=60)
+    assert not manager.is_alive(run_id)
+    assert store.get_run(run_id)["status"] == "stopped"
+
+
+def test_resume_after_sigkill_does_not_redo_completed_steps(tmp_path: Path) -> None:
+    store_dir = tmp_path / "store"
+    cmd = [sys.executable, "-m", "mlestar_core", "--store", str(store_dir), "run",
+           "--task", str(DEMOS / "breast-cancer"), "--out", str(tmp_path / "out"),
+           "-M", "2", "-T", "1", "-K", "3", "-L", "1", "-R", "0", "--workers", "2"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        store = Store(store_dir)
+
+        def first_attempt_done() -> str | None:
+            runs = store.list_runs()
+            if not runs:
+                return None
+            done, _ = store.step_result(runs[0]["id"], "t0/o0/i0")
+            return runs[0]["id"] if done else None
+
+        run_id = _wait_for(first_attempt_done, timeout=240, what="the first refinement attempt")
+        os.killpg(proc.pid, signal.SIGKILL)  # a crash mid-refinement, no clean-up at all
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    before = {s["key"]: s for s in store.steps(run_id) if s["status"] == "done"}
+    initial_before = [s["id"] for s in store.table("scripts", run_id) if s["role"] == "initial"]
+    assert "init" in before and "t0/o0/i0" in before
+    assert store.get_run(run_id)["status"] == "running"  # the killed process never said otherwise
+
+    resumed = subprocess.run([sys.executable, "-m", "mlestar_core", "--store", str(store_dir), "resume", run_id],
+                             cwd=ROOT, capture_output=True, text=True, timeout=400)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    after = {s["key"]: s for s in store.steps(run_id)}
+    for key, row in before.items():  # completed steps were replayed from the store, not redone
+        assert after[key]["started"] == row["started"] and after[key]["ended"] == row["ended"], key
+    assert [s["id"] for s in store.table("scripts", run_id) if s["role"] == "initial"] == initial_before
+    assert json.loads(after["final"]["result_json"])["submission"]
+    assert store.get_run(run_id)["status"] == "finished"
+    assert len([a for a in store.table("attempts", run_id)]) == 3

@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO ?= demo_tasks/customer-churn
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run test lint bench clean browser
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,12 +16,16 @@ setup: $(VENV)/.installed
 
 # Sets up the environment and runs MLE-STAR on the bundled demo task with the offline brain.
 run: setup
-	$(PY) -m mlestar_core run --task $(DEMO) --out out/demo --time-budget 300
+	$(PY) -m streamlit run app.py --server.port $${PORT:-8501} -- --demo customer-churn
 
 # Sets up the environment and runs the whole test suite (what .ci/run calls).
-test: setup
+test: setup browser
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
+
+# Debian's chromium for the real-browser test (idempotent, quiet).
+browser:
+	bash scripts/setup_browser.sh
 
 bench: setup
 	$(PY) bench/bench_executor.py

@@ -83,7 +83,12 @@ class RunManager:
         with self._lock:
             if run_id in self._threads and self._threads[run_id].is_alive():
                 return
-            pipeline = Pipeline(self.store, run_id)
+            try:
+                pipeline = Pipeline(self.store, run_id)
+            except Exception as exc:  # e.g. a brain that cannot start: say so once, never relaunch it
+                self.store.update_run(run_id, status="failed", error=f"{type(exc).__name__}: {exc}")
+                self.store.emit(run_id, "run_failed", {"error": f"{type(exc).__name__}: {exc}"})
+                raise
             thread = threading.Thread(target=self._work, args=(run_id, pipeline), daemon=True,
                                       name=f"run-{run_id}")
             self._threads[run_id] = thread

@@ -1,0 +1,6 @@
+"""Ablation: a placeholder until the real page lands."""
+
+import streamlit as st
+
+st.title("Ablation")
+st.info("Coming soon.")

@@ -1,0 +1,172 @@
+"""History: every run, filters, per-run actions (open, resume, stop, delete, downloads), compare two."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from mlestar_core.exports import best_score_curve, final_files, zip_run_artifacts
+from studio import nav
+from studio.resources import get_services
+from studio.state import HistoryKeys as K
+from studio.state import select_run, selected_run_id
+from studio.widgets import (
+    ACTIVE,
+    brain_label,
+    engine_error,
+    fmt_score,
+    open_run,
+    run_metric,
+    run_picker,
+    runs_frame,
+    status_badge,
+)
+
+MIME = {"solution.py": "text/x-python", "submission.csv": "text/csv", "report.md": "text/markdown"}
+
+st.title("History")
+engine_error()
+services = get_services()
+store, manager = services.store, services.manager
+
+flash = st.session_state.get(K.FLASH)
+if flash:  # the outcome of the action that caused this rerun
+    st.success(flash, icon=":material/check_circle:")
+    st.session_state[K.FLASH] = None
+
+all_runs = store.list_runs()
+if not all_runs:
+    st.info("No runs yet.", icon=":material/info:")
+    c1, c2 = st.columns(2)
+    c1.page_link(nav.HOME.path, label="Start a demo run", icon=nav.HOME.icon)
+    c2.page_link(nav.NEW_RUN.path, label="Start a run on your data", icon=nav.NEW_RUN.icon)
+    st.stop()
+
+f1, f2, f3 = st.columns([2, 2, 3])
+statuses = sorted({r["status"] for r in all_runs})
+brains = sorted({r["brain"] for r in all_runs})
+want_status = f1.multiselect("Status", statuses, key=K.STATUS, placeholder="All statuses")
+want_brain = f2.multiselect("Brain", brains, key=K.BRAIN, format_func=brain_label, placeholder="All brains")
+search = f3.text_input("Search task", key=K.SEARCH, placeholder="task name…").strip().lower()
+runs = [r for r in all_runs
+        if (not want_status or r["status"] in want_status)
+        and (not want_brain or r["brain"] in want_brain)
+        and (not search or search in r["name"].lower())]
+
+st.caption(f"{len(runs)} of {len(all_runs)} runs")
+if not runs:
+    st.info("No run matches these filters.", icon=":material/filter_alt_off:")
+    st.stop()
+
+
+def runs_table(ids: list[str]) -> None:
+    # Re-read the shown runs on every poll: statuses and scores of active runs move.
+    rows = [r for r in (store.get_run(i) for i in ids) if r is not None]
+    st.dataframe(runs_frame(rows), hide_index=True, width="stretch",
+                 column_config={"best score": st.column_config.NumberColumn(format="%.5g"),
+                                "hold-out score": st.column_config.NumberColumn(format="%.5g")})
+
+
+live = any(r["status"] in ACTIVE for r in runs)
+st.fragment(runs_table, run_every="3s" if live else None)([r["id"] for r in runs])
+
+# -- actions on one run ----------------------------------------------------------------------
+st.subheader("Selected run")
+run_id = run_picker(runs, key=K.PICK, label="Run")
+run = store.get_run(run_id) if run_id else None
+if run is None:
+    st.stop()
+
+alive = manager is not None and manager.is_alive(run["id"])
+active = run["status"] in ACTIVE
+c_status, c_scores = st.columns([1, 3], vertical_alignment="center")
+with c_status:
+    status_badge(run["status"])
+c_scores.markdown(f"best **{fmt_score(run['best_score'])}** · hold-out **{fmt_score(run['holdout_score'])}**"
+                  f" · baseline {fmt_score(run['baseline_score'])}")
+if run["error"]:
+    st.error(run["error"])
+
+a1, a2, a3, a4 = st.columns(4)
+if a1.button("Open", key=K.OPEN, icon=":material/open_in_new:", width="stretch"):
+    open_run(run["id"])
+can_resume = manager is not None and run["status"] != "finished" and not alive
+if a2.button("Resume", key=K.RESUME, icon=":material/play_arrow:", width="stretch", disabled=not can_resume,
+             help="Continue from the last completed step."):
+    try:
+        manager.resume(run["id"])  # type: ignore[union-attr]
+        st.session_state[K.FLASH] = f"Run {run['id']} resumed."
+    except Exception as exc:
+        st.session_state[K.FLASH] = None
+        st.error(f"The run could not resume: {exc}")
+    else:
+        st.rerun()
+can_stop = manager is not None and (alive or active)
+if a3.button("Stop", key=K.STOP, icon=":material/stop:", width="stretch", disabled=not can_stop,
+             help="Scripts in flight are cancelled; the run can be resumed later."):
+    manager.stop(run["id"])  # type: ignore[union-attr]
+    st.session_state[K.FLASH] = f"Stop requested for run {run['id']}."
+    st.rerun()
+if a4.button("Delete…", key=K.DELETE, icon=":material/delete:", width="stretch", disabled=alive or active,
+             help="Stop the run first." if (alive or active) else "Delete the run and its files."):
+    st.session_state[K.CONFIRMING] = run["id"]
+
+if st.session_state.get(K.CONFIRMING) == run["id"]:
+    with st.container(border=True):
+        st.warning(f"Delete run **{run['name']}** (`{run['id']}`) and all its files? This cannot be undone.")
+        y, n, _ = st.columns([1, 1, 4])
+        if y.button("Yes, delete", key=K.DELETE_CONFIRM, type="primary"):
+            store.delete_run(run["id"])
+            st.session_state[K.CONFIRMING] = None
+            if selected_run_id() == run["id"]:
+                select_run(None)
+            st.session_state.pop(K.PICK, None)
+            st.session_state[K.FLASH] = f"Run {run['id']} deleted."
+            st.rerun()
+        if n.button("Cancel", key=K.DELETE_CANCEL):
+            st.session_state[K.CONFIRMING] = None
+            st.rerun()
+
+st.markdown("**Downloads**")
+files = final_files(store, run["id"])
+dl = st.columns(4)
+for i, name in enumerate(("solution.py", "submission.csv", "report.md")):
+    path = files.get(name)
+    dl[i].download_button(name, data=path.read_bytes() if path else b"", file_name=name, mime=MIME[name],
+                          key=f"history.download.{name}", disabled=path is None, width="stretch",
+                          icon=":material/download:", on_click="ignore",
+                          help=None if path else "Written when the run finishes.")
+dl[3].download_button("All artifacts (.zip)", data=lambda: zip_run_artifacts(store, run["id"]),
+                      file_name=f"mlestar-run-{run['id']}.zip", mime="application/zip",
+                      key="history.download.zip", width="stretch", icon=":material/folder_zip:",
+                      on_click="ignore", help="Scripts, executions' outputs, final files and the run's settings.")
+
+# -- compare two runs ------------------------------------------------------------------------
+st.subheader("Compare two runs")
+if len(all_runs) < 2:
+    st.caption("Start a second run to compare best-score curves.")
+    st.stop()
+p1, p2 = st.columns(2)
+with p1:
+    first = run_picker(all_runs, key=K.COMPARE_A, label="First run", default=run["id"])
+with p2:
+    others = [r for r in all_runs if r["id"] != first]
+    second = run_picker(others, key=K.COMPARE_B, label="Second run", default=others[0]["id"])
+fig = go.Figure()
+empty = []
+for rid in (first, second):
+    r = store.get_run(rid) if rid else None
+    if r is None:
+        continue
+    curve = best_score_curve(store, rid)
+    if curve.empty:
+        empty.append(r["name"])
+        continue
+    fig.add_trace(go.Scatter(x=curve["seconds"], y=curve["best_score"], mode="lines+markers",
+                             line_shape="hv", name=f"{r['name']} · {run_metric(r)} · {rid}"))
+if empty:
+    st.caption("No scores yet for: " + ", ".join(empty))
+if fig.data:
+    fig.update_layout(xaxis_title="run time (s)", yaxis_title="best validation score so far", height=380,
+                      margin={"l": 10, "r": 10, "t": 30, "b": 10}, legend={"orientation": "h", "y": -0.2})
+    st.plotly_chart(fig, width="stretch", key="history.compare_chart")

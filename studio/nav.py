@@ -1,0 +1,30 @@
+"""The app's pages, named once: app.py registers them, pages switch and link to them by path."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PageDef:
+    path: str  # relative to app.py; also what st.switch_page / st.page_link take
+    title: str
+    icon: str
+
+
+HOME = PageDef("pages/home.py", "Home", ":material/home:")
+NEW_RUN = PageDef("pages/new_run.py", "New run", ":material/add_circle:")
+RUN = PageDef("pages/run.py", "Run dashboard", ":material/monitoring:")
+MODELS = PageDef("pages/models.py", "Retrieved models", ":material/travel_explore:")
+ABLATION = PageDef("pages/ablation.py", "Ablation", ":material/science:")
+ATTEMPTS = PageDef("pages/attempts.py", "Refinement", ":material/tune:")
+ENSEMBLE = PageDef("pages/ensemble.py", "Ensemble", ":material/join_inner:")
+HISTORY = PageDef("pages/history.py", "History", ":material/history:")
+REPLAY = PageDef("pages/replay.py", "Replay", ":material/replay:")
+
+# Sidebar sections, in order.
+SECTIONS: dict[str, list[PageDef]] = {
+    "Start": [HOME, NEW_RUN],
+    "Current run": [RUN, MODELS, ABLATION, ATTEMPTS, ENSEMBLE],
+    "Past runs": [HISTORY, REPLAY],
+}

@@ -31,6 +31,9 @@ class RunConfig:
     use_data_usage_checker: bool = True
     use_leakage_checker: bool = True
     constraints: list[str] = field(default_factory=list)  # pinned user constraints for planners
+    ablation_repeats: int = 3  # each ablation is rerun over this many validation splits (error bars)
+    start_code: str | None = None  # a fork starts from this script instead of retrieval
+    forked_from: str | None = None  # "run <id> script #<n>" for a fork
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

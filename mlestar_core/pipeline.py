@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import statistics
 import threading
 import time
 from collections.abc import Callable
@@ -33,7 +34,15 @@ from .brains.offline.templates import baseline_script
 from .config import RunConfig
 from .executor import ExecResult, Job, LocalExecutor
 from .metrics import best_index, improvement, is_better
-from .model import AblationResult, AttemptSummary, EnsembleAttempt, SolutionSummary, Task, task_from_dict
+from .model import (
+    AblationResult,
+    AttemptSummary,
+    EnsembleAttempt,
+    ModelCard,
+    SolutionSummary,
+    Task,
+    task_from_dict,
+)
 from .report import write_report
 from .rundata import RunData, prepare_run_data
 from .script import ScriptError, get_block, replace_block
@@ -130,6 +139,8 @@ class Pipeline:
         paused = False
         while True:
             run = self.store.get_run(self.run_id) or {}
+            if run.get("config_json"):  # constraints pinned while the run goes on reach the next planner
+                self.ctx.constraints = list(json.loads(run["config_json"]).get("constraints") or [])
             control = run.get("control", "run")
             if control == "stop":
                 raise StopRequested()
@@ -180,12 +191,12 @@ class Pipeline:
         return max(5.0, min(self.config.script_timeout, left))
 
     def _job(self, script_id: int, code: str, purpose: str, data_dir: Path, submit: bool = False,
-             timeout: float | None = None) -> Job:
+             timeout: float | None = None, env: dict[str, str] | None = None) -> Job:
         workdir = self.run_dir / "work" / f"{script_id:05d}-{purpose}"
         if workdir.exists():  # a re-run after resume starts clean
             shutil.rmtree(workdir, ignore_errors=True)
         return Job(code=code, workdir=workdir, inputs=data_dir,
-                   env={"MLESTAR_SUBMIT": "1" if submit else "0"},
+                   env={"MLESTAR_SUBMIT": "1" if submit else "0", **(env or {})},
                    timeout=timeout if timeout is not None else self._timeout(),
                    label=f"{purpose} #{script_id}")
 
@@ -229,8 +240,9 @@ class Pipeline:
         return [Scored(ids[i], r.score if r.ok else None, r.wall_time, specs[i][3])
                 for i, r in enumerate(results)]
 
-    def _execute(self, scripts: list[tuple[int, str]], data_dir: Path) -> list[ExecResult]:
-        jobs = [self._job(sid, code, "search", data_dir) for sid, code in scripts]
+    def _execute(self, scripts: list[tuple[int, str]], data_dir: Path,
+                 env: dict[str, str] | None = None) -> list[ExecResult]:
+        jobs = [self._job(sid, code, "search", data_dir, env=env) for sid, code in scripts]
         results = self._run_many(jobs)
         for (sid, _), job, res in zip(scripts, jobs, results, strict=True):
             self._record_execution(sid, job, res, "search")
@@ -309,7 +321,12 @@ class Pipeline:
         return res.to_dict()
 
     def _retrieve(self) -> list[dict[str, Any]]:
-        cards = self.brain.retrieve_models(self.ctx, self.config.num_models)
+        if self.config.start_code is not None:  # a fork: its only candidate is the script it forks
+            cards = [ModelCard(name=f"forked script ({self.config.forked_from})",
+                               why="A human chose to continue from this script of an earlier run.",
+                               example_code="", source=self.config.forked_from or "fork", family="fork")]
+        else:
+            cards = self.brain.retrieve_models(self.ctx, self.config.num_models)
         out = []
         for rank, card in enumerate(cards):
             cid = self.store.add_model_card(self.run_id, rank, card)
@@ -319,10 +336,11 @@ class Pipeline:
         return out
 
     def _initial(self, cards: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        from .model import ModelCard
-
-        specs = [(self.brain.write_initial_solution(self.ctx, ModelCard(**c)), "initial", None, c["name"])
-                 for c in cards]
+        if self.config.start_code is not None:
+            specs = [(self.config.start_code, "initial", None, cards[0]["name"])]
+        else:
+            specs = [(self.brain.write_initial_solution(self.ctx, ModelCard(**c)), "initial", None, c["name"])
+                     for c in cards]
         scored = self._run_scripts(specs)
         for s in scored:
             self.emit("candidate_scored", {"label": s.label, "script_id": s.script_id, "score": s.score})
@@ -433,23 +451,54 @@ class Pipeline:
         return current.to_dict()
 
     def _ablation(self, t: int, outer: int, current: Scored) -> dict[str, Any]:
+        """Each variant switches one block off; repeats over other validation splits give error bars."""
         self.store.clear_partial("ablations", self.run_id, track=t, outer_step=outer)
         code = self._code(current.script_id)
         variants = self.brain.write_ablation(self.ctx, code)
-        specs = [(v.code, "ablation", current.script_id, f"track {t + 1} step {outer + 1}: {v.description}")
-                 for v in variants]
-        scored = self._run_scripts(specs, debug=False)
-        results = []
-        for v, s in zip(variants, scored, strict=True):
-            r = AblationResult(v.block, v.description, s.score, current.score,
-                               improvement(current.score, s.score, self.hib))
-            aid = self.store.add_ablation(self.run_id, t, outer, r, s.script_id)
+        repeats = self._ablation_repeats(len(variants))
+        label = f"track {t + 1} step {outer + 1}"
+        scored = self._run_scripts([(v.code, "ablation", current.script_id, f"{label}: {v.description}")
+                                    for v in variants], debug=False)
+        # Repeat r > 0 reruns the unablated script and every variant on the split drawn with another seed
+        # (scripts read MLESTAR_SEED), so each delta is paired: same split for the block on and off.
+        base_runs: list[float | None] = [current.score]
+        var_runs: list[list[float | None]] = [[s.score] for s in scored]
+        for r in range(1, repeats):
+            seed = str(self.config.seed + 1000 * r)
+            ids = [self.store.add_script(self.run_id, "ablation", c, label=f"{label}: {d} (split {r + 1})",
+                                         parent_id=current.script_id)
+                   for c, d in [(code, "no block ablated")] + [(v.code, v.description) for v in variants]]
+            results = self._execute(list(zip(ids, [code] + [v.code for v in variants], strict=True)),
+                                    self._data().search_dir, env={"MLESTAR_SEED": seed})
+            base_runs.append(results[0].score if results[0].ok else None)
+            for runs, res in zip(var_runs, results[1:], strict=True):
+                runs.append(res.score if res.ok else None)
+        results_out = []
+        for v, s, runs in zip(variants, scored, var_runs, strict=True):
+            deltas = [improvement(b, x, self.hib) for b, x in zip(base_runs, runs, strict=True)]
+            deltas_ok = [d for d in deltas if d is not None]
+            delta = statistics.fmean(deltas_ok) if deltas_ok else None
+            r = AblationResult(v.block, v.description, s.score, current.score, delta)
+            aid = self.store.add_ablation(
+                self.run_id, t, outer, r, s.script_id, scores=runs, score_std=_std(runs),
+                baseline_std=_std(base_runs), delta_std=_std(deltas_ok))
             self.emit("ablation_result", {"id": aid, "track": t, "outer": outer, "block": v.block,
-                                          "score": s.score, "delta": r.delta})
-            results.append(r)
-        summary = self.brain.summarize_ablation(self.ctx, results)
+                                          "score": s.score, "delta": delta, "delta_std": _std(deltas_ok),
+                                          "repeats": repeats})
+            results_out.append(r)
+        summary = self.brain.summarize_ablation(self.ctx, results_out)
         self.emit("ablation_summary", {"track": t, "outer": outer, "summary": summary})
-        return {"results": [r.__dict__ for r in results], "summary": summary}
+        return {"results": [r.__dict__ for r in results_out], "summary": summary}
+
+    def _ablation_repeats(self, n_variants: int) -> int:
+        """Fewer repeats when the time budget could not otherwise fit the rest of the run."""
+        repeats = max(1, self.config.ablation_repeats)
+        if self.config.time_budget is None or self._slowest == 0:
+            return repeats
+        per_repeat = (n_variants + 1) * self._slowest / max(1, self.config.workers)
+        while repeats > 1 and (repeats - 1) * per_repeat > 0.15 * self.time_left():
+            repeats -= 1
+        return repeats
 
     def _extract(self, t: int, outer: int, current: Scored, abl: dict[str, Any],
                  refined: list[str]) -> dict[str, Any]:
@@ -633,6 +682,11 @@ class Pipeline:
         (self.out_dir / "solution.py").write_text(code)
         return {"holdout_score": holdout_score, "submission": submission,
                 "solution": str(self.out_dir / "solution.py")}
+
+
+def _std(values: list[float | None]) -> float | None:
+    ok = [v for v in values if v is not None]
+    return statistics.stdev(ok) if len(ok) >= 2 else None
 
 
 def create_run(store: Store, task: Task, config: RunConfig, *, name: str | None = None,

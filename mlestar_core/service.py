@@ -7,12 +7,13 @@ run's thread at its next step boundary.
 
 from __future__ import annotations
 
+import json
 import threading
 import traceback
 from pathlib import Path
 
 from .config import RunConfig
-from .model import Task
+from .model import Task, task_from_dict
 from .pipeline import Pipeline, create_run
 from .store import Store
 
@@ -31,6 +32,21 @@ class RunManager:
         run_id = create_run(self.store, task, config, name=name, out_dir=out_dir)
         self._launch(run_id)
         return run_id
+
+    def fork(self, run_id: str, script_id: int, *, name: str | None = None) -> str:
+        """A new run with the same task and config that starts from one script of an earlier run."""
+        run = self.store.get_run(run_id)
+        script = self.store.get_script(script_id)
+        if run is None or script is None or script["run_id"] != run_id:
+            raise ValueError(f"run {run_id!r} has no script #{script_id}")
+        config = RunConfig.from_dict(json.loads(run["config_json"]))
+        config.start_code = script["code"]
+        config.forked_from = f"run {run_id} script #{script_id}"
+        task = task_from_dict(json.loads(run["task_json"]))
+        # out_dir left unset: the fork writes into its own run folder, never over the parent's files
+        new_id = create_run(self.store, task, config, name=name or f"{run['name']} (fork of #{script_id})")
+        self._launch(new_id)
+        return new_id
 
     def resume(self, run_id: str) -> None:
         """Continue a run from its last completed step (after a stop, a crash or a restart)."""

@@ -92,6 +92,15 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX brain_calls_run ON brain_calls(run_id);
         """,
     ),
+    (
+        "002_ablation_spread",
+        """
+        ALTER TABLE ablations ADD COLUMN scores_json TEXT;
+        ALTER TABLE ablations ADD COLUMN score_std REAL;
+        ALTER TABLE ablations ADD COLUMN baseline_std REAL;
+        ALTER TABLE ablations ADD COLUMN delta_std REAL
+        """,
+    ),
 ]
 
 RUN_TABLES = ("steps", "model_cards", "scripts", "executions", "ablations", "attempts",
@@ -212,6 +221,19 @@ class Store:
         self.update_run(run_id, control=control)
         self.emit(run_id, "control", {"control": control})
 
+    def set_constraints(self, run_id: str, constraints: list[str]) -> None:
+        """Pin planner constraints on a run; a live run reads them before its next step."""
+        cleaned = [c.strip() for c in constraints if c and c.strip()]
+        with self.atomic() as c:
+            row = c.execute("SELECT config_json FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise ValueError(f"no run {run_id!r}")
+            config = json.loads(row["config_json"])
+            config["constraints"] = cleaned
+            c.execute("UPDATE runs SET config_json = ?, updated = ? WHERE id = ?",
+                      (json.dumps(config), time.time(), run_id))
+        self.emit(run_id, "constraints", {"constraints": cleaned})
+
     def delete_run(self, run_id: str) -> None:
         with self.atomic() as c:
             for table in RUN_TABLES:
@@ -278,12 +300,16 @@ class Store:
             "workdir": workdir, "created": time.time(),
         })
 
-    def add_ablation(self, run_id: str, track: int, outer: int, result: Any, script_id: int | None) -> int:
+    def add_ablation(self, run_id: str, track: int, outer: int, result: Any, script_id: int | None,
+                     *, scores: list[float | None] | None = None, score_std: float | None = None,
+                     baseline_std: float | None = None, delta_std: float | None = None) -> int:
         d = _to_jsonable(result)
         return self._insert("ablations", {
             "run_id": run_id, "track": track, "outer_step": outer, "block": d["block"],
             "description": d.get("description"), "script_id": script_id, "score": d.get("score"),
             "baseline": d.get("baseline"), "delta": d.get("delta"),
+            "scores_json": json.dumps(scores) if scores is not None else None, "score_std": score_std,
+            "baseline_std": baseline_std, "delta_std": delta_std,
         })
 
     def add_attempt(self, run_id: str, **row: Any) -> int:

@@ -25,7 +25,7 @@ from mlestar_core.task import load_task
 ROOT = Path(__file__).resolve().parents[1]
 DEMOS = ROOT / "demo_tasks"
 SMALL = dict(num_models=2, outer_steps=1, inner_steps=2, num_solutions=2, ensemble_rounds=1, workers=2,
-             script_timeout=120)
+             script_timeout=120, ablation_repeats=1)
 
 
 def _wait_for(predicate, timeout: float = 120, what: str = "condition"):  # type: ignore[no-untyped-def]
@@ -44,7 +44,7 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Store, str, 
     store = Store(root / "store")
     task = load_task(DEMOS / "breast-cancer")
     out = root / "out"
-    run_id = create_run(store, task, RunConfig(**SMALL), out_dir=out)
+    run_id = create_run(store, task, RunConfig(**{**SMALL, "ablation_repeats": 2}), out_dir=out)
     summary = Pipeline(store, run_id).run()
     return store, run_id, summary, out
 
@@ -217,3 +217,51 @@ def test_resume_after_sigkill_does_not_redo_completed_steps(tmp_path: Path) -> N
     assert json.loads(after["final"]["result_json"])["submission"]
     assert store.get_run(run_id)["status"] == "finished"
     assert len([a for a in store.table("attempts", run_id)]) == 3
+
+
+def test_ablation_repeats_give_paired_scores_and_spread(finished_run) -> None:  # type: ignore[no-untyped-def]
+    store, run_id, _, _ = finished_run
+    rows = store.table("ablations", run_id)
+    assert rows
+    for row in rows:
+        scores = json.loads(row["scores_json"])
+        assert len(scores) == 2  # the search split and one other split
+        assert scores[0] == row["score"]
+    # the second split reran the unablated script and every variant with another seed
+    reruns = [s for s in store.table("scripts", run_id) if s["role"] == "ablation" and "(split 2)" in s["label"]]
+    assert len(reruns) == len(rows) + len({(r["track"], r["outer_step"]) for r in rows})
+    seeds = {e["workdir"] for e in store.table("executions", run_id)}
+    assert seeds
+
+
+def test_fork_starts_from_the_chosen_script(finished_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    store, run_id, summary, _ = finished_run
+    manager = RunManager(store)
+    source = summary["final_script_id"]
+    fork_id = manager.fork(run_id, source)
+    manager.join(fork_id, timeout=5)  # let it get going; the fork is stopped below
+    _wait_for(lambda: store.step_result(fork_id, "init")[0], what="the fork's initial step")
+    manager.stop(fork_id)
+    manager.join(fork_id, timeout=60)
+    initial = [s for s in store.table("scripts", fork_id) if s["role"] == "initial"]
+    assert [s["code"] for s in initial] == [store.get_script(source)["code"]]
+    cards = store.table("model_cards", fork_id)
+    assert len(cards) == 1 and f"script #{source}" in cards[0]["source"]
+    assert "retrieve_models" not in {c["role"] for c in store.table("brain_calls", fork_id)}
+
+
+def test_constraints_pinned_mid_run_reach_the_planner(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    task = load_task(DEMOS / "breast-cancer")
+    config = RunConfig(**{**SMALL, "num_models": 1, "num_solutions": 1, "inner_steps": 1, "ensemble_rounds": 0,
+                          "require_approval": True})
+    run_id = create_run(store, task, config, out_dir=tmp_path / "out")
+    thread = _start_in_thread(store, run_id)
+    pending = _wait_for(lambda: store.pending_decisions(run_id), what="a plan")[0]
+    store.set_constraints(run_id, ["do not use column mean_radius", ""])
+    store.decide(pending["id"], "approved")
+    thread.join(timeout=300)
+    assert json.loads(store.get_run(run_id)["config_json"])["constraints"] == ["do not use column mean_radius"]
+    assert "constraints" in {e["kind"] for e in store.events_after(run_id)}
+    # the data-usage check ran before the pin; the final report still reads the stored config
+    assert store.get_run(run_id)["status"] == "finished"

@@ -14,7 +14,11 @@ a merge extends the model list, the ensemble embeds whole solutions. Modules:
 
 from __future__ import annotations
 
+import functools
+import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 from ...model import (
     AblationResult,
@@ -39,6 +43,29 @@ from .templates import baseline_script, read_config, render_block, render_script
 __all__ = ["OfflineBrain", "baseline_script"]
 
 
+# CPython 3.11's ast constructors are not safe when two threads build trees at once ("SystemError:
+# AST constructor recursion depth mismatch"); solution tracks run in threads and share this brain.
+# Its calls take milliseconds next to the scripts they write, so one process-wide lock costs nothing.
+_AST_LOCK = threading.RLock()
+
+
+def _serialized(cls: type) -> type:
+    for name, fn in list(vars(cls).items()):
+        if callable(fn) and not name.startswith("_"):
+            setattr(cls, name, _locked(fn))
+    return cls
+
+
+def _locked(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with _AST_LOCK:
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@_serialized
 class OfflineBrain(Brain):
     name = "offline"
     description = (

@@ -37,12 +37,15 @@ state.init_state()
 services = get_services()
 demo_autostart()  # cached: acts on the first session of the process only
 
+pages = {section: [st.Page(p.path, title=p.title, icon=p.icon, default=(p == nav.HOME)) for p in items]
+         for section, items in nav.SECTIONS.items()}
+# Register the pages before anything in the sidebar links to one of them (st.page_link needs them).
+current = st.navigation(pages)
+
 with st.sidebar:
     brain_indicator("offline")
     if services.error:
         st.error("Runs cannot start: see the page for details.", icon=":material/error:")
     _approval_banner()
 
-pages = {section: [st.Page(p.path, title=p.title, icon=p.icon, default=(p == nav.HOME)) for p in items]
-         for section, items in nav.SECTIONS.items()}
-st.navigation(pages).run()
+current.run()

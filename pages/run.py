@@ -1,6 +1,167 @@
-"""Run dashboard: a placeholder until the real page lands."""
+"""Run dashboard: where the run is (phase timeline), how far the time budget went, the best score over
+time, validation vs locked hold-out, the live event log, pause/resume/stop and pinned constraints."""
+
+from __future__ import annotations
 
 import streamlit as st
 
-st.title("Run dashboard")
-st.info("Coming soon.")
+from mlestar_core import views
+from studio import nav
+from studio.charts import best_score_chart
+from studio.resources import get_services
+from studio.runpages import RunKeys as K
+from studio.runpages import live, page_header, timeline
+from studio.widgets import ACTIVE, fmt_score
+
+info = page_header("Run dashboard")
+services = get_services()
+store, manager = services.store, services.manager
+RUN_ID = info.id
+
+flash = st.session_state.pop(K.FLASH, None)
+if flash:
+    st.success(flash, icon=":material/check_circle:")
+
+
+def controls(run: dict) -> None:
+    """Pause / Resume / Stop. Every action reruns the whole page so polling starts or stops with it."""
+    alive = manager is not None and manager.is_alive(RUN_ID)
+    status, control = run["status"], run["control"]
+    paused = control == "pause"
+    c1, c2, c3, c4 = st.columns([1, 1, 1, 3], vertical_alignment="center")
+    no_engine = None if manager is not None else (services.error or "The run engine is not available.")
+    can_pause = manager is not None and status in ACTIVE and not paused and control != "stop"
+    if c1.button("Pause", key=K.PAUSE, icon=":material/pause:", width="stretch", disabled=not can_pause,
+                 help=no_engine or "Pause after the step in flight; scripts that are running finish."):
+        manager.pause(RUN_ID)  # type: ignore[union-attr]
+        st.session_state[K.FLASH] = "Pause requested: the run pauses at the next step boundary."
+        st.rerun()
+    # Resume means "un-pause" for a paused run, and "continue from the last completed step" for a run
+    # that stopped, failed or lost its thread (the app restarted).
+    can_resume = manager is not None and status != "finished" and (paused or not alive)
+    if c2.button("Resume", key=K.RESUME, icon=":material/play_arrow:", width="stretch", disabled=not can_resume,
+                 help=no_engine or "Continue the run from where it is."):
+        try:
+            if paused and alive:
+                manager.unpause(RUN_ID)  # type: ignore[union-attr]
+            else:
+                manager.resume(RUN_ID)  # type: ignore[union-attr]
+            st.session_state[K.FLASH] = "Run resumed."
+        except Exception as exc:  # e.g. the brain cannot start: say so, keep the page
+            st.session_state[K.FLASH] = None
+            st.error(f"The run could not resume: {exc}")
+        else:
+            st.rerun()
+    can_stop = manager is not None and status in ACTIVE and control != "stop"
+    if c3.button("Stop", key=K.STOP, icon=":material/stop:", width="stretch", disabled=not can_stop,
+                 help=no_engine or "Cancel the scripts in flight and stop; you can resume later."):
+        manager.stop(RUN_ID)  # type: ignore[union-attr]
+        st.session_state[K.FLASH] = "Stop requested."
+        st.rerun()
+    if paused and status != "paused" and status in ACTIVE:
+        c4.caption("Pause requested: the run pauses when the step in flight ends.")
+    elif control == "stop" and status in ACTIVE:
+        c4.caption("Stopping…")
+    elif status in ACTIVE and not alive and manager is not None:
+        c4.caption("No thread of this app is running this run (it was interrupted): Resume continues it.")
+
+
+def dashboard() -> None:
+    run = store.get_run(RUN_ID)
+    if run is None:
+        st.warning("This run was deleted.")
+        return
+    events = store.events_after(RUN_ID)
+    controls(run)
+    if run["error"]:
+        st.error(f"The run failed: {run['error']}", icon=":material/error:")
+
+    pending = store.pending_decisions(RUN_ID)
+    if pending:
+        d = pending[0]
+        with st.container(border=True):
+            st.warning(f"**The run is waiting for your approval** of a plan for the **{d['block']}** block "
+                       f"({views.describe_decision_key(d['key'])}).", icon=":material/pending_actions:")
+            st.markdown(d["plan"] or "")
+            st.page_link(nav.ATTEMPTS.path, label="Review it on the Refinement page: approve, edit or reject",
+                         icon=nav.ATTEMPTS.icon, query_params={"run": RUN_ID})
+
+    phases = views.phase_timeline(views.steps_from_rows(store.steps(RUN_ID)), info.config, run["status"])
+    timeline(phases)
+
+    budget = views.budget_progress(run, events)
+    if budget.fraction is not None:
+        st.progress(budget.fraction, text=f"Time budget: {budget.text}")
+    else:
+        done = views.step_progress(phases)
+        st.progress(done, text=f"{100 * done:.0f} % of the planned steps done · {budget.text}")
+
+    counts = views.script_counts(events)
+    final = views.final_summary(events)
+    m1, m2, m3, m4, m5 = st.columns(5)
+    m1.metric(f"Best {info.metric_title}", fmt_score(run["best_score"]), help=info.direction)
+    m2.metric("Trivial baseline", fmt_score(run["baseline_score"]), help="Class prior or mean, same split.")
+    m3.metric("Scripts run", counts.run)
+    m4.metric("Scripts failed", counts.failed, help="Crashes, timeouts and scripts without a score; "
+              "crashing candidates go to the debugger.")
+    m5.metric("Brain", info.brain)
+
+    series = views.score_series(events, info.higher_is_better)
+    st.subheader("Best score so far")
+    if series.empty:
+        st.caption("No solution scored yet: the first scores arrive with the initial candidates.")
+    else:
+        st.plotly_chart(best_score_chart(series, info), key="run.best_chart")
+
+    st.subheader("Validation vs locked hold-out")
+    validation = final["validation_score"] if final else run["best_score"]
+    check = views.holdout_check(validation, run["holdout_score"], info.higher_is_better)
+    h1, h2, h3 = st.columns([1, 1, 2])
+    h1.metric("Final validation score" if final else "Best validation score so far", fmt_score(validation))
+    # The delta is the raw hold-out minus validation; its colour follows the metric's direction.
+    raw = None if check.gap is None else run["holdout_score"] - validation
+    h2.metric("Locked hold-out score", fmt_score(run["holdout_score"]),
+              delta=None if raw is None else f"{raw:+.4g} vs validation",
+              delta_color="normal" if info.higher_is_better else "inverse",
+              help="Rows no choice was ever made on: the honest estimate.")
+    if final:
+        h3.markdown(f"**Final solution**  \n{final['final_label']} (script #{final['final_script_id']})")
+    else:
+        h3.caption("The final solution is chosen when the run ends.")
+    if check.drift:
+        st.warning(check.message, icon=":material/warning:")
+    else:
+        st.caption(check.message)
+
+    st.subheader("Event log")
+    noisy = st.toggle("Show script runs and brain calls", key=K.NOISY)
+    st.dataframe(views.event_log(events, 60, include_noisy=noisy), hide_index=True, width="stretch",
+                 column_config={"what": st.column_config.TextColumn(width="large")})
+
+
+live(dashboard, RUN_ID, key="run.live")
+
+# -- pinned constraints: outside the fragment, so typing is never interrupted by a poll ------------
+st.subheader("Pinned constraints")
+st.caption("Rules every planner must follow (e.g. 'no neural networks', 'keep training under a minute'). "
+           + ("The run picks changes up before its next planner call." if info.active else
+              "The run is over: constraints apply if it is resumed or forked."))
+current = info.constraints
+for i, c in enumerate(current):
+    a, b = st.columns([8, 1], vertical_alignment="center")
+    a.markdown(f"- {c}")
+    if b.button("Remove", key=f"{K.CONSTRAINT_REMOVE}{i}", icon=":material/close:"):
+        store.set_constraints(RUN_ID, [x for j, x in enumerate(current) if j != i])
+        st.session_state[K.FLASH] = f"Constraint removed: {c}"
+        st.rerun()
+if not current:
+    st.caption("No constraints pinned.")
+new = st.text_input("New constraint", key=K.CONSTRAINT_NEW, placeholder="e.g. use gradient-boosted trees only")
+if st.button("Add constraint", key=K.CONSTRAINT_ADD, icon=":material/push_pin:"):
+    if new.strip():
+        store.set_constraints(RUN_ID, [*current, new.strip()])
+        st.session_state[K.FLASH] = f"Constraint pinned: {new.strip()}"
+        st.session_state.pop(K.CONSTRAINT_NEW, None)
+        st.rerun()
+    else:
+        st.warning("Type the constraint first.")

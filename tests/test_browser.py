@@ -144,3 +144,134 @@ def test_make_run_lands_on_home_with_the_demo_run_going(tmp_path: Path) -> None:
         open_page(page, url)  # a second session: no second demo run
         page.get_by_role("button", name="Watch the demo run").wait_for()
         assert len(Store(store).list_runs()) == 1
+
+
+# -- the run pages, live: a run with approval, steered from the Refinement page -----------------------
+
+# A regression task, so the live flow also checks a lower-is-better metric (RMSE) end to end.
+DIABETES = ROOT / "demo_tasks" / "diabetes-progression"
+
+
+def nav_to(page, title: str) -> None:  # noqa: ANN001
+    """Click a page in the sidebar (same session: the selected run comes along)."""
+    page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=title, exact=True).click()
+    wait_idle(page)
+
+
+def main_text(page) -> str:  # noqa: ANN001
+    return page.locator('[data-testid="stMain"]').inner_text()
+
+
+def wait_until(predicate, timeout: float = 120, what: str = "condition"):  # noqa: ANN001, ANN201
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_run_pages_live_with_approval(app: App, page) -> None:  # noqa: ANN001
+    """Start a run with approval from the UI, approve its plans on the Refinement page, watch the ablation
+    chart and an attempt's diff appear, and download the submission once it finished."""
+    store = Store(app.store)
+    open_page(page, app.url)  # Home first: a deep link as a server's very first page load skips app.py
+    nav_to(page, "New run")
+    uploaders = page.locator('[data-testid="stFileUploader"]')
+    uploaders.nth(0).locator('input[type="file"]').set_input_files(str(DIABETES / "train.csv"))
+    page.get_by_text("Pick the target column").wait_for()
+    uploaders.nth(1).locator('input[type="file"]').set_input_files(str(DIABETES / "test.csv"))
+    wait_idle(page)
+    choose(page, "Target column", "progression")
+    page.locator('[data-testid="stMetric"]').first.wait_for()
+    assert metric_values(page)["Better is"] == "lower ↓"
+    for label, value in [("M · models", 2), ("T · outer steps", 1), ("K · attempts per block", 1),
+                         ("L · solution tracks", 2), ("R · ensemble rounds", 1), ("Time budget (s)", 240),
+                         ("Workers", 2)]:
+        set_number(page, label, value)
+    page.get_by_text("Require my approval for each refinement plan").click()
+    wait_idle(page)
+    page.get_by_role("button", name="Start run").click()
+    page.wait_for_url(re.compile(r"/run\?run="), timeout=30_000)
+    run_id = page.url.split("run=")[1].split("&")[0]
+    assert '"require_approval": true' in store.get_run(run_id)["config_json"]
+    page.get_by_text("Event log").wait_for()
+    assert "Run dashboard" in main_text(page) and "What MLE-STAR does in each phase" in main_text(page)
+
+    # The dashboard's live fragment shows the first plan, with a link to the Refinement page.
+    page.get_by_text("The run is waiting for your approval").wait_for(timeout=120_000)
+    screenshot(page, "run_waiting")
+    page.get_by_role("link", name=re.compile("Review it on the Refinement page")).click()
+    wait_idle(page)
+    assert "Human in the loop" in main_text(page)
+
+    def next_plan(seen: set[int]) -> tuple[str, dict | None] | None:
+        pending = [d for d in store.pending_decisions(run_id) if d["id"] not in seen]
+        if pending:
+            return "plan", pending[0]
+        keys = {s["key"] for s in store.steps(run_id)}
+        if "final" in keys or any(k.startswith("ens/") for k in keys):
+            return "done", None  # refinement is over: no plan will come
+        return None
+
+    approved: set[int] = set()
+    while True:  # one plan per track (T = K = 1), approved as it comes
+        _, pending = wait_until(lambda: next_plan(approved), what="a plan waiting for approval")
+        if pending is None:
+            break
+        first_line = pending["plan"].splitlines()[0]
+        page.get_by_text(first_line, exact=False).first.wait_for(timeout=30_000)  # the watcher redraws
+        page.get_by_role("button", name="Approve", exact=True).wait_for()
+        if not approved:
+            screenshot(page, "approval")
+        page.get_by_role("button", name="Approve", exact=True).click()
+        wait_idle(page)
+        decision_id = int(pending["id"])
+        wait_until(lambda d=decision_id: store.get_decision(d)["status"] == "approved", what="the decision row")
+        approved.add(decision_id)
+    assert approved
+    wait_until(lambda: any(a["decision"] == "approved" and a["script_id"] for a in store.table("attempts", run_id)),
+               what="an approved attempt that ran")
+
+    # Ablation: a plotly chart per study
+    nav_to(page, "Ablation")
+    page.locator('[data-testid="stPlotlyChart"]').first.wait_for(timeout=30_000)
+    assert "Chosen for refinement" in main_text(page)
+    screenshot(page, "ablation")
+
+    # Refinement: the attempt's diff, side by side
+    nav_to(page, "Refinement")
+    page.get_by_text("Inspect an attempt").wait_for(timeout=60_000)
+    page.locator("table.diff").first.wait_for()
+    assert "approved" in main_text(page)
+
+    # Once finished: every page, and the submission on History
+    wait_until(lambda: store.get_run(run_id)["status"] in ("finished", "failed"), timeout=240, what="the run's end")
+    assert store.get_run(run_id)["status"] == "finished", store.get_run(run_id)["error"]
+    page.reload()
+    wait_idle(page)
+    page.locator("table.diff").first.wait_for()
+    screenshot(page, "attempts")
+    for title, name in [("Run dashboard", "run"), ("Retrieved models", "models"), ("Ablation", "ablation"),
+                        ("Ensemble", "ensemble"), ("Replay", "replay")]:
+        nav_to(page, title)
+        if name != "models":  # every other page draws a chart for a finished run
+            page.locator('[data-testid="stPlotlyChart"]').first.wait_for(timeout=30_000)
+        assert "Traceback" not in main_text(page), name
+        screenshot(page, name)
+    nav_to(page, "Run dashboard")
+    assert "Locked hold-out score" in main_text(page) and "RMSE (lower is better ↓)" in main_text(page)
+
+    nav_to(page, "History")
+    button = page.locator('[data-testid="stDownloadButton"]').filter(has_text="submission.csv").locator("button")
+    button.wait_for()
+    assert button.is_enabled()
+    with page.expect_download() as download:
+        button.click()
+    assert download.value.suggested_filename == "submission.csv"
+    content = Path(download.value.path()).read_text()
+    assert content.splitlines()[0].startswith("id,")
+    screenshot(page, "history_finished")

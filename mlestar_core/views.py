@@ -1,0 +1,1026 @@
+"""What the run pages show, shaped from store rows and events (no Streamlit here).
+
+Every function takes plain rows (dicts from `Store.table`, `Store.events_after`, ...) or a
+Store, and returns dataclasses or DataFrames that a page only has to draw. Keeping this pure
+makes it unit-testable and lets Replay rebuild "the dashboard after N events" from the event
+feed alone: the live dashboard and the replay go through the same functions.
+
+Scores are direction-aware throughout (`higher_is_better`): "best", "gain" and an ablation's
+"contribution" are positive when something is better, whatever the metric.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import re
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from .metrics import METRICS, improvement, is_better
+from .script import ScriptError, get_block
+
+Row = dict[str, Any]
+
+TERMINAL_STATUSES = ("finished", "failed", "stopped")
+ACTIVE_STATUSES = ("created", "running", "waiting", "paused")
+DRIFT_THRESHOLD = 0.05  # hold-out worse than validation by more than 5 % (relative): overfitting warning
+
+
+# -- the run itself ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """The parts of a run row every page needs, parsed once."""
+
+    id: str
+    name: str
+    status: str
+    brain: str
+    metric: str  # key of metrics.METRICS
+    metric_title: str
+    higher_is_better: bool
+    config: dict[str, Any]
+    task: dict[str, Any]
+
+    @property
+    def direction(self) -> str:
+        return "higher is better" if self.higher_is_better else "lower is better"
+
+    @property
+    def axis_title(self) -> str:
+        """Metric and direction, for chart axes: 'F1 score (higher is better ↑)'."""
+        return f"{self.metric_title} ({self.direction} {'↑' if self.higher_is_better else '↓'})"
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+    @property
+    def constraints(self) -> list[str]:
+        return [str(c) for c in self.config.get("constraints") or []]
+
+
+def run_info(run: Row) -> RunInfo:
+    task = json.loads(run.get("task_json") or "{}")
+    config = json.loads(run.get("config_json") or "{}")
+    metric = str(task.get("metric") or "")
+    known = METRICS.get(metric)
+    hib = bool(task.get("higher_is_better", known.higher_is_better if known else True))
+    return RunInfo(id=run["id"], name=run.get("name") or run["id"], status=run.get("status") or "created",
+                   brain=run.get("brain") or "", metric=metric, metric_title=known.title if known else metric,
+                   higher_is_better=hib, config=config, task=task)
+
+
+def fmt(x: float | None, digits: int = 5) -> str:
+    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}g}"
+
+
+# -- phases: timeline and explanations -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PhaseDef:
+    key: str
+    title: str
+    explanation: str  # two sentences for learners: what MLE-STAR does here, and why
+
+
+PHASES: tuple[PhaseDef, ...] = (
+    PhaseDef("baseline", "Baseline",
+             "A trivial script (the class prior, or the mean for regression) is scored on the shared "
+             "validation split. It sets the floor every later score should clearly beat, so a 'good' number "
+             "can be judged against doing nothing clever at all."),
+    PhaseDef("retrieve", "Retrieve models",
+             "MLE-STAR first retrieves M models known to work well on this kind of task, each with a reason "
+             "and example code. Starting from proven, current models instead of whatever a language model "
+             "happens to remember is what lifts the very first candidates above a naive guess."),
+    PhaseDef("init", "Initial candidates",
+             "One complete script is written and run for each retrieved model, all on the same seeded "
+             "validation split so their scores can be compared fairly. Scripts that crash are sent to a "
+             "debugger that reads the error and fixes the code before they are given up."),
+    PhaseDef("merge", "Merge",
+             "Each solution track starts from one of the best candidates and merges the others into it one "
+             "at a time, keeping a merge only while the validation score improves. Combining strong "
+             "candidates early gives refinement a better starting point than any single model."),
+    PhaseDef("check", "Checks",
+             "A data-usage check makes sure the script uses all the data it was given, and a leakage check "
+             "looks for information from the validation rows leaking into training. A leakage fix is kept "
+             "even when the score drops, because the higher score was never real."),
+    PhaseDef("refine", "Refine (T × K)",
+             "Each of the T outer steps runs an ablation study (every code block is swapped for a simpler "
+             "version to measure how much it contributes) and picks the most impactful block not refined "
+             "yet. An inner loop of K attempts then rewrites only that block, keeping the best, so the effort "
+             "goes where the ablation says it matters instead of rewriting the whole script."),
+    PhaseDef("ensemble", "Ensemble",
+             "The refined solutions of the L tracks are combined by an ensemble planner (averaging, weighted "
+             "blending, stacking…) over R rounds, each round learning from the scores of the previous ones. "
+             "Ensembles often beat every member because the members' errors partly cancel out."),
+    PhaseDef("final", "Final",
+             "The best script by validation score is run on the locked hold-out, rows no choice was ever made "
+             "on, for an honest estimate, and then on all training rows to write the submission. A large gap "
+             "between validation and hold-out means the search overfitted the validation split."),
+)
+PHASE_BY_KEY = {p.key: p for p in PHASES}
+
+
+def phase_of_step(key: str) -> str:
+    """Timeline phase of a step key (see docs/architecture.md)."""
+    if key in ("baseline", "retrieve", "init", "final"):
+        return key
+    if key.startswith("ens/"):
+        return "ensemble"
+    if key.endswith("/merge"):
+        return "merge"
+    if key.endswith("/checks"):
+        return "check"
+    return "refine"
+
+
+_STEP_RE = re.compile(r"^t(?P<t>\d+)/(?:(?P<what>merge|checks)|o(?P<o>\d+)/(?P<sub>ablation|extract|i(?P<i>\d+)))$")
+
+
+def describe_step(key: str) -> str:
+    """A step key in words: 't0/o1/i2' -> 'track 1 · outer step 2 · attempt 3'."""
+    simple = {"baseline": "trivial baseline", "retrieve": "retrieve models", "init": "initial candidates",
+              "final": "final runs (hold-out + submission)"}
+    if key in simple:
+        return simple[key]
+    if key.startswith("ens/r"):
+        return f"ensemble round {int(key[5:]) + 1}" if key[5:].isdigit() else key
+    m = _STEP_RE.match(key)
+    if not m:
+        return key
+    track = f"track {int(m['t']) + 1}"
+    if m["what"]:
+        return f"{track} · {'merge' if m['what'] == 'merge' else 'data-usage & leakage checks'}"
+    outer = f"outer step {int(m['o']) + 1}"
+    if m["sub"] == "ablation":
+        return f"{track} · {outer} · ablation study"
+    if m["sub"] == "extract":
+        return f"{track} · {outer} · choose the block"
+    return f"{track} · {outer} · attempt {int(m['i']) + 1}"
+
+
+@dataclass(frozen=True)
+class StepState:
+    key: str
+    status: str  # running, done, failed, stopped, skipped
+    started: float | None = None
+    ended: float | None = None
+    result: Any = None
+
+
+@dataclass
+class PhaseState:
+    key: str
+    title: str
+    explanation: str
+    status: str  # pending, running, waiting, done, skipped, failed, stopped, not needed
+    done: int  # steps finished
+    total: int  # steps expected from the run's knobs
+    current: list[str] = field(default_factory=list)  # running steps, in words
+
+    @property
+    def label(self) -> str:
+        return f"{self.title} ({self.done}/{self.total})" if self.total > 1 else self.title
+
+
+def steps_from_rows(rows: Iterable[Row]) -> list[StepState]:
+    out = []
+    for r in rows:
+        result = json.loads(r["result_json"]) if r.get("result_json") else None
+        out.append(StepState(r["key"], r["status"], r.get("started"), r.get("ended"), result))
+    return out
+
+
+def steps_from_events(events: Sequence[Row]) -> list[StepState]:
+    """The steps table as it was after these events (for Replay): no results, only statuses."""
+    states: dict[str, StepState] = {}
+    for e in events:
+        kind, p = e["kind"], e["payload"]
+        if kind == "step_started":
+            states[p["key"]] = StepState(p["key"], "running", e["ts"])
+        elif kind == "step_done" and p.get("key") in states:
+            states[p["key"]] = StepState(p["key"], "done", states[p["key"]].started, e["ts"])
+        elif kind in ("run_stopped", "run_failed", "run_finished"):
+            # A step in flight when the run ended was stopped, failed, or skipped by the time budget.
+            end = {"run_stopped": "stopped", "run_failed": "failed", "run_finished": "skipped"}[kind]
+            for k, s in list(states.items()):
+                if s.status == "running":
+                    states[k] = StepState(k, end, s.started, e["ts"])
+    return list(states.values())
+
+
+def expected_tracks(config: dict[str, Any], steps: Sequence[StepState]) -> int:
+    """L, or fewer when fewer initial candidates ran (known once the init step is done)."""
+    tracks = max(1, int(config.get("num_solutions") or 1))
+    for s in steps:
+        if s.key == "init" and s.status == "done" and isinstance(s.result, list):
+            ok = sum(1 for c in s.result if c.get("score") is not None)
+            tracks = max(1, min(tracks, ok))
+    started = {int(m["t"]) for s in steps if (m := _STEP_RE.match(s.key))}
+    return max(tracks, len(started))
+
+
+def expected_steps(config: dict[str, Any], tracks: int) -> dict[str, int]:
+    outer, inner = int(config.get("outer_steps") or 0), int(config.get("inner_steps") or 0)
+    rounds = int(config.get("ensemble_rounds") or 0)
+    return {"baseline": 1, "retrieve": 1, "init": 1, "merge": tracks, "check": tracks,
+            "refine": tracks * outer * (2 + inner), "ensemble": rounds if tracks >= 2 else 0, "final": 1}
+
+
+def phase_timeline(steps: Sequence[StepState], config: dict[str, Any], run_status: str) -> list[PhaseState]:
+    """One entry per phase in order, with steps done/expected and what is running now."""
+    totals = expected_steps(config, expected_tracks(config, steps))
+    by_phase: dict[str, list[StepState]] = {p.key: [] for p in PHASES}
+    for s in steps:
+        by_phase[phase_of_step(s.key)].append(s)
+    terminal = run_status in TERMINAL_STATUSES
+    out = []
+    for p in PHASES:
+        rows = by_phase[p.key]
+        done = sum(1 for s in rows if s.status == "done")
+        running = [s for s in rows if s.status == "running"]
+        total = max(totals[p.key], done + len(running))
+        if running and not terminal:
+            status = "waiting" if run_status == "waiting" and p.key == "refine" else \
+                "paused" if run_status == "paused" else "running"
+        elif any(s.status == "failed" for s in rows):
+            status = "failed"
+        elif any(s.status == "stopped" for s in rows) or (running and run_status == "stopped"):
+            status = "stopped"
+        elif total == 0:
+            status = "not needed"
+        elif done >= total:
+            status = "done"
+        elif done or any(s.status == "skipped" for s in rows):
+            status = "skipped" if terminal else "running"
+        else:
+            status = "skipped" if run_status == "finished" else "pending"
+        out.append(PhaseState(p.key, p.title, p.explanation, status, done, total,
+                              [describe_step(s.key) for s in running] if not terminal else []))
+    return out
+
+
+def current_phase(timeline: Sequence[PhaseState]) -> PhaseState | None:
+    """The phase in flight (the latest one if tracks are in different phases)."""
+    live = [p for p in timeline if p.status in ("running", "waiting", "paused")]
+    return live[-1] if live else None
+
+
+def step_progress(timeline: Sequence[PhaseState]) -> float:
+    """Fraction of the expected steps done (progress for a run without a time budget)."""
+    total = sum(p.total for p in timeline)
+    done = sum(min(p.done, p.total) for p in timeline)
+    return done / total if total else 0.0
+
+
+# -- time -----------------------------------------------------------------------------------
+
+
+def active_seconds(events: Sequence[Row]) -> list[float]:
+    """Each event's time since the run started, not counting the gaps between a run ending
+    (stop, crash, app restart) and being resumed: a resumed run's curve does not stretch."""
+    out: list[float] = []
+    offset = 0.0
+    first: float | None = None
+    prev: float | None = None
+    for e in events:
+        ts = float(e["ts"])
+        if first is None:
+            first = ts
+        elif e["kind"] == "run_started" and prev is not None:
+            offset += ts - prev  # the idle gap before a resume
+        out.append(ts - first - offset)
+        prev = ts
+    return out
+
+
+@dataclass(frozen=True)
+class BudgetProgress:
+    used: float  # seconds of run time
+    budget: float | None
+    fraction: float | None  # used / budget in [0, 1]; None without a budget
+
+    @property
+    def text(self) -> str:
+        if self.budget is None:
+            return f"{self.used:.0f} s used · no time budget"
+        return f"{self.used:.0f} s of {self.budget:.0f} s used ({100 * (self.fraction or 0):.0f} %)"
+
+
+def budget_progress(run: Row, events: Sequence[Row] = (), now: float | None = None) -> BudgetProgress:
+    """Time used against the budget; a live run's time keeps going between the pipeline's writes.
+
+    `runs.time_used` is written when a step finishes, just before its step_done event; for an
+    active run the time since the latest step_done or run_started event is added.
+    """
+    used = float(run.get("time_used") or 0.0)
+    if run.get("status") in ("running", "waiting", "paused"):
+        anchor = next((float(e["ts"]) for e in reversed(events) if e["kind"] in ("step_done", "run_started")),
+                      None)
+        if anchor is not None:
+            used += max(0.0, (now if now is not None else time.time()) - anchor)
+    budget = json.loads(run.get("config_json") or "{}").get("time_budget")
+    if not budget:
+        return BudgetProgress(used, None, None)
+    return BudgetProgress(used, float(budget), min(1.0, used / float(budget)))
+
+
+# -- scores over time, counts -------------------------------------------------------------------
+
+_SCORED_KINDS = ("candidate_scored", "merge", "attempt_scored", "ensemble_round")
+
+
+def _score_label(kind: str, p: dict[str, Any]) -> str:
+    if kind == "candidate_scored":
+        return f"initial: {p.get('label', '')}"
+    if kind == "merge":
+        return f"track {int(p.get('track', 0)) + 1}: merge {p.get('reference', '')}"
+    if kind == "attempt_scored":
+        return (f"track {int(p.get('track', 0)) + 1} step {int(p.get('outer', 0)) + 1}."
+                f"{int(p.get('inner', 0)) + 1}: {p.get('block', '')}")
+    return f"ensemble round {int(p.get('round', 0)) + 1}"
+
+
+def score_series(events: Sequence[Row], higher_is_better: bool) -> pd.DataFrame:
+    """Every solution scored so far (candidates, merges, attempts, ensembles) over run time, with
+    the best so far (direction-aware). Columns: seconds, score, best, kind, label."""
+    secs = active_seconds(events)
+    rows = []
+    best: float | None = None
+    for e, t in zip(events, secs, strict=True):
+        kind, p = e["kind"], e["payload"]
+        if kind not in _SCORED_KINDS or p.get("score") is None:
+            continue
+        score = float(p["score"])
+        if is_better(score, best, higher_is_better):
+            best = score
+        rows.append({"seconds": t, "score": score, "best": best, "kind": kind, "label": _score_label(kind, p)})
+    return pd.DataFrame(rows, columns=["seconds", "score", "best", "kind", "label"])
+
+
+@dataclass(frozen=True)
+class ScriptCounts:
+    run: int
+    failed: int
+
+    @property
+    def ok(self) -> int:
+        return self.run - self.failed
+
+
+def script_counts(events: Sequence[Row]) -> ScriptCounts:
+    """Script executions (every purpose) and how many failed, from script_executed events."""
+    runs = [e["payload"] for e in events if e["kind"] == "script_executed"]
+    return ScriptCounts(len(runs), sum(1 for p in runs if not p.get("ok")))
+
+
+def script_counts_from_rows(executions: Iterable[Row]) -> ScriptCounts:
+    rows = list(executions)
+    return ScriptCounts(len(rows), sum(1 for r in rows if r["exit_code"] != 0 or
+                                       (r["purpose"] == "search" and r["score"] is None)))
+
+
+# -- validation vs locked hold-out ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HoldoutCheck:
+    validation: float | None
+    holdout: float | None
+    gap: float | None  # how much worse the hold-out is (direction-aware; negative = hold-out better)
+    relative_gap: float | None
+    drift: bool
+    message: str
+
+
+def holdout_check(validation: float | None, holdout: float | None, higher_is_better: bool,
+                  threshold: float = DRIFT_THRESHOLD) -> HoldoutCheck:
+    """Warn when the locked hold-out is worse than validation by more than `threshold` (relative):
+    many choices made on one validation split overfit it."""
+    if validation is None or holdout is None:
+        return HoldoutCheck(validation, holdout, None, None, False,
+                            "The locked hold-out is scored when the run finishes." if holdout is None
+                            else "No validation score to compare with.")
+    gap = improvement(validation, holdout, higher_is_better) or 0.0
+    rel = gap / max(abs(validation), 1e-12)
+    drift = rel > threshold
+    if drift:
+        msg = (f"The hold-out score is {100 * rel:.1f} % worse than the validation score (more than "
+               f"{100 * threshold:.0f} %): the search has probably overfitted the validation split, so expect "
+               "the hold-out figure on new data.")
+    elif gap > 0:
+        msg = f"Hold-out is {100 * rel:.1f} % worse than validation: within the normal noise of a small split."
+    else:
+        msg = "Hold-out is as good as or better than validation: no sign of overfitting the validation split."
+    return HoldoutCheck(validation, holdout, gap, rel, drift, msg)
+
+
+def final_summary(events: Sequence[Row]) -> dict[str, Any] | None:
+    """The payload of the run's final event (final_label, validation and hold-out scores...)."""
+    for e in reversed(events):
+        if e["kind"] == "final":
+            return dict(e["payload"])
+    return None
+
+
+# -- the event log ----------------------------------------------------------------------------
+
+
+def _track(p: dict[str, Any]) -> str:
+    return f"Track {int(p.get('track', 0)) + 1}"
+
+
+def _first_line(text: Any, limit: int = 140) -> str:
+    s = str(text or "").strip()
+    line = s.splitlines()[0] if s else ""
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def describe_event(kind: str, p: dict[str, Any]) -> str:
+    """One event in words, for the live log."""
+    if kind == "run_started":
+        return f"{'Run resumed' if p.get('resumed') else 'Run started'} with the {p.get('brain', '?')} brain"
+    if kind == "step_started":
+        return f"Started: {describe_step(str(p.get('key', '')))}"
+    if kind == "step_done":
+        return f"Done: {describe_step(str(p.get('key', '')))}"
+    if kind == "model_card":
+        return f"Retrieved model: {p.get('name')} (source: {p.get('source')})"
+    if kind == "candidate_scored":
+        return f"Initial candidate {p.get('label')}: " + (
+            f"score {fmt(p.get('score'))}" if p.get("score") is not None else "failed")
+    if kind == "merge":
+        verdict = "kept" if p.get("kept") else "discarded (no improvement)"
+        return (f"{_track(p)}: merged {p.get('reference')} into {p.get('base')} → {fmt(p.get('score'))} "
+                f"vs {fmt(p.get('base_score'))}, {verdict}")
+    if kind == "check":
+        name = "Data-usage" if p.get("check") == "data_usage" else "Leakage"
+        what = "changed the script" if p.get("changed") else "found nothing to change"
+        findings = "; ".join(str(f) for f in p.get("findings") or [])
+        return f"{_track(p)}: {name} check {what}" + (f" — {_first_line(findings)}" if findings else "")
+    if kind == "ablation_result":
+        spread = f" ± {fmt(p['delta_std'], 2)}" if p.get("delta_std") is not None else ""
+        return (f"{_track(p)}, outer step {int(p.get('outer', 0)) + 1}: without a better {p.get('block')} block "
+                f"the score is {fmt(p.get('score'))} (contribution {fmt(p.get('delta'), 3)}{spread})")
+    if kind == "ablation_summary":
+        return f"{_track(p)}, outer step {int(p.get('outer', 0)) + 1}: ablation summary — " \
+               f"{_first_line(p.get('summary'))}"
+    if kind == "block_chosen":
+        return f"{_track(p)}, outer step {int(p.get('outer', 0)) + 1}: refining the {p.get('block')} block" + (
+            f" ({_first_line(p.get('reason'), 100)})" if p.get("reason") else "")
+    if kind == "attempt_scored":
+        where = f"{_track(p)}, attempt {int(p.get('outer', 0)) + 1}.{int(p.get('inner', 0)) + 1}"
+        if p.get("score") is None:
+            return f"{where}: failed" + (f" — {_first_line(p.get('error'))}" if p.get("error") else "")
+        decision = f" [{p['decision']}]" if p.get("decision") and p.get("decision") != "auto" else ""
+        return f"{where} on {p.get('block')}: {fmt(p.get('score'))} vs {fmt(p.get('baseline'))}{decision}"
+    if kind == "attempt_rejected":
+        return (f"{_track(p)}, attempt {int(p.get('outer', 0)) + 1}.{int(p.get('inner', 0)) + 1}: plan rejected "
+                f"— {_first_line(p.get('plan'), 100)}")
+    if kind == "block_refined":
+        return (f"{_track(p)}, outer step {int(p.get('outer', 0)) + 1}: {p.get('block')} block refined "
+                f"{fmt(p.get('from'))} → {fmt(p.get('to'))}")
+    if kind == "approval_needed":
+        return f"Waiting for your approval: a plan for the {p.get('block')} block — {_first_line(p.get('plan'), 100)}"
+    if kind == "decision":
+        return f"Plan {p.get('status')} (decision #{p.get('decision_id')})"
+    if kind == "ensemble_round":
+        return f"Ensemble round {int(p.get('round', 0)) + 1}: {fmt(p.get('score'))} — {_first_line(p.get('plan'), 100)}"
+    if kind == "best_score":
+        return f"New best score: {fmt(p.get('score'))}"
+    if kind == "budget_exhausted":
+        return f"Time budget exhausted at {describe_step(str(p.get('at_step', '')))}: wrapping up with the best so far"
+    if kind == "final":
+        return (f"Final solution: {p.get('final_label')} — validation {fmt(p.get('validation_score'))}, "
+                f"locked hold-out {fmt(p.get('holdout_score'))}")
+    if kind == "run_finished":
+        return "Run finished"
+    if kind == "run_failed":
+        return f"Run failed: {_first_line(p.get('error'))}"
+    if kind == "run_stopped":
+        return "Run stopped"
+    if kind == "paused":
+        return "Run paused"
+    if kind == "resumed":
+        return "Run continues"
+    if kind == "control":
+        return {"pause": "Pause requested", "stop": "Stop requested", "run": "Resume requested"}.get(
+            str(p.get("control")), f"Control: {p.get('control')}")
+    if kind == "constraints":
+        cs = p.get("constraints") or []
+        return "Constraints pinned: " + ("; ".join(str(c) for c in cs) if cs else "none")
+    if kind == "script_executed":
+        what = f"Script #{p.get('script_id')} ({p.get('purpose') or 'search'}, {float(p.get('wall_time') or 0):.1f} s)"
+        if p.get("ok"):
+            return f"{what}: score {fmt(p.get('score'))}"
+        return f"{what} failed" + (f": {_first_line(p.get('error'), 120)}" if p.get("error") else "")
+    if kind == "brain_call":
+        return f"Brain call: {p.get('role')} ({1000 * float(p.get('latency') or 0):.0f} ms)"
+    if kind == "log":
+        return _first_line(p.get("message"), 200)
+    return f"{kind}: {json.dumps(p)[:160]}"
+
+
+NOISY_KINDS = ("brain_call", "script_executed", "step_done")
+
+
+def event_log(events: Sequence[Row], limit: int = 40, *, include_noisy: bool = False) -> pd.DataFrame:
+    """The latest events, newest first, in words. Columns: seq, time (run seconds), kind, what."""
+    secs = active_seconds(events)
+    rows = []
+    for e, t in zip(reversed(events), reversed(secs), strict=True):
+        if not include_noisy and e["kind"] in NOISY_KINDS:
+            continue
+        rows.append({"seq": e["seq"], "time": f"{t:7.1f} s", "kind": e["kind"],
+                     "what": describe_event(e["kind"], e["payload"])})
+        if len(rows) >= limit:
+            break
+    return pd.DataFrame(rows, columns=["seq", "time", "kind", "what"])
+
+
+# -- retrieved models and merges ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelCardView:
+    rank: int
+    name: str
+    why: str
+    example_code: str
+    source: str
+    family: str
+    script_id: int | None  # the initial script written from this card (after debugging, if it crashed)
+    score: float | None
+    state: str  # scored, failed, pending
+
+
+def model_cards(cards: Sequence[Row], events: Sequence[Row], scripts: Sequence[Row] = ()) -> list[ModelCardView]:
+    """Each retrieved card with its initial candidate's score (matched on the script label = card name)."""
+    scored = {e["payload"].get("label"): e["payload"] for e in events if e["kind"] == "candidate_scored"}
+    initial = {s["label"]: s["id"] for s in scripts if s["role"] == "initial"}
+    out = []
+    for c in sorted(cards, key=lambda c: c["rank"]):
+        p = scored.get(c["name"])
+        if p is not None:
+            state = "scored" if p.get("score") is not None else "failed"
+            sid, score = p.get("script_id"), p.get("score")
+        else:
+            state, sid, score = "pending", initial.get(c["name"]), None
+        out.append(ModelCardView(c["rank"], c["name"], c.get("why") or "", c.get("example_code") or "",
+                                 c.get("source") or "", c.get("family") or "", sid, score, state))
+    return out
+
+
+@dataclass(frozen=True)
+class MergeView:
+    track: int
+    tries: pd.DataFrame  # base, reference, score, base_score, kept
+    result_label: str | None
+    result_score: float | None
+    result_script_id: int | None
+
+
+def merges(events: Sequence[Row], steps: Sequence[StepState]) -> list[MergeView]:
+    """Per track: every merge tried (from merge events) and the merged result (the merge step's result)."""
+    tries: dict[int, list[dict[str, Any]]] = {}
+    for e in events:
+        if e["kind"] == "merge":
+            p = e["payload"]
+            tries.setdefault(int(p["track"]), []).append(
+                {"base": p.get("base"), "reference": p.get("reference"), "score": p.get("score"),
+                 "base_score": p.get("base_score"), "kept": bool(p.get("kept"))})
+    results: dict[int, dict[str, Any]] = {}
+    for s in steps:
+        m = _STEP_RE.match(s.key)
+        if m and m["what"] == "merge":
+            tries.setdefault(int(m["t"]), [])
+            if s.status == "done" and isinstance(s.result, dict):
+                results[int(m["t"])] = s.result
+    out = []
+    for t in sorted(tries):
+        r = results.get(t, {})
+        out.append(MergeView(t, pd.DataFrame(tries[t], columns=["base", "reference", "score", "base_score", "kept"]),
+                             r.get("label"), r.get("score"), r.get("script_id")))
+    return out
+
+
+# -- ablation -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AblationBar:
+    block: str
+    description: str
+    delta: float | None  # mean contribution: positive = the block helps
+    error: float | None  # spread of the contribution over the repeats (None: a single run, or an older row)
+    score: float | None
+    baseline: float | None
+    repeats: int
+    script_id: int | None
+    chosen: bool
+
+
+@dataclass(frozen=True)
+class AblationGroup:
+    track: int
+    outer: int
+    bars: list[AblationBar]
+    chosen_block: str | None
+    reason: str | None
+    summary: str | None
+
+    @property
+    def title(self) -> str:
+        return f"Track {self.track + 1} · outer step {self.outer + 1}"
+
+    @property
+    def has_error_bars(self) -> bool:
+        return any(b.error is not None for b in self.bars)
+
+
+def _ablation_error(row: Row) -> float | None:
+    # The paired spread of the differences is the honest error bar; rows written before it existed
+    # but with both spreads combine them as if independent; older rows have none (no error bar).
+    if row.get("delta_std") is not None:
+        return float(row["delta_std"])
+    s, b = row.get("score_std"), row.get("baseline_std")
+    if s is not None and b is not None:
+        return math.sqrt(float(s) ** 2 + float(b) ** 2)
+    return float(s) if s is not None else None
+
+
+def ablation_groups(rows: Sequence[Row], events: Sequence[Row]) -> list[AblationGroup]:
+    """Per (track, outer step): each block's contribution with its error bar, the chosen block and
+    the ablation summary. Rows arrive one by one while the study runs; the chart fills in."""
+    chosen: dict[tuple[int, int], dict[str, Any]] = {}
+    summaries: dict[tuple[int, int], str] = {}
+    for e in events:
+        p = e["payload"]
+        if e["kind"] == "block_chosen":
+            chosen[(int(p["track"]), int(p["outer"]))] = p
+        elif e["kind"] == "ablation_summary":
+            summaries[(int(p["track"]), int(p["outer"]))] = str(p.get("summary") or "")
+    groups: dict[tuple[int, int], list[Row]] = {}
+    for r in rows:
+        groups.setdefault((int(r["track"]), int(r["outer_step"])), []).append(r)
+    out = []
+    for key in sorted(groups):
+        pick = chosen.get(key, {}).get("block")
+        bars = []
+        for r in groups[key]:
+            scores = json.loads(r["scores_json"]) if r.get("scores_json") else None
+            bars.append(AblationBar(r["block"], r.get("description") or "", r.get("delta"), _ablation_error(r),
+                                    r.get("score"), r.get("baseline"), len(scores) if scores else 1,
+                                    r.get("script_id"), r["block"] == pick))
+        out.append(AblationGroup(key[0], key[1], bars, pick, chosen.get(key, {}).get("reason"), summaries.get(key)))
+    return out
+
+
+# -- refinement attempts ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AttemptView:
+    id: int
+    track: int
+    outer: int
+    inner: int
+    block: str
+    plan: str
+    score: float | None
+    baseline: float | None
+    gain: float | None  # direction-aware: positive = better than the block's starting script
+    status: str  # ok, failed, rejected
+    decision: str  # auto, approved, edited, rejected
+    kept: bool
+    script_id: int | None
+    parent_script_id: int | None
+
+
+@dataclass(frozen=True)
+class AttemptGroup:
+    track: int
+    outer: int
+    block: str
+    attempts: list[AttemptView]
+    baseline: float | None  # score of the script the block started from
+
+    @property
+    def title(self) -> str:
+        return f"Track {self.track + 1} · outer step {self.outer + 1} · block {self.block}"
+
+    @property
+    def kept(self) -> AttemptView | None:
+        return next((a for a in self.attempts if a.kept), None)
+
+
+def attempt_groups(rows: Sequence[Row], higher_is_better: bool) -> list[AttemptGroup]:
+    """Every inner attempt (rejected plans included) grouped per (track, outer step, block)."""
+    groups: dict[tuple[int, int, str], list[AttemptView]] = {}
+    for r in sorted(rows, key=lambda r: (r["track"], r["outer_step"], r["inner_step"], r["id"])):
+        a = AttemptView(r["id"], r["track"], r["outer_step"], r["inner_step"], r["block"], r.get("plan") or "",
+                        r.get("score"), r.get("baseline"), improvement(r.get("score"), r.get("baseline"),
+                                                                       higher_is_better),
+                        r["status"], r["decision"], bool(r.get("kept")), r.get("script_id"),
+                        r.get("parent_script_id"))
+        groups.setdefault((a.track, a.outer, a.block), []).append(a)
+    return [AttemptGroup(t, o, b, atts, next((a.baseline for a in atts if a.baseline is not None), None))
+            for (t, o, b), atts in sorted(groups.items())]
+
+
+def attempt_trace(rows: Sequence[Row], higher_is_better: bool) -> pd.DataFrame:
+    """Scores through all attempts of the run in the order they were made (rejected plans left out).
+    Columns: n, label, track, score, baseline, gain, kept, status."""
+    out = []
+    for r in sorted(rows, key=lambda r: r["id"]):
+        if r["status"] == "rejected":
+            continue
+        out.append({"n": len(out) + 1,
+                    "label": f"t{r['track'] + 1} {r['outer_step'] + 1}.{r['inner_step'] + 1} {r['block']}",
+                    "track": f"track {r['track'] + 1}", "score": r.get("score"), "baseline": r.get("baseline"),
+                    "gain": improvement(r.get("score"), r.get("baseline"), higher_is_better),
+                    "kept": bool(r.get("kept")), "status": r["status"]})
+    return pd.DataFrame(out, columns=["n", "label", "track", "score", "baseline", "gain", "kept", "status"])
+
+
+@dataclass(frozen=True)
+class BlockDiff:
+    block: str
+    before: str  # the block in the script the attempt started from
+    after: str  # the block in the attempt's script ("" when it produced no script)
+    unified: str
+
+    @property
+    def changed(self) -> bool:
+        return self.before != self.after
+
+
+def _block_or_empty(code: str | None, block: str) -> str:
+    if not code:
+        return ""
+    try:
+        return get_block(code, block)
+    except ScriptError:
+        return ""
+
+
+def block_diff(parent_code: str | None, code: str | None, block: str) -> BlockDiff:
+    before, after = _block_or_empty(parent_code, block), _block_or_empty(code, block)
+    unified = "".join(difflib.unified_diff(before.splitlines(keepends=True), after.splitlines(keepends=True),
+                                           f"{block} (before)", f"{block} (after)"))
+    return BlockDiff(block, before, after, unified)
+
+
+def side_by_side_html(before: str, after: str, left: str = "before", right: str = "after") -> str:
+    """A two-column HTML diff (difflib.HtmlDiff) with its styles: changed lines with 3 lines of context."""
+    differ = difflib.HtmlDiff(tabsize=4, wrapcolumn=60)
+    table = differ.make_table(before.splitlines(), after.splitlines(), left, right, context=True, numlines=3)
+    style = ("<style>table.diff{font-family:ui-monospace,monospace;font-size:12px;border-collapse:collapse;"
+             "width:100%} .diff td{padding:0 4px;vertical-align:top;white-space:pre} "
+             ".diff_header{color:#888;text-align:right} td.diff_next{display:none} "
+             ".diff_add{background:#d4f8d4} .diff_chg{background:#fff2a8} .diff_sub{background:#fcd4d4} "
+             "th.diff_next{display:none} th{background:#f0f2f6;text-align:left;padding:2px 6px}</style>")
+    return style + table
+
+
+# -- the script tree --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TreeNode:
+    id: int
+    parent_id: int | None
+    depth: int
+    role: str
+    label: str
+    score: float | None
+    ran: bool  # has a search execution
+    children: int
+
+    @property
+    def text(self) -> str:
+        """One line for an indented list / selectbox."""
+        mark = fmt(self.score) if self.score is not None else ("failed" if self.ran else "not run")
+        return f"{'    ' * self.depth}{'└ ' if self.depth else ''}#{self.id} {self.role}: {self.label} · {mark}"
+
+
+def script_tree(scripts: Sequence[Row], executions: Sequence[Row], *, roles: Iterable[str] | None = None
+                ) -> list[TreeNode]:
+    """Scripts in depth-first order along parent_id edges (initial → merges → checks → attempts;
+    ensembles, which combine several tracks, are roots). `roles` keeps only those roles, re-attaching
+    a kept script to its nearest kept ancestor so the tree stays connected."""
+    score: dict[int, float | None] = {}
+    for e in executions:
+        if e["purpose"] in ("search", "", None):
+            score[e["script_id"]] = e["score"]
+    keep = set(roles) if roles is not None else None
+    by_id = {s["id"]: s for s in scripts}
+
+    def parent_of(s: Row) -> int | None:
+        p = s.get("parent_id")
+        while p is not None and keep is not None and p in by_id and by_id[p]["role"] not in keep:
+            p = by_id[p].get("parent_id")
+        return p if p in by_id else None
+
+    shown = [s for s in scripts if keep is None or s["role"] in keep]
+    children: dict[int | None, list[Row]] = {}
+    for s in shown:
+        children.setdefault(parent_of(s), []).append(s)
+    out: list[TreeNode] = []
+    stack: list[tuple[Row, int]] = [(s, 0) for s in reversed(children.get(None, []))]
+    while stack:  # iterative: a deep chain of attempts must not hit the recursion limit
+        s, depth = stack.pop()
+        kids = children.get(s["id"], [])
+        out.append(TreeNode(s["id"], s.get("parent_id"), depth, s["role"], s.get("label") or "",
+                            score.get(s["id"]), s["id"] in score, len(kids)))
+        stack.extend((k, depth + 1) for k in reversed(kids))
+    return out
+
+
+def lineage(scripts: Sequence[Row], script_id: int) -> list[Row]:
+    """The script and its ancestors, root first."""
+    by_id = {s["id"]: s for s in scripts}
+    chain = []
+    cur: int | None = script_id
+    seen: set[int] = set()
+    while cur is not None and cur in by_id and cur not in seen:
+        seen.add(cur)
+        chain.append(by_id[cur])
+        cur = by_id[cur].get("parent_id")
+    return list(reversed(chain))
+
+
+# -- ensemble ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EnsembleView:
+    rounds: pd.DataFrame  # round, strategy, score, script_id
+    members: pd.DataFrame  # label, score, script_id: the single solutions given to the ensemble
+    final: dict[str, Any] | None  # the final event's payload
+
+
+def track_results(steps: Sequence[StepState], attempts: Sequence[Row]) -> list[dict[str, Any]]:
+    """Each track's refined solution, as handed to the ensemble: the last outer step's kept attempt,
+    or the script after the checks when no attempt improved on it."""
+    out = []
+    checks = {int(m["t"]): s.result for s in steps
+              if (m := _STEP_RE.match(s.key)) and m["what"] == "checks" and s.status == "done"
+              and isinstance(s.result, dict)}
+    for t in sorted(checks):
+        kept = [a for a in attempts if a["track"] == t and a.get("kept") and a.get("script_id")]
+        if kept:
+            a = max(kept, key=lambda a: (a["outer_step"], a["id"]))
+            out.append({"label": f"track {t + 1} (refined)", "score": a["score"], "script_id": a["script_id"]})
+        else:
+            r = checks[t]
+            out.append({"label": f"track {t + 1}", "score": r.get("score"), "script_id": r.get("script_id")})
+    return out
+
+
+def ensemble_view(rounds: Sequence[Row], steps: Sequence[StepState], attempts: Sequence[Row],
+                  events: Sequence[Row]) -> EnsembleView:
+    members = track_results(steps, attempts)
+    seen: set[Any] = set()
+    distinct = []
+    for m in members:  # the pipeline ensembles distinct scripts only
+        if m["script_id"] not in seen and m["score"] is not None:
+            seen.add(m["script_id"])
+            distinct.append(m)
+    r = pd.DataFrame([{"round": int(x["round"]) + 1, "strategy": x.get("plan") or "", "score": x.get("score"),
+                       "script_id": x.get("script_id")} for x in sorted(rounds, key=lambda x: x["round"])],
+                     columns=["round", "strategy", "score", "script_id"])
+    return EnsembleView(r, pd.DataFrame(distinct, columns=["label", "score", "script_id"]), final_summary(events))
+
+
+# -- human in the loop --------------------------------------------------------------------------
+
+_DECISION_KEY = re.compile(r"^t(?P<t>\d+)/o(?P<o>\d+)/i(?P<i>\d+)(?:/r(?P<r>\d+))?$")
+
+
+@dataclass(frozen=True)
+class PendingPlan:
+    decision_id: int
+    key: str
+    track: int | None
+    outer: int | None
+    inner: int | None
+    retry: int  # plans rejected before this one in the same attempt
+    block: str
+    plan: str
+    block_code: str
+    script_id: int | None  # the script the block will be rewritten in
+
+    @property
+    def where(self) -> str:
+        if self.track is None:
+            return self.key
+        return f"track {self.track + 1} · outer step {(self.outer or 0) + 1} · attempt {(self.inner or 0) + 1}"
+
+
+def pending_plan(decisions: Sequence[Row], ablations: Sequence[Row], scripts: Sequence[Row]) -> PendingPlan | None:
+    """The oldest pending decision, with the script its block belongs to (the ablated script of that
+    track and outer step: every ablation variant's parent)."""
+    pending = [d for d in decisions if d["status"] == "pending"]
+    if not pending:
+        return None
+    d = min(pending, key=lambda d: d["id"])
+    m = _DECISION_KEY.match(d["key"] or "")
+    track = int(m["t"]) if m else None
+    outer = int(m["o"]) if m else None
+    parents = {s["id"]: s.get("parent_id") for s in scripts}
+    sid = next((parents.get(a["script_id"]) for a in ablations
+                if a["track"] == track and a["outer_step"] == outer and a.get("script_id") in parents), None)
+    return PendingPlan(d["id"], d["key"], track, outer, int(m["i"]) if m else None,
+                       int(m["r"]) if m and m["r"] else 0, d.get("block") or "", d.get("plan") or "",
+                       d.get("block_code") or "", sid)
+
+
+def decision_history(decisions: Sequence[Row]) -> pd.DataFrame:
+    """Every human decision taken, newest first."""
+    rows = [{"decided": d.get("decided"), "where": describe_decision_key(d["key"]), "block": d.get("block"),
+             "decision": d["status"], "plan": _first_line(d.get("edited_plan") or d.get("plan"), 120),
+             "code edited": bool(d.get("edited_code"))}
+            for d in sorted(decisions, key=lambda d: -d["id"]) if d["status"] != "pending"]
+    return pd.DataFrame(rows, columns=["decided", "where", "block", "decision", "plan", "code edited"])
+
+
+def describe_decision_key(key: str) -> str:
+    m = _DECISION_KEY.match(key or "")
+    if not m:
+        return key
+    text = f"track {int(m['t']) + 1} · attempt {int(m['o']) + 1}.{int(m['i']) + 1}"
+    return text + (f" · plan {int(m['r']) + 1}" if m["r"] and int(m["r"]) else "")
+
+
+def edit_payload(plan: str, original_plan: str, code: str | None, original_code: str) -> tuple[str, str | None]:
+    """(edited_plan, edited_code) for Store.decide: the code only when it really changed, so an
+    untouched editor does not replace the coder's work with the old block."""
+    new_code = code if code is not None and code.rstrip() != original_code.rstrip() else None
+    return (plan.strip() or original_plan), new_code
+
+
+# -- replay ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReplayState:
+    n: int  # events shown
+    total: int
+    seconds: float  # run time at that event
+    event: str  # the Nth event, in words
+    status: str
+    timeline: list[PhaseState]
+    series: pd.DataFrame
+    best: float | None
+    counts: ScriptCounts
+    log: pd.DataFrame
+    pending: bool  # a plan was waiting for approval at that point
+
+
+def status_after(events: Sequence[Row]) -> str:
+    """The run's status as the events so far say it."""
+    status = "created"
+    waiting = 0
+    for e in events:
+        k = e["kind"]
+        if k in ("run_started", "resumed"):
+            status = "running"
+        elif k == "paused":
+            status = "paused"
+        elif k == "approval_needed":
+            waiting += 1
+            status = "waiting"
+        elif k == "decision":
+            waiting = max(0, waiting - 1)
+            status = "waiting" if waiting else "running"
+        elif k in ("run_finished", "run_failed", "run_stopped"):
+            status = {"run_finished": "finished", "run_failed": "failed", "run_stopped": "stopped"}[k]
+            waiting = 0
+    return status
+
+
+def replay_state(events: Sequence[Row], n: int, config: dict[str, Any], higher_is_better: bool,
+                 log_size: int = 12) -> ReplayState:
+    """What the dashboard would have shown after the first n events."""
+    n = max(0, min(n, len(events)))
+    seen = list(events[:n])
+    status = status_after(seen)
+    series = score_series(seen, higher_is_better)
+    secs = active_seconds(seen)
+    last = seen[-1] if seen else None
+    return ReplayState(
+        n=n, total=len(events), seconds=secs[-1] if secs else 0.0,
+        event=describe_event(last["kind"], last["payload"]) if last else "(before the run started)",
+        status=status, timeline=phase_timeline(steps_from_events(seen), config, status), series=series,
+        best=None if series.empty else float(series["best"].iloc[-1]), counts=script_counts(seen),
+        log=event_log(seen, log_size), pending=status == "waiting")

@@ -1,0 +1,369 @@
+"""AppTest tests for the run pages: Run dashboard, Retrieved models, Ablation, Refinement, Ensemble, Replay.
+
+Three kinds of runs: none selected (each page's guard), the real finished run of the session fixture
+(`finished_run_store`), hand-made rows (a run in flight, `run_builder`), and a real pipeline waiting for
+approval in a background thread, steered from the Refinement page by key.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import FinishedRun, RunBuilder
+from streamlit.testing.v1 import AppTest
+
+from mlestar_core import views
+from mlestar_core.config import RunConfig
+from mlestar_core.pipeline import Pipeline, create_run
+from mlestar_core.script import get_block
+from mlestar_core.service import RunManager
+from mlestar_core.store import Store
+from mlestar_core.task import load_task
+from studio import state
+from studio.runpages import AttemptKeys, ReplayKeys, RunKeys
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "app.py")
+TIMEOUT = 60
+RUN_PAGES = ["pages/run.py", "pages/models.py", "pages/ablation.py", "pages/attempts.py", "pages/ensemble.py",
+             "pages/replay.py"]
+
+
+def texts(elements: Any) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+def open_page(page: str, run_id: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    if run_id:
+        at.query_params[state.QUERY_RUN] = run_id
+    at.run()
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def metric(at: AppTest, label: str) -> str:
+    for m in at.metric:
+        if m.label == label:
+            return str(m.value)
+    raise AssertionError(f"no metric {label!r} in {[m.label for m in at.metric]}")
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 120, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "store"
+    monkeypatch.setenv("MLESTAR_HOME", str(root))
+    monkeypatch.setattr(sys, "argv", ["streamlit"])
+    return root
+
+
+@pytest.fixture
+def finished(finished_run_store: FinishedRun, monkeypatch: pytest.MonkeyPatch) -> FinishedRun:
+    monkeypatch.setenv("MLESTAR_HOME", str(finished_run_store.root))
+    monkeypatch.setattr(sys, "argv", ["streamlit"])
+    return finished_run_store
+
+
+def boot_services() -> None:
+    """Run the app once on the empty store: its RunManager resumes runs that look interrupted (active,
+    no thread) when it is created, which must not happen to hand-made rows or to a test's own thread."""
+    AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+
+
+@pytest.fixture
+def builder(home: Path) -> RunBuilder:
+    boot_services()
+    return RunBuilder(Store(home))
+
+
+# -- no run selected ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("page", RUN_PAGES)
+def test_every_run_page_guards_without_a_run(home: Path, page: str) -> None:
+    at = open_page(page)
+    assert "No run selected yet" in texts(at.info)
+    assert at.title and not at.get("plotly_chart") and not at.metric  # the title, then only the guard
+
+
+# -- the real finished run ----------------------------------------------------------------------------
+
+
+def test_dashboard_of_a_finished_run(finished: FinishedRun) -> None:
+    at = open_page("pages/run.py", finished.run_id)
+    store, rid = finished.store, finished.run_id
+    run = store.get_run(rid)
+    assert at.title[0].value == "Run dashboard"
+    assert len(at.get("plotly_chart")) == 1  # best score so far
+    assert metric(at, "Scripts run") == str(len(store.table("executions", rid)))
+    assert metric(at, "Scripts failed") == "0"
+    assert metric(at, "Locked hold-out score") == f"{run['holdout_score']:.5g}"
+    assert metric(at, "Final validation score") == f"{run['best_score']:.5g}"
+    assert metric(at, "Brain") == "offline"
+    assert "100 % of the planned steps done" in str(at.get("progress")[0].proto.text)
+    log = at.dataframe[0].value
+    assert log["what"].iloc[0] == "Run finished"
+    # a finished run: Pause and Stop are off, Resume too (nothing left to do)
+    assert at.button(key=RunKeys.PAUSE).disabled and at.button(key=RunKeys.STOP).disabled
+    assert at.button(key=RunKeys.RESUME).disabled
+    assert "What MLE-STAR does in each phase" in str(at.expander[0].label)
+
+
+def test_models_page_shows_cards_with_scores_and_merges(finished: FinishedRun) -> None:
+    at = open_page("pages/models.py", finished.run_id)
+    cards = finished.store.table("model_cards", finished.run_id)
+    md = texts(at.markdown)
+    for c in cards:
+        assert c["name"] in md and c["why"] in md
+    assert len(at.code) >= len(cards)  # example code of each card
+    values = [m.value for m in at.metric if m.label.startswith("initial")]
+    assert len(values) == len(cards) and all(v not in ("pending", "failed") for v in values)
+    assert "Track 1" in md and "Track 2" in md  # merged result per track
+
+
+def test_ablation_page_charts_each_study(finished: FinishedRun) -> None:
+    at = open_page("pages/ablation.py", finished.run_id)
+    groups = views.ablation_groups(finished.store.table("ablations", finished.run_id),
+                                   finished.store.events_after(finished.run_id))
+    charts = at.get("plotly_chart")
+    assert len(charts) == len(groups) == 2
+    md = texts(at.markdown)
+    assert all(f"Chosen for refinement: `{g.chosen_block}`" in md for g in groups)
+    assert "error bars: spread of the contribution over 3 validation splits" in texts(at.caption)
+    assert all(g.summary in texts(at.info) for g in groups)
+
+
+def test_attempts_page_shows_history_diff_and_tree(finished: FinishedRun) -> None:
+    at = open_page("pages/attempts.py", finished.run_id)
+    assert "This run does not ask for approval" in texts(at.caption)
+    assert len(at.get("plotly_chart")) == 1  # scores through all attempts
+    assert len(at.expander) >= 2 and len(at.dataframe) >= 2  # one table per track / outer step / block
+    assert at.get("html"), "side-by-side diff"
+    assert any(c.language == "diff" for c in at.code)
+    tree = at.selectbox(key=AttemptKeys.TREE_NODE)
+    final = views.final_summary(finished.store.events_after(finished.run_id))
+    assert tree.value == final["final_script_id"]  # the final solution is opened first
+    assert "the final solution" in texts(at.markdown)
+    scripts = finished.store.table("scripts", finished.run_id)
+    first = next(s for s in scripts if s["role"] == "initial")
+    tree.set_value(first["id"]).run()
+    assert not at.exception
+    assert any(c.value.strip() == first["code"].strip() for c in at.code)  # the node's code
+
+
+def test_fork_from_a_tree_node_opens_the_new_run(finished: FinishedRun, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[str, int, str | None]] = []
+
+    def fake_fork(self: RunManager, run_id: str, script_id: int, *, name: str | None = None) -> str:
+        calls.append((run_id, script_id, name))
+        return run_id  # the fixture store stays as it is; opening "the new run" is what is checked
+
+    monkeypatch.setattr(RunManager, "fork", fake_fork)
+    at = open_page("pages/attempts.py", finished.run_id)
+    node = at.selectbox(key=AttemptKeys.TREE_NODE).value
+    at.button(key=AttemptKeys.FORK).click().run()
+    assert not at.exception
+    assert calls == [(finished.run_id, node, f"breast-cancer (fork of #{node})")]
+    assert at.title[0].value == "Run dashboard"  # open_run switched to the dashboard
+
+
+def test_ensemble_page_compares_rounds_with_members(finished: FinishedRun) -> None:
+    at = open_page("pages/ensemble.py", finished.run_id)
+    final = views.final_summary(finished.store.events_after(finished.run_id))
+    assert len(at.get("plotly_chart")) == 1
+    assert f"**{final['final_label']}** (script #{final['final_script_id']}" in texts(at.markdown)
+    assert metric(at, "Locked hold-out") == f"{final['holdout_score']:.5g}"
+    assert "Round 1" in texts(at.markdown)
+    members = at.dataframe[0].value
+    assert len(members) == 2
+
+
+def test_replay_slider_and_step_buttons(finished: FinishedRun) -> None:
+    at = open_page("pages/replay.py", finished.run_id)
+    total = len(finished.store.events_after(finished.run_id))
+    slider = at.slider(key=ReplayKeys.N)
+    assert slider.value == total and len(at.get("plotly_chart")) == 1
+    assert "After event" in texts(at.markdown) and "Run finished" in texts(at.markdown)
+    at.button(key=ReplayKeys.PREV).click().run()
+    assert at.slider(key=ReplayKeys.N).value == total - 1
+    at.button(key=ReplayKeys.START).click().run()
+    assert at.slider(key=ReplayKeys.N).value == 0
+    assert metric(at, "Scripts run") == "0" and not at.get("plotly_chart")
+    middle = next(i for i, e in enumerate(finished.store.events_after(finished.run_id))
+                  if e["kind"] == "attempt_scored") + 1
+    at.slider(key=ReplayKeys.N).set_value(middle).run()
+    assert not at.exception and len(at.get("plotly_chart")) == 1
+    assert int(metric(at, "Scripts run")) < total
+    at.button(key=ReplayKeys.PLAY).click().run()
+    assert not at.exception and at.session_state[ReplayKeys.PLAYING]
+    at.run()  # a tick of the player: the fragment advances the slider
+    assert at.slider(key=ReplayKeys.N).value > middle
+    at.button(key=ReplayKeys.PAUSE).click().run()
+    assert not at.session_state[ReplayKeys.PLAYING]
+
+
+# -- a run in flight (hand-made rows) ---------------------------------------------------------------------
+
+
+def running_run(b: RunBuilder) -> str:
+    rid = b.run("running", time_budget=600)
+    b.step(rid, "baseline", "baseline", result={"script_id": 1, "score": 0.5})
+    b.store.update_run(rid, baseline_score=0.5, time_used=12.0)
+    b.step(rid, "retrieve", "retrieve", result=[])
+    b.store.add_model_card(rid, 0, {"name": "xgb", "why": "strong on tables", "example_code": "XGB()", "source": "kb"})
+    b.step(rid, "init", "init", status="running")
+    return rid
+
+
+def test_pages_of_a_running_run(builder: RunBuilder) -> None:
+    rid = running_run(builder)
+    at = open_page("pages/run.py", rid)
+    assert "Now: Initial candidates" in texts(at.info)
+    assert "Time budget:" in str(at.get("progress")[0].proto.text)
+    assert "No solution scored yet" in texts(at.caption)
+    assert not at.button(key=RunKeys.PAUSE).disabled and not at.button(key=RunKeys.STOP).disabled
+    at = open_page("pages/models.py", rid)
+    assert metric(at, "initial candidate") == "pending"
+    at = open_page("pages/ablation.py", rid)
+    assert "No ablation yet — it starts after the merge" in texts(at.info)
+    at = open_page("pages/attempts.py", rid)
+    assert "No refinement attempt yet" in texts(at.info)
+    at = open_page("pages/ensemble.py", rid)
+    assert "No ensemble yet" in texts(at.info)
+    at = open_page("pages/replay.py", rid)
+    assert "still running" in texts(at.info)
+
+    # rows arrive: the next poll (a rerun) shows them
+    builder.store.add_ablation(rid, 0, 0, {"block": "model", "description": "defaults", "score": 0.8,
+                                           "baseline": 0.85, "delta": 0.05}, None)
+    at = open_page("pages/ablation.py", rid)
+    assert len(at.get("plotly_chart")) == 1
+    assert "no error bars" in texts(at.caption) and "The study is running" in texts(at.caption)
+
+
+def test_pause_resume_stop_buttons(builder: RunBuilder, monkeypatch: pytest.MonkeyPatch) -> None:
+    rid = running_run(builder)
+    resumed: list[str] = []
+    monkeypatch.setattr(RunManager, "resume", lambda self, run_id: resumed.append(run_id))
+    at = open_page("pages/run.py", rid)
+    at.button(key=RunKeys.PAUSE).click().run()
+    assert not at.exception and builder.store.get_run(rid)["control"] == "pause"
+    assert "Pause requested" in texts(at.success)
+    assert at.button(key=RunKeys.PAUSE).disabled and not at.button(key=RunKeys.RESUME).disabled
+    at.button(key=RunKeys.RESUME).click().run()  # no thread owns this run: resume it from its last step
+    assert not at.exception and resumed == [rid]
+    at.button(key=RunKeys.STOP).click().run()
+    assert not at.exception
+    run = builder.store.get_run(rid)
+    assert run["control"] == "stop" and run["status"] == "stopped"  # no thread: stopped at once
+    assert at.button(key=RunKeys.STOP).disabled and not at.button(key=RunKeys.RESUME).disabled
+
+
+def test_constraints_can_be_added_and_removed(builder: RunBuilder) -> None:
+    rid = running_run(builder)
+    at = open_page("pages/run.py", rid)
+    assert "No constraints pinned." in texts(at.caption)
+    at.text_input(key=RunKeys.CONSTRAINT_NEW).set_value("no neural networks")
+    at.button(key=RunKeys.CONSTRAINT_ADD).click().run()
+    at.text_input(key=RunKeys.CONSTRAINT_NEW).set_value("train under a minute")
+    at.button(key=RunKeys.CONSTRAINT_ADD).click().run()
+    assert not at.exception
+    assert views.run_info(builder.store.get_run(rid)).constraints == ["no neural networks", "train under a minute"]
+    assert "- no neural networks" in texts(at.markdown)
+    at.button(key=f"{RunKeys.CONSTRAINT_REMOVE}0").click().run()
+    assert views.run_info(builder.store.get_run(rid)).constraints == ["train under a minute"]
+    kinds = [e["kind"] for e in builder.store.events_after(rid)]
+    assert kinds.count("constraints") == 3
+
+
+def test_waiting_run_shows_the_plan_on_the_dashboard(builder: RunBuilder) -> None:
+    rid = running_run(builder)
+    builder.store.update_run(rid, status="waiting")
+    builder.store.request_decision(rid, "t0/o0/i0/r0", "model", "Use 500 trees.", "m = XGB()\n")
+    at = open_page("pages/run.py", rid)
+    assert "waiting for your approval" in texts(at.warning)
+    assert "Use 500 trees." in texts(at.markdown)
+    assert any(p.proto.page == "attempts" and rid in p.proto.query_string for p in at.get("page_link"))
+
+
+# -- human in the loop with a real pipeline ----------------------------------------------------------------
+
+
+@pytest.fixture
+def gated_run(home: Path) -> Iterator[tuple[Store, str, threading.Thread]]:
+    """A real run that asks for approval before each plan, going in a background thread."""
+    boot_services()
+    store = Store(home)
+    config = RunConfig(num_models=1, outer_steps=1, inner_steps=2, num_solutions=1, ensemble_rounds=0,
+                       workers=2, ablation_repeats=1, require_approval=True, script_timeout=120)
+    rid = create_run(store, load_task(ROOT / "demo_tasks" / "breast-cancer"), config, out_dir=home.parent / "out")
+    thread = threading.Thread(target=lambda: Pipeline(store, rid).run(), daemon=True)
+    thread.start()
+    yield store, rid, thread
+    if thread.is_alive():
+        store.set_control(rid, "stop")
+        thread.join(timeout=60)
+
+
+def test_approve_edit_and_reject_from_the_refinement_page(gated_run: tuple[Store, str, threading.Thread]) -> None:
+    store, rid, thread = gated_run
+    first = wait_for(lambda: store.pending_decisions(rid), what="the first plan")[0]
+    at = open_page("pages/attempts.py", rid)
+    assert "A plan is waiting for your decision" in texts(at.warning)
+    assert first["plan"] in texts(at.markdown)
+    assert any(c.value.strip() == first["block_code"].strip() for c in at.code)
+
+    # Reject: the planner proposes another plan for the same attempt
+    at.button(key=AttemptKeys.REJECT).click().run()
+    assert not at.exception and store.get_decision(first["id"])["status"] == "rejected"
+    second = wait_for(lambda: [d for d in store.pending_decisions(rid) if d["id"] != first["id"]],
+                      what="a new plan after the rejection")[0]
+    assert second["plan"] != first["plan"] and second["key"].endswith("/r1")
+    at.run()  # the watcher's poll
+    assert second["plan"] in texts(at.markdown) and "after 1 rejected plan" in texts(at.warning)
+
+    # Edit: a new plan text and a change in the block editor (streamlit-ace: its value is set by key)
+    edited = second["plan"] + "\nAlso: keep it simple (human edit)."
+    new_code = second["block_code"] + "\n# human edit: keep this line\n"
+    at.text_area(key=f"{AttemptKeys.EDIT_PLAN}{second['id']}").set_value(edited)
+    at.session_state[f"{AttemptKeys.EDIT_CODE}{second['id']}"] = new_code
+    at.button(key=AttemptKeys.EDIT).click().run()
+    assert not at.exception
+    d = store.get_decision(second["id"])
+    assert d["status"] == "edited" and d["edited_plan"] == edited and d["edited_code"] == new_code
+
+    # Approve the plan of the second attempt
+    third = wait_for(lambda: [d for d in store.pending_decisions(rid) if d["key"].startswith("t0/o0/i1")],
+                     what="the plan of the second attempt")[0]
+    at.run()
+    at.button(key=AttemptKeys.APPROVE).click().run()
+    assert not at.exception and store.get_decision(third["id"])["status"] == "approved"
+
+    thread.join(timeout=240)
+    assert not thread.is_alive() and store.get_run(rid)["status"] == "finished"
+    attempts = store.table("attempts", rid)
+    assert [a["decision"] for a in attempts] == ["rejected", "edited", "approved"]
+    assert attempts[1]["plan"] == edited
+    block = get_block(store.get_script(attempts[1]["script_id"])["code"], second["block"])
+    assert "# human edit: keep this line" in block  # the human's code ran, not the coder's
+    at.run()
+    assert "No plan is waiting" in texts(at.caption)
+    history = at.dataframe[-1].value  # "Your decisions"
+    assert list(history["decision"]) == ["approved", "edited", "rejected"]

@@ -1,0 +1,449 @@
+"""mlestar_core.views: what the run pages show, on a real finished run and on hand-made edge cases."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+from conftest import FinishedRun, RunBuilder
+
+from mlestar_core import views
+from mlestar_core.metrics import is_better
+from mlestar_core.script import fence
+
+
+@pytest.fixture(scope="module")
+def real(finished_run_store: FinishedRun) -> dict:
+    """Everything the pages read, loaded once."""
+    s, rid = finished_run_store.store, finished_run_store.run_id
+    return {"store": s, "id": rid, "run": s.get_run(rid), "info": views.run_info(s.get_run(rid)),
+            "events": s.events_after(rid), "steps": views.steps_from_rows(s.steps(rid)),
+            **{t: s.table(t, rid) for t in ("scripts", "executions", "ablations", "attempts", "model_cards",
+                                             "ensemble_rounds", "decisions")}}
+
+
+# -- run and phases ------------------------------------------------------------------------------
+
+
+def test_run_info_reads_metric_and_direction(real: dict) -> None:
+    info = real["info"]
+    assert info.metric == "roc_auc" and info.metric_title == "ROC-AUC" and info.higher_is_better
+    assert info.axis_title == "ROC-AUC (higher is better ↑)"
+    assert info.status == "finished" and not info.active
+    assert info.config["num_models"] == 2 and info.constraints == []
+
+
+def test_every_phase_has_a_two_sentence_explanation() -> None:
+    assert [p.key for p in views.PHASES] == ["baseline", "retrieve", "init", "merge", "check", "refine",
+                                             "ensemble", "final"]
+    for p in views.PHASES:
+        sentences = [s for s in re.split(r"(?<=[.!?])\s+", p.explanation.strip()) if s]
+        assert len(sentences) == 2, (p.key, sentences)
+        assert p.explanation.endswith(".")
+
+
+def test_timeline_of_a_finished_run_is_all_done(real: dict) -> None:
+    timeline = views.phase_timeline(real["steps"], real["info"].config, "finished")
+    by = {p.key: p for p in timeline}
+    assert all(p.status == "done" for p in timeline), [(p.key, p.status) for p in timeline]
+    assert by["merge"].total == 2 and by["check"].total == 2  # L = 2 tracks
+    assert by["refine"].total == 2 * 1 * (2 + 2)  # L x T x (ablation + extract + K attempts)
+    assert by["ensemble"].total == 1 and by["final"].done == 1
+    assert views.current_phase(timeline) is None and views.step_progress(timeline) == 1.0
+
+
+def test_timeline_of_a_running_run_shows_the_current_step(run_builder: RunBuilder) -> None:
+    b = run_builder
+    rid = b.run("running", num_solutions=3)
+    b.step(rid, "baseline", "baseline", result={"script_id": 1, "score": 0.5})
+    b.step(rid, "retrieve", "retrieve", result=[])
+    # only two candidates ran, so only two of the three tracks can exist
+    b.step(rid, "init", "init", result=[{"script_id": 2, "score": 0.9}, {"script_id": 3, "score": 0.8},
+                                        {"script_id": 4, "score": None}])
+    b.step(rid, "t0/merge", "merge", status="running")
+    steps = views.steps_from_rows(b.store.steps(rid))
+    config = views.run_info(b.store.get_run(rid)).config
+    timeline = views.phase_timeline(steps, config, "running")
+    by = {p.key: p for p in timeline}
+    assert [by[k].status for k in ("baseline", "retrieve", "init")] == ["done"] * 3
+    assert by["merge"].status == "running" and by["merge"].total == 2
+    assert by["merge"].current == ["track 1 · merge"]
+    assert all(by[k].status == "pending" for k in ("check", "refine", "ensemble", "final"))
+    now = views.current_phase(timeline)
+    assert now is not None and now.key == "merge"
+    assert 0 < views.step_progress(timeline) < 1
+    # the same run waiting for a human: the refine phase says so
+    b.step(rid, "t0/o0/i0", "refine", status="running")
+    waiting = views.phase_timeline(views.steps_from_rows(b.store.steps(rid)), config, "waiting")
+    assert {p.key: p for p in waiting}["refine"].status == "waiting"
+
+
+def test_steps_from_events_agree_with_the_steps_table(real: dict) -> None:
+    from_events = {s.key: s.status for s in views.steps_from_events(real["events"])}
+    from_table = {s.key: s.status for s in real["steps"]}
+    assert from_events == from_table
+
+
+@pytest.mark.parametrize(("key", "words"), [
+    ("baseline", "trivial baseline"), ("init", "initial candidates"), ("t0/merge", "track 1 · merge"),
+    ("t1/checks", "track 2 · data-usage & leakage checks"),
+    ("t0/o1/ablation", "track 1 · outer step 2 · ablation study"),
+    ("t1/o0/extract", "track 2 · outer step 1 · choose the block"), ("t0/o1/i2", "track 1 · outer step 2 · attempt 3"),
+    ("ens/r1", "ensemble round 2"), ("weird", "weird")])
+def test_describe_step(key: str, words: str) -> None:
+    assert views.describe_step(key) == words
+
+
+# -- time, scores, counts ---------------------------------------------------------------------------
+
+
+def test_budget_progress(real: dict, run_builder: RunBuilder) -> None:
+    done = views.budget_progress(real["run"], real["events"])
+    assert done.budget is None and done.fraction is None and done.used == pytest.approx(real["run"]["time_used"])
+    b = run_builder
+    rid = b.run("running", time_budget=100)
+    b.step(rid, "baseline", "baseline")
+    b.store.update_run(rid, time_used=30.0)
+    events = b.store.events_after(rid)
+    now = events[-1]["ts"] + 10.0  # ten seconds after the last step finished
+    live = views.budget_progress(b.store.get_run(rid), events, now=now)
+    assert live.used == pytest.approx(40.0) and live.fraction == pytest.approx(0.4)
+    assert "40 s of 100 s used (40 %)" == live.text
+
+
+def test_active_seconds_skip_the_gap_before_a_resume() -> None:
+    ev = [{"kind": "run_started", "ts": 100.0}, {"kind": "step_started", "ts": 110.0},
+          {"kind": "run_stopped", "ts": 120.0}, {"kind": "run_started", "ts": 1000.0},
+          {"kind": "step_done", "ts": 1005.0}]
+    assert views.active_seconds(ev) == [0.0, 10.0, 20.0, 20.0, 25.0]
+
+
+def test_score_series_is_the_best_so_far(real: dict) -> None:
+    series = views.score_series(real["events"], True)
+    assert not series.empty and set(series["kind"]) >= {"candidate_scored", "attempt_scored", "ensemble_round"}
+    assert series["seconds"].is_monotonic_increasing
+    assert series["best"].is_monotonic_increasing
+    assert (series["best"] >= series["score"]).all()
+    assert series["best"].iloc[-1] == pytest.approx(real["run"]["best_score"])
+
+
+def test_score_series_lower_is_better() -> None:
+    ev = [{"kind": "candidate_scored", "ts": float(i), "payload": {"label": f"m{i}", "score": s}}
+          for i, s in enumerate([0.5, 0.7, 0.4, None, 0.45])]
+    series = views.score_series(ev, higher_is_better=False)
+    assert list(series["score"]) == [0.5, 0.7, 0.4, 0.45]  # the unscored one is left out
+    assert list(series["best"]) == [0.5, 0.5, 0.4, 0.4]
+
+
+def test_script_counts_match_the_executions(real: dict) -> None:
+    counts = views.script_counts(real["events"])
+    assert counts.run == len(real["executions"]) > 0
+    assert counts == views.script_counts_from_rows(real["executions"])
+    assert counts.ok == counts.run - counts.failed
+
+
+# -- validation vs hold-out ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("val", "hold", "hib", "drift"), [
+    (0.90, 0.80, True, True),  # 11 % worse on the hold-out
+    (0.90, 0.88, True, False),  # 2 %: noise
+    (0.90, 0.95, True, False),  # better on the hold-out
+    (1.00, 1.20, False, True),  # lower is better: 20 % worse
+    (1.00, 0.90, False, False),
+])
+def test_holdout_drift_rule(val: float, hold: float, hib: bool, drift: bool) -> None:
+    check = views.holdout_check(val, hold, hib)
+    assert check.drift is drift
+    assert (check.gap > 0) == is_better(val, hold, hib)  # type: ignore[operator]
+    if drift:
+        assert "overfitted the validation split" in check.message
+
+
+def test_holdout_check_without_scores() -> None:
+    assert not views.holdout_check(0.9, None, True).drift
+    assert "when the run finishes" in views.holdout_check(0.9, None, True).message
+
+
+def test_final_summary_of_the_real_run(real: dict) -> None:
+    final = views.final_summary(real["events"])
+    assert final is not None and final["holdout_score"] == pytest.approx(real["run"]["holdout_score"])
+    check = views.holdout_check(final["validation_score"], final["holdout_score"], True)
+    assert check.validation == final["validation_score"]
+
+
+# -- event log ---------------------------------------------------------------------------------------
+
+
+def test_event_log_is_newest_first_and_readable(real: dict) -> None:
+    log = views.event_log(real["events"], limit=500, include_noisy=True)
+    assert list(log["seq"]) == sorted(log["seq"], reverse=True)
+    assert len(log) == len(real["events"])
+    known = {e["kind"] for e in real["events"]}
+    for kind in known:  # every kind the pipeline wrote has its own sentence, not the raw fallback
+        sentence = log.loc[log["kind"] == kind, "what"].iloc[0]
+        assert not sentence.startswith(f"{kind}:"), (kind, sentence)
+    quiet = views.event_log(real["events"], limit=10)
+    assert len(quiet) == 10 and not set(quiet["kind"]) & set(views.NOISY_KINDS)
+    assert log["what"].iloc[0] == "Run finished"
+
+
+def test_describe_event_examples() -> None:
+    assert views.describe_event("merge", {"track": 0, "base": "a", "reference": "b", "score": 0.9,
+                                          "base_score": 0.8, "kept": True}) == \
+        "Track 1: merged b into a → 0.9 vs 0.8, kept"
+    assert views.describe_event("attempt_scored", {"track": 1, "outer": 0, "inner": 2, "block": "model",
+                                                   "score": 0.91, "baseline": 0.9, "decision": "edited"}) == \
+        "Track 2, attempt 1.3 on model: 0.91 vs 0.9 [edited]"
+    assert views.describe_event("constraints", {"constraints": ["no xgboost"]}) == "Constraints pinned: no xgboost"
+    assert views.describe_event("control", {"control": "pause"}) == "Pause requested"
+    assert views.describe_event("something_new", {"a": 1}).startswith("something_new:")
+
+
+# -- models and merges ---------------------------------------------------------------------------------
+
+
+def test_model_cards_carry_their_initial_score(real: dict) -> None:
+    cards = views.model_cards(real["model_cards"], real["events"], real["scripts"])
+    assert [c.rank for c in cards] == [0, 1] and all(c.why and c.example_code for c in cards)
+    scored = {e["payload"]["label"]: e["payload"]["score"] for e in real["events"] if e["kind"] == "candidate_scored"}
+    for c in cards:
+        assert c.state == "scored" and c.score == scored[c.name]
+        script = real["store"].get_script(c.script_id)
+        assert script["label"] == c.name and script["role"] in ("initial", "debug")
+
+
+def test_model_cards_before_the_candidates_ran(run_builder: RunBuilder) -> None:
+    b = run_builder
+    rid = b.run()
+    b.store.add_model_card(rid, 0, {"name": "xgb", "why": "fast", "example_code": "x", "source": "kb"})
+    (card,) = views.model_cards(b.store.table("model_cards", rid), b.store.events_after(rid))
+    assert card.state == "pending" and card.score is None
+
+
+def test_merges_per_track(real: dict) -> None:
+    merges = views.merges(real["events"], real["steps"])
+    assert [m.track for m in merges] == [0, 1]
+    for m in merges:
+        done, result = real["store"].step_result(real["id"], f"t{m.track}/merge")
+        assert done and m.result_script_id == result["script_id"] and m.result_score == result["score"]
+        assert list(m.tries.columns) == ["base", "reference", "score", "base_score", "kept"]
+
+
+# -- ablation -----------------------------------------------------------------------------------------
+
+
+def test_ablation_groups_of_the_real_run(real: dict) -> None:
+    groups = views.ablation_groups(real["ablations"], real["events"])
+    assert [(g.track, g.outer) for g in groups] == [(0, 0), (1, 0)]
+    for g in groups:
+        chosen = [b for b in g.bars if b.chosen]
+        assert len(chosen) == 1 and chosen[0].block == g.chosen_block
+        assert {a["block"] for a in real["attempts"] if a["track"] == g.track} == {g.chosen_block}
+        assert g.summary and g.has_error_bars  # ablation_repeats = 3 by default: spreads are stored
+        assert all(b.repeats == 3 for b in g.bars)
+
+
+def test_ablation_rows_without_spread_have_no_error_bars(run_builder: RunBuilder) -> None:
+    b = run_builder
+    rid = b.run()
+    assert views.ablation_groups(b.store.table("ablations", rid), b.store.events_after(rid)) == []  # none yet
+    for block, delta in [("model", 0.05), ("features", -0.01)]:
+        b.store.add_ablation(rid, 0, 0, {"block": block, "description": f"simpler {block}", "score": 0.8,
+                                         "baseline": 0.85, "delta": delta}, None)  # an older row: NULL spreads
+    (g,) = views.ablation_groups(b.store.table("ablations", rid), b.store.events_after(rid))
+    assert not g.has_error_bars and all(x.error is None and x.repeats == 1 for x in g.bars)
+    assert g.chosen_block is None and g.summary is None  # the study is still running
+    b.event(rid, "block_chosen", track=0, outer=0, block="model", plan="p", reason="helps most")
+    (g,) = views.ablation_groups(b.store.table("ablations", rid), b.store.events_after(rid))
+    assert [x.block for x in g.bars if x.chosen] == ["model"] and g.reason == "helps most"
+
+
+def test_ablation_error_prefers_the_paired_spread(run_builder: RunBuilder) -> None:
+    b = run_builder
+    rid = b.run()
+    b.store.add_ablation(rid, 0, 0, {"block": "model", "delta": 0.05}, None, scores=[0.8, 0.82],
+                         score_std=0.03, baseline_std=0.04, delta_std=0.01)
+    b.store.add_ablation(rid, 0, 0, {"block": "train", "delta": 0.02}, None, scores=[0.8, 0.82],
+                         score_std=0.03, baseline_std=0.04)
+    (g,) = views.ablation_groups(b.store.table("ablations", rid), [])
+    assert [x.error for x in g.bars] == [pytest.approx(0.01), pytest.approx(0.05)]  # sqrt(.03² + .04²)
+    assert [x.repeats for x in g.bars] == [2, 2]
+
+
+# -- attempts, diffs, tree ---------------------------------------------------------------------------------
+
+
+def test_attempt_groups_of_the_real_run(real: dict) -> None:
+    groups = views.attempt_groups(real["attempts"], True)
+    assert [(g.track, g.outer) for g in groups] == [(0, 0), (1, 0)]
+    for g in groups:
+        assert [a.inner for a in g.attempts] == [0, 1]
+        assert sum(a.kept for a in g.attempts) <= 1
+        for a in g.attempts:
+            assert a.decision == "auto" and a.status == "ok"
+            if a.gain is not None:
+                assert (a.gain > 0) == is_better(a.score, a.baseline, True)
+        if g.kept:
+            assert is_better(g.kept.score, g.baseline, True)
+    trace = views.attempt_trace(real["attempts"], True)
+    assert list(trace["n"]) == list(range(1, len(real["attempts"]) + 1))
+
+
+def test_block_diff_of_an_attempt(real: dict) -> None:
+    a = next(a for a in real["attempts"] if a["script_id"])
+    parent, child = real["store"].get_script(a["parent_script_id"]), real["store"].get_script(a["script_id"])
+    diff = views.block_diff(parent["code"], child["code"], a["block"])
+    assert diff.before and diff.after and diff.changed
+    assert diff.unified.startswith(f"--- {a['block']} (before)")
+    html = views.side_by_side_html(diff.before, diff.after, "before", "after")
+    assert "<table" in html and "diff_" in html and "before" in html
+
+
+def test_block_diff_without_a_script() -> None:
+    code = fence("model", "m = 1")
+    diff = views.block_diff(code, None, "model")
+    assert diff.before == "m = 1\n" and diff.after == "" and diff.changed
+    assert views.block_diff("no blocks", code, "model").before == ""
+
+
+def test_attempts_with_rejected_plans(run_builder: RunBuilder) -> None:
+    b = run_builder
+    rid = b.run(higher_is_better=False)
+    b.store.add_attempt(rid, track=0, outer_step=0, inner_step=0, block="model", plan="bad", decision="rejected",
+                        status="rejected", baseline=0.5)
+    b.store.add_attempt(rid, track=0, outer_step=0, inner_step=0, block="model", plan="good", decision="edited",
+                        status="ok", script_id=7, parent_script_id=6, score=0.4, baseline=0.5, kept=1)
+    (g,) = views.attempt_groups(b.store.table("attempts", rid), False)
+    assert [a.decision for a in g.attempts] == ["rejected", "edited"]
+    assert g.kept is not None and g.kept.gain == pytest.approx(0.1)  # lower is better: 0.4 beats 0.5
+    trace = views.attempt_trace(b.store.table("attempts", rid), False)
+    assert list(trace["label"]) == ["t1 1.1 model"]  # rejected plans never ran
+
+
+def test_script_tree_of_the_real_run(real: dict) -> None:
+    scripts = real["scripts"]
+    tree = views.script_tree(scripts, real["executions"])
+    assert sorted(n.id for n in tree) == sorted(s["id"] for s in scripts)
+    position = {n.id: i for i, n in enumerate(tree)}
+    depth = {n.id: n.depth for n in tree}
+    for n in tree:
+        if n.parent_id is not None:
+            assert position[n.parent_id] < position[n.id] and depth[n.id] == depth[n.parent_id] + 1
+        else:
+            assert n.depth == 0
+    roles = {n.role for n in tree}
+    assert {"baseline", "initial", "merge", "ablation", "refine", "ensemble"} <= roles
+    assert all(n.role == "ensemble" or n.role in ("baseline", "initial") for n in tree if n.depth == 0)
+    final = views.final_summary(real["events"])
+    node = next(n for n in tree if n.id == final["final_script_id"])
+    assert node.score == pytest.approx(final["validation_score"])
+    assert f"#{node.id} {node.role}" in node.text
+
+
+def test_script_tree_role_filter_keeps_it_connected(real: dict) -> None:
+    scripts = real["scripts"]
+    tree = views.script_tree(scripts, real["executions"], roles=["initial", "refine"])
+    assert {n.role for n in tree} <= {"initial", "refine"}
+    by = {n.id: n for n in tree}
+    for n in tree:
+        if n.role == "refine":  # attached to its nearest shown ancestor: an initial candidate or an attempt
+            ancestors = [s["id"] for s in views.lineage(scripts, n.id)][:-1]
+            assert any(a in by for a in ancestors) and n.depth >= 1
+
+
+def test_lineage_is_root_first(real: dict) -> None:
+    refine = next(s for s in real["scripts"] if s["role"] == "refine")
+    chain = views.lineage(real["scripts"], refine["id"])
+    assert chain[-1]["id"] == refine["id"] and chain[0]["parent_id"] is None
+    assert chain[0]["role"] == "initial"
+
+
+# -- ensemble -------------------------------------------------------------------------------------------
+
+
+def test_ensemble_view_of_the_real_run(real: dict) -> None:
+    view = views.ensemble_view(real["ensemble_rounds"], real["steps"], real["attempts"], real["events"])
+    assert list(view.rounds["round"]) == [1] and view.rounds["strategy"].iloc[0]
+    assert len(view.members) == 2 and view.members["script_id"].is_unique
+    for _, m in view.members.iterrows():  # each member is its track's refined script or the checked one
+        track = int(str(m["label"]).split()[1]) - 1
+        kept = [a for a in real["attempts"] if a["track"] == track and a["kept"]]
+        _, checks = real["store"].step_result(real["id"], f"t{track}/checks")
+        assert m["script_id"] == (kept[-1]["script_id"] if kept else checks["script_id"])
+    assert view.final is not None and view.final["final_label"]
+
+
+def test_ensemble_view_before_any_round(run_builder: RunBuilder) -> None:
+    b = run_builder
+    rid = b.run()
+    view = views.ensemble_view([], [], [], b.store.events_after(rid))
+    assert view.rounds.empty and view.members.empty and view.final is None
+
+
+# -- human in the loop ----------------------------------------------------------------------------------
+
+
+def test_pending_plan_and_decision_history(run_builder: RunBuilder) -> None:
+    b = run_builder
+    rid = b.run("waiting")
+    parent = b.store.add_script(rid, "initial", fence("model", "m = 1"), label="xgb")
+    variant = b.store.add_script(rid, "ablation", fence("model", "m = 0"), parent_id=parent)
+    b.store.add_ablation(rid, 1, 0, {"block": "model", "delta": 0.1}, variant)
+    assert views.pending_plan(b.store.table("decisions", rid), [], []) is None
+    first = b.store.request_decision(rid, "t1/o0/i1/r0", "model", "more trees", "m = 1\n")
+    b.store.decide(first, "rejected")
+    second = b.store.request_decision(rid, "t1/o0/i1/r1", "model", "fewer trees", "m = 1\n")
+    plan = views.pending_plan(b.store.table("decisions", rid), b.store.table("ablations", rid),
+                              b.store.table("scripts", rid))
+    assert plan is not None and plan.decision_id == second and plan.retry == 1
+    assert (plan.track, plan.outer, plan.inner) == (1, 0, 1) and plan.script_id == parent
+    assert plan.where == "track 2 · outer step 1 · attempt 2"
+    history = views.decision_history(b.store.table("decisions", rid))
+    assert list(history["decision"]) == ["rejected"] and history["plan"].iloc[0] == "more trees"
+
+
+def test_edit_payload_sends_code_only_when_changed() -> None:
+    assert views.edit_payload("new plan", "old", "m = 1\n", "m = 1") == ("new plan", None)
+    assert views.edit_payload("  ", "old", None, "m = 1") == ("old", None)
+    assert views.edit_payload("p", "old", "m = 2\n", "m = 1\n") == ("p", "m = 2\n")
+
+
+# -- replay ---------------------------------------------------------------------------------------------
+
+
+def test_replay_at_the_end_matches_the_live_dashboard(real: dict) -> None:
+    events, info = real["events"], real["info"]
+    end = views.replay_state(events, len(events), info.config, True)
+    assert end.status == "finished" and end.n == end.total == len(events)
+    live = views.phase_timeline(real["steps"], info.config, "finished")
+    assert [(p.key, p.status, p.done) for p in end.timeline] == [(p.key, p.status, p.done) for p in live]
+    assert end.best == pytest.approx(real["run"]["best_score"])
+    assert end.counts == views.script_counts(events) and end.event == "Run finished"
+
+
+def test_replay_in_the_middle_and_at_the_start(real: dict) -> None:
+    events, info = real["events"], real["info"]
+    start = views.replay_state(events, 0, info.config, True)
+    assert start.status == "created" and start.best is None and start.counts.run == 0 and start.log.empty
+    assert all(p.status in ("pending", "not needed") for p in start.timeline)
+    mid_n = next(i for i, e in enumerate(events) if e["kind"] == "ablation_result") + 1
+    mid = views.replay_state(events, mid_n, info.config, True)
+    assert mid.status == "running" and mid.log["seq"].iloc[0] == events[mid_n - 1]["seq"]
+    by = {p.key: p for p in mid.timeline}
+    assert by["init"].status == "done" and by["refine"].status == "running" and by["final"].status == "pending"
+    assert 0 < mid.counts.run < views.script_counts(events).run
+    assert len(mid.series) < len(views.score_series(events, True))
+    assert views.replay_state(events, 10**6, info.config, True).n == len(events)  # clamped
+
+
+def test_status_after_follows_the_feed() -> None:
+    def ev(*kinds: str) -> list[dict]:
+        return [{"kind": k, "ts": time.time(), "payload": {}} for k in kinds]
+
+    assert views.status_after(ev()) == "created"
+    assert views.status_after(ev("run_started", "approval_needed")) == "waiting"
+    assert views.status_after(ev("run_started", "approval_needed", "decision")) == "running"
+    assert views.status_after(ev("run_started", "paused")) == "paused"
+    assert views.status_after(ev("run_started", "run_stopped")) == "stopped"

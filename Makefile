@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO ?= demo_tasks/customer-churn
 
-.PHONY: setup run test lint bench clean browser
+.PHONY: setup run test lint bench bench-quality clean browser
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ browser:
 bench: setup
 	$(PY) bench/bench_executor.py
 	$(PY) bench/bench_pipeline.py
+	$(PY) bench/bench_pages.py
+
+# Held-out quality on the demo tasks vs default XGBoost (about 10 minutes).
+bench-quality: setup
+	$(PY) bench/bench_quality.py --budget 150
 
 clean:
 	rm -rf $(VENV) runs out .pytest_cache .ruff_cache

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from browser_helpers import CHROMIUM, ROOT, browser_page, open_page, running_app, screenshot, wait_idle
+from waiting import wait_for
 
 from mlestar_core.store import Store
 
@@ -162,18 +163,6 @@ def main_text(page) -> str:  # noqa: ANN001
     return page.locator('[data-testid="stMain"]').inner_text()
 
 
-def wait_until(predicate, timeout: float = 120, what: str = "condition"):  # noqa: ANN001, ANN201
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_run_pages_live_with_approval(app: App, page) -> None:  # noqa: ANN001
     """Start a run with approval from the UI, approve its plans on the Refinement page, watch the ablation
     chart and an attempt's diff appear, and download the submission once it finished."""
@@ -219,7 +208,7 @@ def test_run_pages_live_with_approval(app: App, page) -> None:  # noqa: ANN001
 
     approved: set[int] = set()
     while True:  # one plan per track (T = K = 1), approved as it comes
-        _, pending = wait_until(lambda: next_plan(approved), what="a plan waiting for approval")
+        _, pending = wait_for(lambda: next_plan(approved), what="a plan waiting for approval")
         if pending is None:
             break
         first_line = pending["plan"].splitlines()[0]
@@ -230,10 +219,10 @@ def test_run_pages_live_with_approval(app: App, page) -> None:  # noqa: ANN001
         page.get_by_role("button", name="Approve", exact=True).click()
         wait_idle(page)
         decision_id = int(pending["id"])
-        wait_until(lambda d=decision_id: store.get_decision(d)["status"] == "approved", what="the decision row")
+        wait_for(lambda d=decision_id: store.get_decision(d)["status"] == "approved", what="the decision row")
         approved.add(decision_id)
     assert approved
-    wait_until(lambda: any(a["decision"] == "approved" and a["script_id"] for a in store.table("attempts", run_id)),
+    wait_for(lambda: any(a["decision"] == "approved" and a["script_id"] for a in store.table("attempts", run_id)),
                what="an approved attempt that ran")
 
     # Ablation: a plotly chart per study
@@ -249,7 +238,7 @@ def test_run_pages_live_with_approval(app: App, page) -> None:  # noqa: ANN001
     assert "approved" in main_text(page)
 
     # Once finished: every page, and the submission on History
-    wait_until(lambda: store.get_run(run_id)["status"] in ("finished", "failed"), timeout=240, what="the run's end")
+    wait_for(lambda: store.get_run(run_id)["status"] in ("finished", "failed"), timeout=240, what="the run's end")
     assert store.get_run(run_id)["status"] == "finished", store.get_run(run_id)["error"]
     page.reload()
     wait_idle(page)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from waiting import wait_for
 
 from mlestar_core.config import RunConfig
 from mlestar_core.metrics import is_better
@@ -26,16 +27,6 @@ ROOT = Path(__file__).resolve().parents[1]
 DEMOS = ROOT / "demo_tasks"
 SMALL = dict(num_models=2, outer_steps=1, inner_steps=2, num_solutions=2, ensemble_rounds=1, workers=2,
              script_timeout=120, ablation_repeats=1)
-
-
-def _wait_for(predicate, timeout: float = 120, what: str = "condition"):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(scope="module")
@@ -115,13 +106,13 @@ def test_approval_gate_waits_and_obeys_reject_then_edit(tmp_path: Path) -> None:
     run_id = create_run(store, task, config, out_dir=tmp_path / "out")
     thread = _start_in_thread(store, run_id)
 
-    first = _wait_for(lambda: store.pending_decisions(run_id), what="the first plan")[0]
+    first = wait_for(lambda: store.pending_decisions(run_id), what="the first plan")[0]
     assert store.get_run(run_id)["status"] == "waiting"
     time.sleep(1.0)
     assert store.table("attempts", run_id) == []  # nothing is implemented while waiting
 
     store.decide(first["id"], "rejected")
-    second = _wait_for(lambda: store.pending_decisions(run_id), what="a new plan after rejection")[0]
+    second = wait_for(lambda: store.pending_decisions(run_id), what="a new plan after rejection")[0]
     assert second["id"] != first["id"] and second["plan"] != first["plan"]
     rejected = store.table("attempts", run_id)
     assert [a["status"] for a in rejected] == ["rejected"] and rejected[0]["plan"] == first["plan"]
@@ -143,7 +134,7 @@ def test_edited_block_code_is_used_verbatim(tmp_path: Path) -> None:
                           "ensemble_rounds": 0, "require_approval": True})
     run_id = create_run(store, task, config, out_dir=tmp_path / "out")
     thread = _start_in_thread(store, run_id)
-    pending = _wait_for(lambda: store.pending_decisions(run_id), what="a plan")[0]
+    pending = wait_for(lambda: store.pending_decisions(run_id), what="a plan")[0]
     new_code = pending["block_code"] + "\n# human edit: keep this line\n"
     store.decide(pending["id"], "edited", edited_plan=pending["plan"], edited_code=new_code)
     thread.join(timeout=300)
@@ -172,7 +163,7 @@ def test_stop_from_the_run_manager(tmp_path: Path) -> None:
     store = Store(tmp_path / "store")
     manager = RunManager(store)
     run_id = manager.start(load_task(DEMOS / "breast-cancer"), RunConfig(**SMALL), out_dir=tmp_path / "out")
-    _wait_for(lambda: store.table("executions", run_id), what="a first execution")
+    wait_for(lambda: store.table("executions", run_id), what="a first execution")
     manager.stop(run_id)
     manager.join(run_id, timeout=60)
     assert not manager.is_alive(run_id)
@@ -196,7 +187,7 @@ def test_resume_after_sigkill_does_not_redo_completed_steps(tmp_path: Path) -> N
             done, _ = store.step_result(runs[0]["id"], "t0/o0/i0")
             return runs[0]["id"] if done else None
 
-        run_id = _wait_for(first_attempt_done, timeout=240, what="the first refinement attempt")
+        run_id = wait_for(first_attempt_done, timeout=240, what="the first refinement attempt")
         os.killpg(proc.pid, signal.SIGKILL)  # a crash mid-refinement, no clean-up at all
         proc.wait(timeout=30)
     finally:
@@ -240,7 +231,7 @@ def test_fork_starts_from_the_chosen_script(finished_run, tmp_path: Path) -> Non
     source = summary["final_script_id"]
     fork_id = manager.fork(run_id, source)
     manager.join(fork_id, timeout=5)  # let it get going; the fork is stopped below
-    _wait_for(lambda: store.step_result(fork_id, "init")[0], what="the fork's initial step")
+    wait_for(lambda: store.step_result(fork_id, "init")[0], what="the fork's initial step")
     manager.stop(fork_id)
     manager.join(fork_id, timeout=60)
     initial = [s for s in store.table("scripts", fork_id) if s["role"] == "initial"]
@@ -257,7 +248,7 @@ def test_constraints_pinned_mid_run_reach_the_planner(tmp_path: Path) -> None:
                           "require_approval": True})
     run_id = create_run(store, task, config, out_dir=tmp_path / "out")
     thread = _start_in_thread(store, run_id)
-    pending = _wait_for(lambda: store.pending_decisions(run_id), what="a plan")[0]
+    pending = wait_for(lambda: store.pending_decisions(run_id), what="a plan")[0]
     store.set_constraints(run_id, ["do not use column mean_radius", ""])
     store.decide(pending["id"], "approved")
     thread.join(timeout=300)

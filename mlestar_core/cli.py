@@ -86,7 +86,8 @@ def _config_from_args(args: argparse.Namespace) -> RunConfig:
                   require_approval=args.require_approval)
     for flag, attr in [("models", "num_models"), ("outer", "outer_steps"), ("inner", "inner_steps"),
                        ("solutions", "num_solutions"), ("ensemble_rounds", "ensemble_rounds"),
-                       ("workers", "workers"), ("script_timeout", "script_timeout")]:
+                       ("workers", "workers"), ("script_timeout", "script_timeout"),
+                       ("ablation_repeats", "ablation_repeats")]:
         value = getattr(args, flag)
         if value is not None:
             setattr(c, attr, value)
@@ -193,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("-L", "--solutions", type=int, default=None, help="solution tracks (default 2)")
     run.add_argument("-R", "--ensemble-rounds", type=int, default=None, help="ensemble rounds (default 3)")
     run.add_argument("--workers", type=int, default=None, help="scripts run at once (default: cores)")
+    run.add_argument("--ablation-repeats", type=int, default=None,
+                     help="validation splits each ablation is run on, for error bars (default 3)")
     run.add_argument("--script-timeout", type=float, default=None, help="seconds per script (default 300)")
     run.add_argument("--require-approval", action="store_true",
                      help="wait for `decide` before each refinement plan")

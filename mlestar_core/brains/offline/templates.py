@@ -73,15 +73,29 @@ def read_config(code: str, block: str) -> Config | ModelList | None:
     except (ScriptError, SyntaxError):
         return None
     name = CONFIG_NAMES.get(block)
+    return _literal(_assignment(tree, name)) if name else None
+
+
+def _assignment(tree: ast.Module, name: str) -> ast.Assign | None:
+    """The top-level `name = ...` statement of a module, if any."""
     for node in tree.body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1:
-            target = node.targets[0]
-            if isinstance(target, ast.Name) and target.id == name:
-                try:
-                    return ast.literal_eval(node.value)
-                except ValueError:
-                    return None
+        if (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name)
+            and node.targets[0].id == name
+        ):
+            return node
     return None
+
+
+def _literal(node: ast.Assign | None) -> Any:
+    if node is None:
+        return None
+    try:
+        return ast.literal_eval(node.value)
+    except ValueError:
+        return None
 
 
 def read_header_value(code: str, name: str) -> Any:
@@ -90,39 +104,22 @@ def read_header_value(code: str, name: str) -> Any:
         tree = ast.parse(code)
     except SyntaxError:
         return None
-    for node in tree.body:
-        if (
-            isinstance(node, ast.Assign)
-            and len(node.targets) == 1
-            and isinstance(node.targets[0], ast.Name)
-            and node.targets[0].id == name
-        ):
-            try:
-                return ast.literal_eval(node.value)
-            except ValueError:
-                return None
-    return None
+    return _literal(_assignment(tree, name))
 
 
 def set_header_value(code: str, name: str, value: Any) -> str:
     """Replace the literal of a top-level `NAME = ...` line (single-line assignments only)."""
-    tree = ast.parse(code)
-    for node in tree.body:
-        if (
-            isinstance(node, ast.Assign)
-            and len(node.targets) == 1
-            and isinstance(node.targets[0], ast.Name)
-            and node.targets[0].id == name
-        ):
-            lines = code.splitlines(keepends=True)
-            start, end = node.lineno - 1, (node.end_lineno or node.lineno)
-            comment = ""
-            last = lines[end - 1].rstrip("\n")
-            if "  #" in last:
-                comment = "  #" + last.split("  #", 1)[1]
-            lines[start:end] = [f"{name} = {value!r}{comment}\n"]
-            return "".join(lines)
-    raise ScriptError(f"script has no top-level {name} to set")
+    node = _assignment(ast.parse(code), name)
+    if node is None:
+        raise ScriptError(f"script has no top-level {name} to set")
+    lines = code.splitlines(keepends=True)
+    start, end = node.lineno - 1, (node.end_lineno or node.lineno)
+    comment = ""
+    last = lines[end - 1].rstrip("\n")
+    if "  #" in last:
+        comment = "  #" + last.split("  #", 1)[1]
+    lines[start:end] = [f"{name} = {value!r}{comment}\n"]
+    return "".join(lines)
 
 
 # ---------------------------------------------------------------- header

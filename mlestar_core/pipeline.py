@@ -107,7 +107,6 @@ class Pipeline:
         self._lock = threading.Lock()
         self.data: RunData | None = None
         self._track_best: dict[int, Scored] = {}
-        self._partial_tracks: list[Scored] = []
         self.exec_wall = 0.0
         self.budget_hit = False
 
@@ -348,8 +347,7 @@ class Pipeline:
         return [s.to_dict() for s in scored]
 
     def _tracks(self, candidates: list[Scored]) -> list[Scored]:
-        ok = sorted([c for c in candidates if c.score is not None],
-                    key=lambda c: c.score if self.hib else -c.score, reverse=True)  # type: ignore[operator]
+        ok = self._best_first(candidates)
         if not ok:
             raise RuntimeError("no initial candidate ran successfully; see the executions for errors")
         n_tracks = max(1, min(self.config.num_solutions, len(ok)))
@@ -370,8 +368,6 @@ class Pipeline:
                 raise exc
         if errors and not results:
             raise errors[0]
-        if any(isinstance(e, BudgetExhausted) for e in errors):
-            self._partial_tracks = results
         return results
 
     def _track(self, t: int, order: list[Scored]) -> Scored:
@@ -600,7 +596,7 @@ class Pipeline:
 
     def _best_so_far(self) -> list[Scored]:
         """Every scored solution-like script so far (used when the budget ends early)."""
-        tracked = self._partial_tracks + list(self._track_best.values())
+        tracked = list(self._track_best.values())
         if tracked:
             return tracked
         rows = [r for r in self.store.table("executions", self.run_id)
@@ -610,6 +606,11 @@ class Pipeline:
                                                                        "data_usage", "leakage")]
         return [Scored(r["script_id"], r["score"], r["wall_time"] or 0.0, scripts[r["script_id"]]["label"])
                 for r in rows]
+
+    def _best_first(self, scored: list[Scored]) -> list[Scored]:
+        """The scripts that have a score, best first (direction-aware)."""
+        ok = [s for s in scored if s.score is not None]
+        return sorted(ok, key=lambda s: s.score if self.hib else -s.score, reverse=True)  # type: ignore[operator]
 
     def _update_best(self, scores: list[float | None]) -> None:
         with self._lock:
@@ -622,11 +623,9 @@ class Pipeline:
 
     def _final(self, solutions: list[Scored], ensembles: list[Scored], baseline: dict[str, Any],
                budget_hit: bool) -> dict[str, Any]:
-        pool = [s for s in solutions + ensembles if s.score is not None]
-        if not pool:
+        order = self._best_first(solutions + ensembles)
+        if not order:
             raise RuntimeError("no solution produced a validation score; see the executions for errors")
-        # Ensembles run all their members: skip them if the time left cannot fit their final runs.
-        order = sorted(pool, key=lambda s: s.score if self.hib else -s.score, reverse=True)  # type: ignore[operator]
         data = self._data()
         for choice in order:
             outcome = self._final_runs(choice, data)
@@ -650,19 +649,19 @@ class Pipeline:
 
     def _final_runs(self, choice: Scored, data: RunData) -> dict[str, Any] | None:
         code = self._code(choice.script_id)
-        jobs: list[tuple[str, Job]] = []
+        jobs: dict[str, Job] = {}
         if data.holdout_dir is not None:
-            jobs.append(("holdout", self._job(choice.script_id, code, "holdout", data.holdout_dir,
-                                              submit=True, timeout=self.config.script_timeout)))
+            jobs["holdout"] = self._job(choice.script_id, code, "holdout", data.holdout_dir, submit=True,
+                                        timeout=self.config.script_timeout)
         if self.task.test_file:
-            jobs.append(("full", self._job(choice.script_id, code, "full", data.full_dir, submit=True,
-                                           timeout=self.config.script_timeout)))
-        results = dict(zip([p for p, _ in jobs], self._run_many([j for _, j in jobs]), strict=True))
-        for (purpose, job) in jobs:
+            jobs["full"] = self._job(choice.script_id, code, "full", data.full_dir, submit=True,
+                                     timeout=self.config.script_timeout)
+        results = dict(zip(jobs, self._run_many(list(jobs.values())), strict=True))
+        for purpose, job in jobs.items():
             self._record_execution(choice.script_id, job, results[purpose], purpose)
         holdout_score = None
         if "holdout" in results and results["holdout"].exit_code == 0:
-            sub_path = dict(jobs)["holdout"].workdir / "submission.csv"
+            sub_path = jobs["holdout"].workdir / "submission.csv"
             try:
                 sub = grading.read_submission(self.task, sub_path)
                 answers = pd.read_csv(data.holdout_answers)
@@ -673,7 +672,7 @@ class Pipeline:
         submission = None
         if "full" in results:
             full = results["full"]
-            sub_path = dict(jobs)["full"].workdir / "submission.csv"
+            sub_path = jobs["full"].workdir / "submission.csv"
             if full.exit_code != 0 or not sub_path.exists():
                 self.emit("log", {"message": f"final run of {choice.label} failed; trying the next best"})
                 return None

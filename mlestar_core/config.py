@@ -6,6 +6,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .brains.llm.settings import LLMSettings
+
 
 def _default_workers() -> int:
     return max(1, os.cpu_count() or 1)
@@ -26,7 +28,9 @@ class RunConfig:
     valid_fraction: float = 0.2  # the shared validation hold-out inside the search data
     holdout_fraction: float = 0.15  # locked second hold-out: no choice is ever made on it
     time_budget: float | None = None  # seconds for the whole run; None = no limit
-    brain: str = "offline"
+    brain: str = "offline"  # offline | gemini | openai | replay
+    llm: LLMSettings = field(default_factory=LLMSettings)  # settings of the LLM brains (no secrets)
+    cost_cap: float | None = None  # USD of brain calls; reaching it wraps the run up cleanly
     require_approval: bool = False  # wait for a human decision before each refinement plan
     use_data_usage_checker: bool = True
     use_leakage_checker: bool = True
@@ -41,4 +45,5 @@ class RunConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        known["llm"] = LLMSettings.from_dict(known.get("llm"))
         return cls(**known)

@@ -63,6 +63,7 @@ class ModelCard:
     example_code: str
     source: str  # a URL for web retrieval, "knowledge base" offline
     family: str = ""  # e.g. "gbdt", "linear", "forest", "knn", "svm", "mlp"
+    sources: list[dict[str, str]] = field(default_factory=list)  # web pages the search grounded it on
 
 
 @dataclass

@@ -28,8 +28,8 @@ from typing import Any
 import pandas as pd
 
 from . import grading
-from .brains import Brain, make_brain
-from .brains.base import BrainCallRecord, BrainContext
+from .brains import Brain, BrainUnavailable, CostCapReached, make_brain
+from .brains.base import BrainCallRecord, BrainContext, step_scope
 from .brains.offline.templates import baseline_script
 from .config import RunConfig
 from .executor import ExecResult, Job, LocalExecutor
@@ -80,7 +80,8 @@ class Scored:
 
 class Pipeline:
     def __init__(self, store: Store, run_id: str, *, executor: LocalExecutor | None = None,
-                 brain: Brain | None = None, listener: EventListener | None = None) -> None:
+                 brain: Brain | None = None, listener: EventListener | None = None,
+                 api_key: str | None = None) -> None:
         self.store = store
         self.run_id = run_id
         run = store.get_run(run_id)
@@ -95,8 +96,13 @@ class Pipeline:
                                                   timeout=self.config.script_timeout,
                                                   memory_mb=self.config.memory_mb)
         self._own_executor = executor is None
-        self.brain = brain or make_brain(self.config.brain)
+        # The key (if any) stays inside the brain's client: it is not stored, logged or passed to scripts.
+        self.brain = brain or make_brain(self.config.brain, self.config.llm, api_key=api_key)
         self.brain.on_call = self._record_brain_call
+        self.brain.cost_cap = self.config.cost_cap
+        self.brain.spent = store.brain_spent(run_id)
+        self.brain.interrupted = self._cancelled
+        self._halt: str | None = None  # set when the brain gave up: the other track stops too
         self.listener = listener
         self.ctx = BrainContext(task=self.task, seed=self.config.seed,
                                 valid_fraction=self.config.valid_fraction,
@@ -119,7 +125,13 @@ class Pipeline:
 
     def _record_brain_call(self, call: BrainCallRecord) -> None:
         cid = self.store.add_brain_call(self.run_id, call)
-        self.emit("brain_call", {"id": cid, "role": call.role, "latency": call.latency})
+        self.emit("brain_call", {"id": cid, "role": call.role, "latency": call.latency, "cost": call.cost,
+                                 "tokens_in": call.tokens_in, "tokens_out": call.tokens_out,
+                                 "error": call.error})
+
+    def _cost_cap_reached(self) -> bool:
+        cap = self.config.cost_cap
+        return cap is not None and self.brain.spent >= cap
 
     def time_used(self) -> float:
         return self._prior_time_used + (time.monotonic() - self._session_start)
@@ -135,6 +147,8 @@ class Pipeline:
 
     def _check_control(self) -> None:
         """Honour pause and stop between steps."""
+        if self._halt is not None:
+            raise BrainUnavailable(self._halt)
         paused = False
         while True:
             run = self.store.get_run(self.run_id) or {}
@@ -160,22 +174,33 @@ class Pipeline:
             return result
         self._check_control()
         if not final and self.time_left() < self._reserve():
-            with self._lock:
-                first = not self.budget_hit
-                self.budget_hit = True
-            if first:
-                self.emit("budget_exhausted", {"at_step": key, "time_left": self.time_left()})
+            self._budget_hit("budget_exhausted", {"at_step": key, "time_left": self.time_left()})
+            raise BudgetExhausted(key)
+        if not final and self._cost_cap_reached():
+            self._budget_hit("cost_cap_reached", {"at_step": key, "spent": self.brain.spent,
+                                                  "cap": self.config.cost_cap})
             raise BudgetExhausted(key)
         self.store.start_step(self.run_id, key, phase)
         self.store.update_run(self.run_id, phase=phase)
         self.emit("step_started", {"key": key, "phase": phase})
         try:
-            result = fn()
+            with step_scope(key):
+                result = fn()
         except StopRequested:
             self.store.finish_step(self.run_id, key, None, status="stopped")
             raise
         except BudgetExhausted:
             self.store.finish_step(self.run_id, key, None, status="skipped")
+            raise
+        except CostCapReached:
+            self.store.finish_step(self.run_id, key, None, status="skipped")
+            self._budget_hit("cost_cap_reached", {"at_step": key, "spent": self.brain.spent,
+                                                  "cap": self.config.cost_cap})
+            raise BudgetExhausted(key) from None
+        except BrainUnavailable as exc:
+            self.store.finish_step(self.run_id, key, None, status="interrupted", error=str(exc))
+            with self._lock:
+                self._halt = self._halt or str(exc)
             raise
         except Exception as exc:
             self.store.finish_step(self.run_id, key, None, status="failed", error=repr(exc))
@@ -184,6 +209,14 @@ class Pipeline:
         self.store.update_run(self.run_id, time_used=self.time_used())
         self.emit("step_done", {"key": key, "phase": phase})
         return result
+
+    def _budget_hit(self, kind: str, payload: dict[str, Any]) -> None:
+        """Announce once that the run wraps up early (time budget or cost cap)."""
+        with self._lock:
+            first = not self.budget_hit
+            self.budget_hit = True
+        if first:
+            self.emit(kind, payload)
 
     def _timeout(self) -> float:
         left = self.time_left() - self._reserve()
@@ -274,8 +307,8 @@ class Pipeline:
     # -- the algorithm -----------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         """Run (or resume) to the end; returns the final summary."""
-        self.store.update_run(self.run_id, status="running", error=None)
-        self.emit("run_started", {"brain": self.brain.name, "resumed": self._prior_time_used > 0})
+        self.store.update_run(self.run_id, status="running", error=None, pause_reason=None)
+        self.emit("run_started", {"brain": self.brain.label(), "resumed": self._prior_time_used > 0})
         try:
             self._data()
             summary = self._run_phases()
@@ -283,6 +316,17 @@ class Pipeline:
             self.store.update_run(self.run_id, status="stopped", time_used=self.time_used())
             self.emit("run_stopped", {})
             return {"status": "stopped"}
+        except BrainUnavailable as exc:
+            if self._cancelled():
+                self.store.update_run(self.run_id, status="stopped", time_used=self.time_used())
+                self.emit("run_stopped", {})
+                return {"status": "stopped"}
+            # Paused, not failed: every finished step is kept and `resume` redoes only the one in flight.
+            reason = str(exc)
+            self.store.update_run(self.run_id, status="paused", control="pause", pause_reason=reason,
+                                  time_used=self.time_used())
+            self.emit("run_paused", {"reason": reason})
+            return {"status": "paused", "reason": reason}
         except Exception as exc:
             self.store.update_run(self.run_id, status="failed", error=f"{type(exc).__name__}: {exc}",
                                   time_used=self.time_used())
@@ -331,7 +375,7 @@ class Pipeline:
             cid = self.store.add_model_card(self.run_id, rank, card)
             self.emit("model_card", {"id": cid, "name": card.name, "source": card.source})
             out.append({"name": card.name, "why": card.why, "example_code": card.example_code,
-                        "source": card.source, "family": card.family})
+                        "source": card.source, "family": card.family, "sources": card.sources})
         return out
 
     def _initial(self, cards: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -363,9 +407,10 @@ class Pipeline:
                     results.append(f.result())
                 except BaseException as exc:  # collect: one track's budget stop must not lose the other
                     errors.append(exc)
-        for exc in errors:
-            if isinstance(exc, StopRequested):
-                raise exc
+        for kind in (StopRequested, BrainUnavailable):  # one track's stop or brain outage ends the run
+            for exc in errors:
+                if isinstance(exc, kind):
+                    raise exc
         if errors and not results:
             raise errors[0]
         return results

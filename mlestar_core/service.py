@@ -12,6 +12,7 @@ import threading
 import traceback
 from pathlib import Path
 
+from .brains import BrainConfigError
 from .config import RunConfig
 from .model import Task, task_from_dict
 from .pipeline import Pipeline, create_run
@@ -25,13 +26,21 @@ class RunManager:
         self.store = store
         self._threads: dict[str, threading.Thread] = {}
         self._pipelines: dict[str, Pipeline] = {}
+        # API keys typed into the UI, per run: in this process's memory only, never in the store.
+        self._keys: dict[str, str] = {}
         self._lock = threading.Lock()
 
     def start(self, task: Task, config: RunConfig, *, name: str | None = None,
-              out_dir: Path | None = None) -> str:
+              out_dir: Path | None = None, api_key: str | None = None) -> str:
         run_id = create_run(self.store, task, config, name=name, out_dir=out_dir)
+        self._remember_key(run_id, api_key)
         self._launch(run_id)
         return run_id
+
+    def _remember_key(self, run_id: str, api_key: str | None) -> None:
+        if api_key and api_key.strip():
+            with self._lock:
+                self._keys[run_id] = api_key.strip()
 
     def fork(self, run_id: str, script_id: int, *, name: str | None = None) -> str:
         """A new run with the same task and config that starts from one script of an earlier run."""
@@ -45,14 +54,17 @@ class RunManager:
         task = task_from_dict(json.loads(run["task_json"]))
         # out_dir left unset: the fork writes into its own run folder, never over the parent's files
         new_id = create_run(self.store, task, config, name=name or f"{run['name']} (fork of #{script_id})")
+        self._remember_key(new_id, self._keys.get(run_id))
         self._launch(new_id)
         return new_id
 
-    def resume(self, run_id: str) -> None:
-        """Continue a run from its last completed step (after a stop, a crash or a restart)."""
+    def resume(self, run_id: str, api_key: str | None = None) -> None:
+        """Continue a run from its last completed step (after a stop, a crash, a restart or a
+        brain outage that paused it)."""
         run = self.store.get_run(run_id)
         if run is None:
             raise ValueError(f"no run {run_id!r}")
+        self._remember_key(run_id, api_key)
         if run["status"] == "finished" or self.is_alive(run_id):
             return
         self.store.update_run(run_id, control="run")
@@ -62,16 +74,24 @@ class RunManager:
         """Runs the store says are active but no thread of this process owns (the app restarted)."""
         resumed = []
         for run in self.store.list_runs():
-            if run["status"] in ACTIVE_STATUSES and run["control"] != "stop" and not self.is_alive(run["id"]):
-                self._launch(run["id"])
+            # A run the brain paused (pause_reason) waits for the user: its cause may need a key or a fix.
+            if run["status"] in ACTIVE_STATUSES and run["control"] != "stop" and not run.get("pause_reason") \
+                    and not self.is_alive(run["id"]):
+                try:
+                    self._launch(run["id"])
+                except Exception:  # _launch recorded why (paused for a key, or failed); go on with the rest
+                    continue
                 resumed.append(run["id"])
         return resumed
 
     def pause(self, run_id: str) -> None:
         self.store.set_control(run_id, "pause")
 
-    def unpause(self, run_id: str) -> None:
+    def unpause(self, run_id: str, api_key: str | None = None) -> None:
+        """Let a paused run go on; one whose thread ended (brain outage, restart) is relaunched."""
         self.store.set_control(run_id, "run")
+        if not self.is_alive(run_id):
+            self.resume(run_id, api_key)
 
     def stop(self, run_id: str) -> None:
         self.store.set_control(run_id, "stop")
@@ -100,8 +120,13 @@ class RunManager:
             if run_id in self._threads and self._threads[run_id].is_alive():
                 return
             try:
-                pipeline = Pipeline(self.store, run_id)
-            except Exception as exc:  # e.g. a brain that cannot start: say so once, never relaunch it
+                pipeline = Pipeline(self.store, run_id, api_key=self._keys.get(run_id))
+            except BrainConfigError as exc:  # e.g. the key was typed into a UI before a restart: ask again
+                reason = f"the brain cannot start: {exc}"
+                self.store.update_run(run_id, status="paused", control="pause", pause_reason=reason)
+                self.store.emit(run_id, "run_paused", {"reason": reason})
+                raise
+            except Exception as exc:  # e.g. unreadable run data: say so once, never relaunch it
                 self.store.update_run(run_id, status="failed", error=f"{type(exc).__name__}: {exc}")
                 self.store.emit(run_id, "run_failed", {"error": f"{type(exc).__name__}: {exc}"})
                 raise

@@ -101,6 +101,17 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE ablations ADD COLUMN delta_std REAL
         """,
     ),
+    (
+        "003_llm_brains",
+        """
+        ALTER TABLE brain_calls ADD COLUMN model TEXT;
+        ALTER TABLE brain_calls ADD COLUMN step_key TEXT;
+        ALTER TABLE brain_calls ADD COLUMN call_index INTEGER;
+        ALTER TABLE brain_calls ADD COLUMN sources_json TEXT;
+        ALTER TABLE model_cards ADD COLUMN sources_json TEXT;
+        ALTER TABLE runs ADD COLUMN pause_reason TEXT
+        """,
+    ),
 ]
 
 RUN_TABLES = ("steps", "model_cards", "scripts", "executions", "ablations", "attempts",
@@ -273,7 +284,8 @@ class Store:
         d = _to_jsonable(card)
         return self._insert("model_cards", {"run_id": run_id, "rank": rank, "name": d["name"],
                                             "why": d.get("why"), "example_code": d.get("example_code"),
-                                            "source": d.get("source"), "family": d.get("family")})
+                                            "source": d.get("source"), "family": d.get("family"),
+                                            "sources_json": json.dumps(d.get("sources") or [])})
 
     def add_script(self, run_id: str, role: str, code: str, *, label: str = "",
                    parent_id: int | None = None, step_key: str | None = None) -> int:
@@ -334,8 +346,23 @@ class Store:
             "run_id": run_id, "role": d["role"], "prompt": d.get("prompt"), "answer": d.get("answer"),
             "tokens_in": d.get("tokens_in", 0), "tokens_out": d.get("tokens_out", 0),
             "cost": d.get("cost", 0.0), "latency": d.get("latency", 0.0), "error": d.get("error"),
+            "model": d.get("model") or "", "step_key": d.get("step_key") or "",
+            "call_index": d.get("call_index") or 0, "sources_json": json.dumps(d.get("sources") or []),
             "created": time.time(),
         })
+
+    def brain_spent(self, run_id: str) -> float:
+        """USD the run's brain calls cost so far (estimated)."""
+        row = self._one("SELECT COALESCE(SUM(cost), 0) AS c FROM brain_calls WHERE run_id = ?", (run_id,))
+        return float(row["c"]) if row else 0.0
+
+    def brain_usage(self, run_id: str) -> list[dict[str, Any]]:
+        """Per role: calls, failed calls, tokens in and out, cost and total latency."""
+        return self._rows(
+            "SELECT role, COUNT(*) AS calls, SUM(CASE WHEN error IS NOT NULL THEN 1 ELSE 0 END) AS failed, "
+            "COALESCE(SUM(tokens_in), 0) AS tokens_in, COALESCE(SUM(tokens_out), 0) AS tokens_out, "
+            "COALESCE(SUM(cost), 0) AS cost, COALESCE(SUM(latency), 0) AS latency "
+            "FROM brain_calls WHERE run_id = ? GROUP BY role ORDER BY MIN(id)", (run_id,))
 
     def clear_partial(self, table: str, run_id: str, **where: Any) -> None:
         """Drop the rows a step wrote before it was interrupted, so redoing it leaves no duplicates."""

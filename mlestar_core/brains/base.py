@@ -7,9 +7,11 @@ pipeline) so each one is persisted with its prompt, answer, tokens and latency.
 
 from __future__ import annotations
 
+import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from ..model import (
@@ -39,12 +41,56 @@ class BrainContext:
 class BrainCallRecord:
     role: str
     prompt: str
-    answer: str
+    answer: str | None  # None: the call got no answer (transport failure)
     tokens_in: int = 0
     tokens_out: int = 0
     latency: float = 0.0
     cost: float = 0.0
     error: str | None = None
+    model: str = ""
+    step_key: str = ""  # the pipeline step that asked (set by step_scope)
+    call_index: int = 0  # this call's number for its role within the step (replay matches on it)
+    sources: list[dict[str, str]] = field(default_factory=list)  # web sources grounding the answer
+
+
+class BrainUnavailable(Exception):
+    """The brain cannot go on (service down, key rejected, answers unusable): the run pauses
+    with this message and can be resumed; nothing already done is lost."""
+
+
+class CostCapReached(Exception):
+    """The run's cost cap is spent: no more brain calls; the run wraps up with what it has."""
+
+
+# Which pipeline step the current thread is in, and how many calls each role made in it.
+_scope = threading.local()
+
+
+@contextmanager
+def step_scope(key: str) -> Iterator[None]:
+    """Mark brain calls made by this thread as belonging to step `key` (the pipeline wraps each step)."""
+    prev = (getattr(_scope, "key", ""), getattr(_scope, "counts", {}))
+    _scope.key, _scope.counts = key, {}
+    try:
+        yield
+    finally:
+        _scope.key, _scope.counts = prev
+
+
+def current_step() -> str:
+    return getattr(_scope, "key", "")
+
+
+def call_index(role: str) -> int:
+    """The number the next answered call of `role` gets in the current step."""
+    return getattr(_scope, "counts", {}).get(role, 0)
+
+
+def count_call(role: str) -> None:
+    counts = getattr(_scope, "counts", None)
+    if counts is None:
+        counts = _scope.counts = {}
+    counts[role] = counts.get(role, 0) + 1
 
 
 class Brain(ABC):
@@ -54,13 +100,24 @@ class Brain(ABC):
     def __init__(self) -> None:
         self.on_call: Callable[[BrainCallRecord], None] | None = None
 
-    def record(self, role: str, prompt: str, answer: str, started: float, **extra: object) -> None:
+    def record(self, role: str, prompt: str, answer: str | None, started: float, **extra: object) -> None:
         """Report one role call (the pipeline persists it before acting on the answer)."""
         if self.on_call is not None:
+            extra.setdefault("step_key", current_step())
             self.on_call(
                 BrainCallRecord(role=role, prompt=prompt, answer=answer,
                                 latency=time.monotonic() - started, **extra)  # type: ignore[arg-type]
             )
+
+    # Set by the pipeline: the run's cost cap (USD) and what it has spent so far.
+    cost_cap: float | None = None
+    spent: float = 0.0
+    # Set by the pipeline: True once the user stopped the run (ends retry waits early).
+    interrupted: Callable[[], bool] | None = None
+
+    def label(self) -> str:
+        """What the UI shows as the brain in use."""
+        return self.name
 
     # 1. Retrieval and initial solutions
     @abstractmethod

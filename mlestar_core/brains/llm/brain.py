@@ -1,0 +1,284 @@
+"""LLMBrain: every MLE-STAR role as prompt -> model -> parsed answer.
+
+One brain serves Gemini, OpenAI-compatible servers and cassette replay; only the client
+differs. Each call is retried with exponential backoff on transient failures, re-asked with
+the parse error when its answer is unusable, priced, scrubbed of secrets and reported to the
+pipeline (which stores it) before the answer is used. When a call cannot succeed the brain
+raises BrainUnavailable and the pipeline pauses the run with that reason.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from ... import prompts
+from ...model import (
+    AblationResult,
+    AblationVariant,
+    AttemptSummary,
+    BlockChoice,
+    CheckResult,
+    EnsembleAttempt,
+    ModelCard,
+    SolutionSummary,
+)
+from ...script import get_block
+from ..base import (
+    Brain,
+    BrainCallRecord,
+    BrainContext,
+    BrainUnavailable,
+    CostCapReached,
+    call_index,
+    count_call,
+    current_step,
+)
+from . import answers
+from .answers import AnswerError
+from .clients import ChatClient, ClientError, Completion, FatalError, Request, TransientError
+from .pricing import cost_of, price_table
+from .secrets import redact
+from .settings import LLMSettings
+
+T = TypeVar("T")
+
+_REASK = """
+
+## Your previous answer could not be used
+{error}
+
+Your previous answer began:
+<previous_answer>
+{previous}
+</previous_answer>
+
+Answer again, following the answer format above exactly."""
+
+_STRING = {"type": "string"}
+SCHEMAS: dict[str, dict[str, Any]] = {
+    "retrieve_models": {"type": "array", "items": {"type": "object", "properties": {
+        "model_name": _STRING, "family": _STRING, "why": _STRING, "example_code": _STRING, "source": _STRING},
+        "required": ["model_name", "why", "example_code"]}},
+    "write_ablation": {"type": "array", "items": {"type": "object", "properties": {
+        "block": _STRING, "description": _STRING, "code": _STRING}, "required": ["block", "description", "code"]}},
+    "extract_block": {"type": "object", "properties": {"block": _STRING, "plan": _STRING, "reason": _STRING},
+                      "required": ["block", "plan"]},
+}
+
+
+class LLMBrain(Brain):
+    def __init__(self, client: ChatClient, settings: LLMSettings, *, name: str, default_model: str,
+                 secrets: list[str] | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
+        super().__init__()
+        self.client = client
+        self.settings = settings
+        self.name = name
+        self.default_model = default_model
+        self.description = f"{name} ({settings.model or default_model})"
+        self._secrets = [s for s in (secrets or []) if s]
+        self._prices = price_table(settings.prices)
+        self._sleep = sleep
+        self._lock = threading.Lock()
+
+    def label(self) -> str:
+        return f"{self.name} · {self.settings.model or self.default_model}"
+
+    # ------------------------------------------------------------------------------ plumbing
+
+    def _fields(self, ctx: BrainContext, **extra: Any) -> dict[str, Any]:
+        return {**prompts.task_fields(ctx.task, ctx.constraints, seed=ctx.seed,
+                                      valid_fraction=ctx.valid_fraction), **extra}
+
+    def _clean(self, text: str | None) -> str | None:
+        return None if text is None else redact(text, self._secrets)
+
+    def _check_cap(self) -> None:
+        with self._lock:
+            if self.cost_cap is not None and self.spent >= self.cost_cap:
+                raise CostCapReached(f"cost cap ${self.cost_cap:.2f} reached (spent ${self.spent:.4f})")
+
+    def _wait(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            if self.interrupted is not None and self.interrupted():
+                raise BrainUnavailable("stopped by the user while waiting to retry")
+            self._sleep(min(0.5, left))
+
+    def _call(self, role: str, prompt: str, *, schema: Any = None, search: bool = False) -> Completion:
+        """One answered call, retrying transient failures; every try is reported."""
+        self._check_cap()
+        model = self.settings.model_for(role, self.default_model)
+        request = Request(role=role, prompt=prompt, model=model, schema=schema, search=search,
+                          step=current_step(), index=call_index(role))
+        tries = max(0, self.settings.max_retries) + 1
+        delay = max(0.0, self.settings.backoff)
+        for attempt in range(1, tries + 1):
+            started = time.monotonic()
+            try:
+                completion = self.client.complete(request)
+            except ClientError as e:
+                error = self._clean(str(e)) or ""
+                self.record(role, self._clean(prompt) or "", None, started, model=model, error=error,
+                            call_index=request.index)
+                if isinstance(e, FatalError):
+                    raise BrainUnavailable(f"{self.name} refused the {role} call: {error}") from None
+                if attempt == tries:
+                    raise BrainUnavailable(f"{self.name} failed {tries} times in a row on {role} "
+                                           f"(last: {error}); resume the run when the service is back") from None
+                wait = delay * (1 + random.random() * 0.25)
+                if isinstance(e, TransientError) and e.retry_after:
+                    wait = max(wait, e.retry_after)
+                self._wait(min(60.0, wait))
+                delay = delay * 2 if delay else 0.0
+                continue
+            count_call(role)
+            completion.text = self._clean(completion.text) or ""
+            return self._priced(completion, model, started, role, prompt, request.index)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _priced(self, c: Completion, model: str, started: float, role: str, prompt: str, index: int) -> Completion:
+        c.model = c.model or model
+        if self.client.name == "replay":  # a replayed answer costs nothing
+            c.cost = 0.0
+        else:  # the model version the server reports, else the one asked for
+            c.cost = cost_of(c.model, c.tokens_in, c.tokens_out, self._prices) or \
+                cost_of(model, c.tokens_in, c.tokens_out, self._prices)
+        with self._lock:
+            self.spent += c.cost
+        c.latency, c.prompt, c.index = time.monotonic() - started, prompt, index
+        return c
+
+    def _report(self, role: str, c: Completion, error: str | None = None) -> None:
+        if self.on_call is not None:
+            self.on_call(BrainCallRecord(
+                role=role, prompt=self._clean(c.prompt) or "", answer=c.text, tokens_in=c.tokens_in,
+                tokens_out=c.tokens_out, latency=c.latency, cost=c.cost, error=error, model=c.model,
+                step_key=current_step(), call_index=c.index, sources=c.sources))
+
+    def _ask(self, role: str, prompt: str, parse: Callable[[Completion], T], *, schema: Any = None,
+             search: bool = False) -> T:
+        """Ask until the answer parses (re-asking with the error), then return the parsed value."""
+        asked = prompt
+        last: AnswerError | None = None
+        for _ in range(max(0, self.settings.format_retries) + 1):
+            c = self._call(role, asked, schema=schema, search=search)
+            try:
+                if not c.text.strip():
+                    why = f" (finish reason: {c.finish_reason})" if c.finish_reason else ""
+                    raise AnswerError(f"the answer was empty{why}")
+                value = parse(c)
+            except AnswerError as e:
+                self._report(role, c, error=f"answer not usable: {e}")
+                last = e
+                asked = prompt + _REASK.format(error=e, previous=c.text[:3000])
+                continue
+            self._report(role, c)
+            return value
+        raise BrainUnavailable(f"{self.name} gave {self.settings.format_retries + 1} unusable answers to "
+                               f"{role}; last problem: {last}")
+
+    # ---------------------------------------------------------------- 1. retrieval and initial solutions
+
+    def retrieve_models(self, ctx: BrainContext, m: int) -> list[ModelCard]:
+        if not (self.client.supports_search and self.settings.search):
+            return self._retrieve_from_knowledge_base(ctx, m)
+        prompt = prompts.render("retrieve_models", **self._fields(ctx, m=m))
+
+        def parse(c: Completion) -> list[ModelCard]:
+            cards = answers.parse_model_cards(c.text, m, default_source="Google Search" if c.sources else
+                                              "model knowledge")
+            for card in cards:
+                card.sources = list(c.sources)
+            return cards
+
+        return self._ask("retrieve_models", prompt, parse, search=True)
+
+    def _retrieve_from_knowledge_base(self, ctx: BrainContext, m: int) -> list[ModelCard]:
+        from ..offline import OfflineBrain
+
+        started = time.monotonic()
+        cards = OfflineBrain().retrieve_models(ctx, m)
+        why = ("this brain has no web-search tool" if not self.client.supports_search
+               else "web search is turned off in the brain settings")
+        for card in cards:
+            card.source = f"bundled knowledge base ({why})"
+        self.record("retrieve_models", f"(no model call: {why}; retrieval falls back to the bundled model "
+                    f"knowledge base, top {m} for task {ctx.task.name})",
+                    "\n".join(f"{c.name}: {c.why}" for c in cards), started, model="knowledge base",
+                    error=None)
+        return cards
+
+    def write_initial_solution(self, ctx: BrainContext, card: ModelCard) -> str:
+        example = card.example_code.strip() or "(no example given)"
+        if card.why:
+            example = f"Why it suits the task: {card.why}\n\n```python\n{example}\n```"
+        prompt = prompts.render("write_initial_solution", **self._fields(ctx, model_name=card.name,
+                                                                          model_example=example))
+        return self._ask("write_initial_solution", prompt, lambda c: answers.parse_script(c.text))
+
+    def merge(self, ctx: BrainContext, base_code: str, reference_code: str) -> str:
+        prompt = prompts.render("merge", **self._fields(ctx, base_code=base_code, reference_code=reference_code))
+        return self._ask("merge", prompt, lambda c: answers.parse_script(c.text))
+
+    # -------------------------------------------------------------------------- 2. checks and repair
+
+    def check_data_usage(self, ctx: BrainContext, code: str) -> CheckResult:
+        prompt = prompts.render("check_data_usage", **self._fields(ctx, code=code))
+        return self._ask("check_data_usage", prompt, lambda c: answers.parse_check(c.text, code, "data_usage"))
+
+    def check_leakage(self, ctx: BrainContext, code: str) -> CheckResult:
+        prompt = prompts.render("check_leakage", **self._fields(ctx, code=code))
+        return self._ask("check_leakage", prompt, lambda c: answers.parse_check(c.text, code, "leakage"))
+
+    def debug(self, ctx: BrainContext, code: str, error: str) -> str:
+        prompt = prompts.render("debug", **self._fields(ctx, code=code, error=error[-6000:]))
+        return self._ask("debug", prompt, lambda c: answers.parse_script(c.text))
+
+    # ----------------------------------------------------------------------- 3. targeted refinement
+
+    def write_ablation(self, ctx: BrainContext, code: str) -> list[AblationVariant]:
+        prompt = prompts.render("write_ablation", **self._fields(ctx, code=code))
+        return self._ask("write_ablation", prompt, lambda c: answers.parse_ablation(c.text, code),
+                         schema=SCHEMAS["write_ablation"])
+
+    def summarize_ablation(self, ctx: BrainContext, results: list[AblationResult]) -> str:
+        prompt = prompts.render("summarize_ablation", **self._fields(
+            ctx, ablation_results=prompts.format_ablation_results(results)))
+        return self._ask("summarize_ablation", prompt, lambda c: answers.parse_text(c.text, "summary"))
+
+    def extract_block(self, ctx: BrainContext, code: str, results: list[AblationResult], summary: str,
+                      refined_blocks: list[str]) -> BlockChoice:
+        prompt = prompts.render("extract_block", **self._fields(
+            ctx, code=code, ablation_results=prompts.format_ablation_results(results),
+            ablation_summary=summary, refined_blocks=prompts.format_blocks(refined_blocks)))
+        return self._ask("extract_block", prompt, lambda c: answers.parse_block_choice(c.text, code),
+                         schema=SCHEMAS["extract_block"])
+
+    def plan_refinement(self, ctx: BrainContext, code: str, block: str, history: list[AttemptSummary]) -> str:
+        prompt = prompts.render("plan_refinement", **self._fields(
+            ctx, code=code, block=block, block_code=get_block(code, block),
+            history=prompts.format_attempts(history)))
+        return self._ask("plan_refinement", prompt, lambda c: answers.parse_text(c.text, "plan"))
+
+    def implement_refinement(self, ctx: BrainContext, code: str, block: str, plan: str) -> str:
+        prompt = prompts.render("implement_refinement", **self._fields(
+            ctx, code=code, block=block, block_code=get_block(code, block), plan=plan))
+        return self._ask("implement_refinement", prompt, lambda c: answers.parse_block_body(c.text, block))
+
+    # --------------------------------------------------------------------------------- 4. ensemble
+
+    def plan_ensemble(self, ctx: BrainContext, solutions: list[SolutionSummary],
+                      history: list[EnsembleAttempt]) -> str:
+        prompt = prompts.render("plan_ensemble", **self._fields(
+            ctx, solutions=prompts.format_solutions(solutions), history=prompts.format_ensemble_history(history)))
+        return self._ask("plan_ensemble", prompt, lambda c: answers.parse_text(c.text, "plan"))
+
+    def implement_ensemble(self, ctx: BrainContext, solutions: list[SolutionSummary], plan: str) -> str:
+        prompt = prompts.render("implement_ensemble", **self._fields(
+            ctx, solutions=prompts.format_solutions(solutions), plan=plan))
+        return self._ask("implement_ensemble", prompt, lambda c: answers.parse_script(c.text))
+

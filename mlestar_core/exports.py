@@ -107,3 +107,14 @@ def best_score_curve(store: Store, run_id: str) -> pd.DataFrame:
             best = score
             points.append((t, score))
     return pd.DataFrame(points, columns=["seconds", "best_score"])
+
+
+def cassette_json(store: Store, run_id: str) -> bytes:
+    """The run's brain answers as a cassette (`--brain replay --cassette FILE` replays it)."""
+    from .brains.llm.replay import make_cassette
+
+    run = store.get_run(run_id)
+    if run is None:
+        raise ValueError(f"no run {run_id!r}")
+    cassette = make_cassette(run, store.table("brain_calls", run_id))
+    return json.dumps(cassette, indent=1, ensure_ascii=False).encode("utf-8")

@@ -52,6 +52,15 @@ def make_cassette(run: dict[str, Any], calls: list[dict[str, Any]]) -> dict[str,
     }
 
 
+def replay_config(cassette: dict[str, Any], config: Any) -> Any:
+    """`config` (a RunConfig) set up to replay `cassette`: the recording's algorithm knobs, brain "replay".
+    Machine knobs (workers, timeouts, budget) stay as given."""
+    import dataclasses
+
+    knobs = {k: v for k, v in (cassette.get("config") or {}).items() if k in ALGORITHM_KNOBS}
+    return dataclasses.replace(config, brain="replay", **knobs)
+
+
 def load_cassette(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     try:

@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from .brains import BRAINS, DEFAULT_GEMINI_MODEL, DEFAULT_OPENAI_MODEL, BrainConfigError, make_brain
+from .brains.llm.settings import LLMSettings
 from .config import RunConfig
 from .model import TaskError
 from .pipeline import Pipeline, create_run
@@ -76,14 +78,59 @@ class Progress:
                       f"(python -m mlestar_core decide {payload['decision_id']} approve)")
         elif kind == "budget_exhausted":
             self.line("  time budget reached: wrapping up with the best solution so far")
+        elif kind == "cost_cap_reached":
+            self.line(f"  cost cap ${payload.get('cap')} reached (spent ${payload.get('spent', 0):.4f}): "
+                      "wrapping up with the best solution so far")
+        elif kind == "brain_call" and payload.get("error") and not str(payload["error"]).startswith("answer"):
+            self.line(f"  brain call {payload['role']} failed: {str(payload['error'])[:160]}")
         elif self.tty:
             self.stream.write("\r\033[K" + self._bar())
             self.stream.flush()
 
 
+class UsageError(ValueError):
+    """A command-line value that cannot be used; the message says why."""
+
+
+def _read_prices(path: str) -> dict[str, list[float]]:
+    """A price table file: JSON or TOML, {"model": [usd_per_1M_in, usd_per_1M_out]}."""
+    import tomllib
+
+    text = Path(path).read_text(encoding="utf-8")
+    try:
+        data = tomllib.loads(text) if path.endswith(".toml") else json.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as e:
+        raise UsageError(f"--prices {path}: not valid {'TOML' if path.endswith('.toml') else 'JSON'}: {e}") from None
+    if not isinstance(data, dict) or not all(isinstance(v, list) and len(v) == 2 for v in data.values()):
+        raise UsageError(f'--prices {path}: expected {{"model": [usd_per_1M_in, usd_per_1M_out], ...}}')
+    return {str(k): [float(v[0]), float(v[1])] for k, v in data.items()}
+
+
+def _llm_from_args(args: argparse.Namespace) -> LLMSettings:
+    llm = LLMSettings(model=args.model or "", base_url=args.base_url or "", vertex=args.vertex,
+                      project=args.project or "", search=not args.no_search,
+                      cassette=str(Path(args.cassette).resolve()) if args.cassette else "")
+    if args.location:
+        llm.location = args.location
+    if args.llm_timeout is not None:
+        llm.timeout = args.llm_timeout
+    if args.llm_retries is not None:
+        llm.max_retries = args.llm_retries
+    for item in args.role_model or []:
+        role, sep, model = item.partition("=")
+        from .prompts import ROLES
+
+        if not sep or role not in ROLES or not model:
+            raise UsageError(f"--role-model {item!r}: use ROLE=MODEL with ROLE one of {', '.join(ROLES)}")
+        llm.role_models[role] = model
+    if args.prices:
+        llm.prices = _read_prices(args.prices)
+    return llm
+
+
 def _config_from_args(args: argparse.Namespace) -> RunConfig:
     c = RunConfig(brain=args.brain, seed=args.seed, time_budget=args.time_budget,
-                  require_approval=args.require_approval)
+                  require_approval=args.require_approval, llm=_llm_from_args(args), cost_cap=args.cost_cap)
     for flag, attr in [("models", "num_models"), ("outer", "outer_steps"), ("inner", "inner_steps"),
                        ("solutions", "num_solutions"), ("ensemble_rounds", "ensemble_rounds"),
                        ("workers", "workers"), ("script_timeout", "script_timeout"),
@@ -91,6 +138,15 @@ def _config_from_args(args: argparse.Namespace) -> RunConfig:
         value = getattr(args, flag)
         if value is not None:
             setattr(c, attr, value)
+    if c.brain == "replay":
+        from .brains.llm.replay import CassetteError, load_cassette, replay_config
+
+        if not args.cassette:
+            raise UsageError("--brain replay needs --cassette FILE (export one with `export-cassette RUN_ID`)")
+        try:
+            c = replay_config(load_cassette(args.cassette), c)
+        except CassetteError as e:
+            raise UsageError(str(e)) from None
     return c
 
 
@@ -98,7 +154,13 @@ def _run_pipeline(store: Store, run_id: str) -> int:
     run = store.get_run(run_id) or {}
     config = RunConfig.from_dict(json.loads(run["config_json"]))
     progress = Progress(planned_steps(config), config.time_budget)
-    pipeline = Pipeline(store, run_id, listener=progress)
+    try:
+        pipeline = Pipeline(store, run_id, listener=progress)
+    except BrainConfigError as exc:
+        store.update_run(run_id, status="paused", control="pause", pause_reason=f"the brain cannot start: {exc}")
+        print(f"error: the {config.brain} brain cannot start: {exc}\n"
+              f"fix it, then continue with: python -m mlestar_core resume {run_id}", file=sys.stderr)
+        return 2
     try:
         summary = pipeline.run()
     except KeyboardInterrupt:
@@ -111,6 +173,10 @@ def _run_pipeline(store: Store, run_id: str) -> int:
     if summary.get("status") == "stopped":
         print(f"run {run_id} stopped", file=sys.stderr)
         return 1
+    if summary.get("status") == "paused":
+        print(f"run {run_id} paused: {summary.get('reason')}\n"
+              f"nothing done is lost; continue with: python -m mlestar_core resume {run_id}", file=sys.stderr)
+        return 3
     print(f"run {run_id} finished")
     print(f"  validation {summary['metric']}: {summary['validation_score']}"
           f"  (locked hold-out: {summary['holdout_score']}, trivial baseline: {summary['baseline_score']})")
@@ -128,11 +194,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     except TaskError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    config = _config_from_args(args)
+    try:
+        config = _config_from_args(args)
+        make_brain(config.brain, config.llm)  # fail before creating a run: no key, no cassette, ...
+    except (UsageError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except BrainConfigError as exc:
+        print(f"error: the {config.brain} brain cannot start: {exc}", file=sys.stderr)
+        return 2
     store = Store(Path(args.store))
     run_id = create_run(store, task, config, out_dir=Path(args.out).resolve())
-    print(f"run {run_id}: {task.name} ({task.task_type}, metric {task.metric}), brain {config.brain}, "
-          f"store {store.root}", file=sys.stderr)
+    model = config.llm.model or {"gemini": DEFAULT_GEMINI_MODEL, "openai": DEFAULT_OPENAI_MODEL}.get(config.brain, "")
+    print(f"run {run_id}: {task.name} ({task.task_type}, metric {task.metric}), brain {config.brain}"
+          f"{f' ({model})' if model else ''}, store {store.root}", file=sys.stderr)
     return _run_pipeline(store, run_id)
 
 
@@ -145,8 +220,23 @@ def cmd_resume(args: argparse.Namespace) -> int:
     if run["status"] == "finished":
         print(f"run {args.run_id} is already finished", file=sys.stderr)
         return 0
-    store.update_run(args.run_id, control="run")
+    store.update_run(args.run_id, control="run", pause_reason=None)
     return _run_pipeline(store, args.run_id)
+
+
+def cmd_export_cassette(args: argparse.Namespace) -> int:
+    from .exports import cassette_json
+
+    store = Store(Path(args.store))
+    if store.get_run(args.run_id) is None:
+        print(f"error: no run {args.run_id!r} in {store.root}", file=sys.stderr)
+        return 2
+    data = cassette_json(store, args.run_id)
+    Path(args.out).write_bytes(data)
+    n = len(json.loads(data)["calls"])
+    print(f"wrote {n} recorded answers to {args.out}; replay with: python -m mlestar_core run --brain replay "
+          f"--cassette {args.out} --task TASK --out DIR", file=sys.stderr)
+    return 0
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -183,7 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="run MLE-STAR on a task")
     run.add_argument("--task", required=True, help="task folder (MLE-bench layout) or a CSV file")
     run.add_argument("--out", required=True, help="where submission.csv, solution.py and report.md go")
-    run.add_argument("--brain", default="offline", choices=["offline"])
+    run.add_argument("--brain", default="offline", choices=list(BRAINS),
+                     help="; ".join(f"{k}: {v}" for k, v in BRAINS.items()))
     run.add_argument("--time-budget", type=float, default=None, help="seconds for the whole run")
     run.add_argument("--seed", type=int, default=42)
     run.add_argument("--target", default=None, help="target column (needed for a bare CSV)")
@@ -199,11 +290,34 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--script-timeout", type=float, default=None, help="seconds per script (default 300)")
     run.add_argument("--require-approval", action="store_true",
                      help="wait for `decide` before each refinement plan")
+    llm = run.add_argument_group("LLM brains (keys come from GEMINI_API_KEY / GOOGLE_API_KEY / OPENAI_API_KEY or "
+                                 ".streamlit/secrets.toml, never from the command line)")
+    llm.add_argument("--model", default=None,
+                     help=f"model for every role (gemini default: {DEFAULT_GEMINI_MODEL}, "
+                          f"openai: {DEFAULT_OPENAI_MODEL})")
+    llm.add_argument("--role-model", action="append", metavar="ROLE=MODEL", help="model for one role (repeatable)")
+    llm.add_argument("--base-url", default=None,
+                     help="gemini: another endpoint (proxy, test server); openai: the server, e.g. "
+                          "http://localhost:11434/v1")
+    llm.add_argument("--vertex", action="store_true", help="gemini through Vertex AI (with --project, --location)")
+    llm.add_argument("--project", default=None, help="Google Cloud project for Vertex AI")
+    llm.add_argument("--location", default=None, help="Vertex AI location (default us-central1)")
+    llm.add_argument("--no-search", action="store_true", help="gemini: retrieve without Google Search grounding")
+    llm.add_argument("--cassette", default=None, help="replay: the cassette file to answer from")
+    llm.add_argument("--cost-cap", type=float, default=None, help="USD; the run wraps up when its calls cost this")
+    llm.add_argument("--prices", default=None, help='JSON/TOML price table {"model": [usd_per_1M_in, usd_per_1M_out]}')
+    llm.add_argument("--llm-timeout", type=float, default=None, help="seconds per brain call (default 180)")
+    llm.add_argument("--llm-retries", type=int, default=None, help="retries on 429/5xx before pausing (default 4)")
     run.set_defaults(fn=cmd_run)
 
     resume = sub.add_parser("resume", help="continue a run from its last completed step")
     resume.add_argument("run_id")
     resume.set_defaults(fn=cmd_resume)
+
+    export = sub.add_parser("export-cassette", help="write a run's brain answers to a cassette file")
+    export.add_argument("run_id")
+    export.add_argument("-o", "--out", required=True, help="the cassette file to write (.json)")
+    export.set_defaults(fn=cmd_export_cassette)
 
     runs = sub.add_parser("runs", help="list runs")
     runs.set_defaults(fn=cmd_runs)

@@ -102,11 +102,12 @@ class LLMBrain(Brain):
                 raise CostCapReached(f"cost cap ${self.cost_cap:.2f} reached (spent ${self.spent:.4f})")
 
     def _wait(self, seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while (left := end - time.monotonic()) > 0:
+        left = seconds
+        while left > 0:  # in slices, so a stop does not wait for a long backoff to end
             if self.interrupted is not None and self.interrupted():
                 raise BrainUnavailable("stopped by the user while waiting to retry")
             self._sleep(min(0.5, left))
+            left -= 0.5
 
     def _call(self, role: str, prompt: str, *, schema: Any = None, search: bool = False) -> Completion:
         """One answered call, retrying transient failures; every try is reported."""

@@ -87,13 +87,14 @@ def extract_json(text: str) -> Any:
     except ValueError:
         pass
     decoder = json.JSONDecoder()
-    for i, ch in enumerate(text):
-        if ch in "[{":
-            try:
-                value, _end = decoder.raw_decode(text, i)
-                return value
-            except ValueError:
-                continue
+    for candidate in dict.fromkeys((text, _TRAILING_COMMA.sub(r"\1", text))):
+        for i, ch in enumerate(candidate):
+            if ch in "[{":
+                try:
+                    value, _end = decoder.raw_decode(candidate, i)
+                    return value
+                except ValueError:
+                    continue
     raise AnswerError("no valid JSON found; answer with the JSON in one ```json fenced block, exactly as the "
                       "schema shows")
 
@@ -120,7 +121,8 @@ def _as_list(value: Any, *keys: str) -> list[Any]:
 def _yes(value: Any) -> bool:
     if isinstance(value, bool):
         return value
-    return str(value).strip().lower() in ("yes", "true", "y", "1")
+    word = re.match(r"[a-z0-9]*", str(value).strip().lower())  # "Yes." / "yes, the scaler ..." count as yes
+    return word is not None and word.group() in ("yes", "true", "y", "1")
 
 
 # ------------------------------------------------------------------------------------------ roles
@@ -255,10 +257,10 @@ def parse_text(text: str, what: str = "plan") -> str:
     if stripped.startswith("{") or stripped.startswith("```"):
         try:
             data = extract_json(stripped)
-            if isinstance(data, dict):
-                stripped = _pick(data, what, "plan", "summary", "text", default=stripped)
         except AnswerError:
-            stripped = re.sub(r"```[A-Za-z]*\n?", "", stripped).strip()
+            data = None
+        picked = _pick(data, what, "plan", "summary", "text") if isinstance(data, dict) else ""
+        stripped = picked.strip() if picked else re.sub(r"```[A-Za-z]*\n?", "", stripped).strip()
     if not stripped:
         raise AnswerError(f"the answer is empty; write the {what} as plain text")
     return stripped
@@ -278,10 +280,13 @@ def ensure_blocks(code: str) -> str:
     except ScriptError:
         pass
     lines = _FENCE_LINE.sub("", code).splitlines()
-    head = 0
+    head, depth, continued = 0, 0, False
     for i, line in enumerate(lines):
         s = line.strip()
-        if not s or s.startswith("#") or s.startswith("import ") or s.startswith("from "):
+        if depth > 0 or continued or not s or s.startswith(("#", "import ", "from ")):
+            statement = s.split("#", 1)[0].rstrip()  # an import holds no strings: '#' starts a comment
+            depth += statement.count("(") - statement.count(")")  # inside `from x import (\n a,\n b)`
+            continued = statement.endswith("\\")
             head = i + 1
             continue
         break

@@ -1,0 +1,262 @@
+"""Whole pipelines on LLM brains against local fake servers, with real script executions.
+
+The real google-genai SDK talks to a fake `generateContent` server (tests/fakes), our
+OpenAI-compatible client to a fake `/v1/chat/completions` server; a scripted expert answers
+every role for the breast-cancer demo task, and fault plans inject what real services do:
+429s, 500 storms, rejected keys, malformed answers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from fakes import Call, FakeGemini, FakeOpenAI, Fault, Reply, ScriptedExpert, scripted, searched
+
+from mlestar_core.brains.llm.settings import LLMSettings
+from mlestar_core.config import RunConfig
+from mlestar_core.pipeline import Pipeline, create_run
+from mlestar_core.store import Store
+from mlestar_core.task import load_task
+
+ROOT = Path(__file__).resolve().parents[1]
+TASK = ROOT / "demo_tasks" / "breast-cancer"
+SECRET = "AIzaSy-fake-0123456789-secret"
+KNOBS = ["-M", "2", "-T", "1", "-K", "2", "-L", "2", "-R", "1", "--ablation-repeats", "1", "--workers", "2",
+         "--script-timeout", "120"]
+SMALL = dict(num_models=2, outer_steps=1, inner_steps=1, num_solutions=1, ensemble_rounds=0, workers=2,
+             script_timeout=120, ablation_repeats=1)
+
+
+def cli(*args: str, env: dict[str, str] | None = None, store: Path) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if k not in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "OPENAI_API_KEY")}
+    return subprocess.run([sys.executable, "-m", "mlestar_core", "--store", str(store), *args], cwd=ROOT,
+                          env={**base, **(env or {})}, capture_output=True, text=True, timeout=600)
+
+
+def env_printing(expert: ScriptedExpert, base: Any) -> Any:
+    """The first initial script also prints its whole environment (the key must not be in it)."""
+
+    def respond(call: Call) -> Reply | Fault:
+        if call.role == "write_initial_solution" and call.role_n == 0:
+            text = expert.answer(call.role, call.prompt)
+            spy = "```python\nimport os\nprint('ENVIRONMENT', dict(os.environ))\n"
+            return Reply(text.replace("```python\n", spy, 1))
+        return base(call)
+
+    return respond
+
+
+@pytest.fixture(scope="module")
+def gemini_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("gemini")
+    expert = ScriptedExpert()
+    plan = {("retrieve_models", 0): Fault(429, "Resource has been exhausted (e.g. check quota)."),
+            ("extract_block", 0): "The model block matters most; I would add more trees."}  # not JSON
+    with FakeGemini(env_printing(expert, scripted(expert, plan))) as server:
+        proc = cli("run", "--task", str(TASK), "--out", str(root / "out"), "--brain", "gemini",
+                   "--base-url", server.url, *KNOBS, env={"GEMINI_API_KEY": SECRET}, store=root / "store")
+        calls = list(server.calls)
+    store = Store(root / "store")
+    (run,) = store.list_runs()
+    return {"root": root, "proc": proc, "calls": calls, "store": store, "run": run, "url": server.url}
+
+
+def test_gemini_run_finishes_with_a_submission(gemini_run: dict[str, Any]) -> None:
+    proc, run = gemini_run["proc"], gemini_run["run"]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert run["status"] == "finished" and run["brain"] == "gemini"
+    sub = pd.read_csv(gemini_run["root"] / "out" / "submission.csv")
+    assert list(sub.columns) == ["id", "malignant"] and sub["malignant"].between(0, 1).all()
+    assert run["best_score"] is not None and run["best_score"] > 0.9
+    roles = Counter(c.role for c in gemini_run["calls"])
+    for role in ("retrieve_models", "write_initial_solution", "merge", "check_data_usage", "check_leakage",
+                 "write_ablation", "summarize_ablation", "extract_block", "plan_refinement",
+                 "implement_refinement", "plan_ensemble", "implement_ensemble"):
+        assert roles[role] >= 1, f"no {role} call reached the server"
+    assert all(c.path == "/v1beta/models/gemini-3.5-flash:generateContent" for c in gemini_run["calls"])
+
+
+def test_retrieval_is_grounded_and_cards_keep_their_sources(gemini_run: dict[str, Any]) -> None:
+    retrievals = [c for c in gemini_run["calls"] if c.role == "retrieve_models"]
+    assert retrievals and all(searched(c) for c in retrievals)
+    assert not any(searched(c) for c in gemini_run["calls"] if c.role != "retrieve_models")
+    cards = gemini_run["store"].table("model_cards", gemini_run["run"]["id"])
+    assert len(cards) == 2
+    for card in cards:
+        uris = [s["uri"] for s in json.loads(card["sources_json"])]
+        assert "https://scikit-learn.org/stable/modules/ensemble.html" in uris
+
+
+def test_a_429_is_retried_and_recorded(gemini_run: dict[str, Any]) -> None:
+    rows = [r for r in gemini_run["store"].table("brain_calls", gemini_run["run"]["id"])
+            if r["role"] == "retrieve_models"]
+    assert rows[0]["answer"] is None and "429" in rows[0]["error"]
+    assert rows[1]["answer"] and rows[1]["error"] is None
+    assert [c.role_n for c in gemini_run["calls"] if c.role == "retrieve_models"] == [0, 1]
+
+
+def test_a_malformed_answer_is_re_asked(gemini_run: dict[str, Any]) -> None:
+    rows = [r for r in gemini_run["store"].table("brain_calls", gemini_run["run"]["id"])
+            if r["role"] == "extract_block"]
+    bad = [r for r in rows if r["error"]]
+    assert len(bad) == 1 and bad[0]["error"].startswith("answer not usable") and "JSON" in bad[0]["error"]
+    reask = [c for c in gemini_run["calls"] if c.role == "extract_block" and "could not be used" in c.prompt]
+    assert len(reask) == 1 and "The model block matters most" in reask[0].prompt
+    chosen = [s for s in gemini_run["store"].steps(gemini_run["run"]["id"]) if s["key"].endswith("/extract")]
+    assert chosen and all(json.loads(s["result_json"])["block"] == "model" for s in chosen)
+
+
+def test_every_call_is_accounted_per_role(gemini_run: dict[str, Any]) -> None:
+    store, run_id = gemini_run["store"], gemini_run["run"]["id"]
+    usage = {u["role"]: u for u in store.brain_usage(run_id)}
+    answered = [r for r in store.table("brain_calls", run_id) if r["answer"] is not None]
+    assert len(answered) == sum(1 for _ in answered) and len(answered) >= 15
+    for role, u in usage.items():
+        assert u["tokens_in"] > 0 and u["tokens_out"] > 0 and u["cost"] > 0, role
+    total_in = sum(r["tokens_in"] for r in answered)
+    expected = sum((r["tokens_in"] * 1.5 + r["tokens_out"] * 9.0) / 1e6 for r in answered)
+    assert store.brain_spent(run_id) == pytest.approx(expected)
+    assert total_in == sum(u["tokens_in"] for u in usage.values())
+    assert all(r["model"] == "gemini-3.5-flash" and r["latency"] >= 0 for r in answered)
+    assert all(r["step_key"] for r in answered)
+
+
+def test_the_key_reaches_the_server_and_nothing_else(gemini_run: dict[str, Any]) -> None:
+    calls, store, run_id = gemini_run["calls"], gemini_run["store"], gemini_run["run"]["id"]
+    assert all(c.headers.get("x-goog-api-key") == SECRET for c in calls)
+    printed = [e for e in store.table("executions", run_id) if "ENVIRONMENT" in (e["stdout"] or "")]
+    assert printed, "the environment-printing script did not run"
+    assert all(SECRET not in (e["stdout"] or "") + (e["stderr"] or "") for e in store.table("executions", run_id))
+    leaks = [p for p in gemini_run["root"].rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
+    assert leaks == []
+    assert SECRET not in gemini_run["proc"].stdout + gemini_run["proc"].stderr
+
+
+def test_replay_reproduces_the_recorded_run_step_for_step(gemini_run: dict[str, Any]) -> None:
+    root, store, run_id = gemini_run["root"], gemini_run["store"], gemini_run["run"]["id"]
+    cassette = root / "cassette.json"
+    exported = cli("export-cassette", run_id, "-o", str(cassette), store=root / "store")
+    assert exported.returncode == 0, exported.stderr
+    data = json.loads(cassette.read_text())
+    assert data["recorded"]["brain"] == "gemini" and data["config"]["num_models"] == 2
+    assert SECRET not in cassette.read_text()
+    # No key, no server, default knobs on the command line: the cassette brings its own.
+    replay_store = root / "replay-store"
+    proc = cli("run", "--task", str(TASK), "--out", str(root / "replay-out"), "--brain", "replay",
+               "--cassette", str(cassette), "--workers", "2", store=replay_store)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    replay = Store(replay_store)
+    (rerun,) = replay.list_runs()
+    assert rerun["status"] == "finished" and rerun["brain"] == "replay"
+
+    def scripts(s: Store, rid: str) -> Counter[tuple[str, str, str]]:
+        return Counter((r["role"], r["label"], r["code"]) for r in s.table("scripts", rid))
+
+    def steps(s: Store, rid: str) -> dict[str, Any]:
+        return {r["key"]: json.loads(r["result_json"]) for r in s.steps(rid) if r["status"] == "done"}
+
+    assert scripts(replay, rerun["id"]) == scripts(store, run_id)
+    recorded, replayed = steps(store, run_id), steps(replay, rerun["id"])
+    assert replayed.keys() == recorded.keys()
+    for key in recorded:
+        if isinstance(recorded[key], dict) and "score" in recorded[key]:
+            assert replayed[key]["score"] == pytest.approx(recorded[key]["score"]), key
+    assert rerun["best_score"] == pytest.approx(gemini_run["run"]["best_score"])
+    assert replay.brain_spent(rerun["id"]) == 0.0  # replayed answers cost nothing
+    answered = [r for r in replay.table("brain_calls", rerun["id"]) if r["answer"] is not None]
+    assert answered and all(r["model"].startswith("replay of gemini-3.5-flash") for r in answered)
+
+
+def _pipeline_run(tmp_path: Path, brain: str, url: str, **llm: Any) -> tuple[Store, str]:
+    store = Store(tmp_path / "store")
+    config = RunConfig(**SMALL, brain=brain, llm=LLMSettings(base_url=url, backoff=0.05, max_retries=2, **llm))
+    return store, create_run(store, load_task(TASK), config, out_dir=tmp_path / "out")
+
+
+def test_a_500_storm_pauses_the_run_and_resume_finishes_it(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GEMINI_API_KEY", SECRET)
+    expert = ScriptedExpert()
+    base = scripted(expert)
+    storm = {"on": True}
+
+    def respond(call: Call) -> Reply | Fault:
+        if call.role == "write_ablation" and storm["on"]:
+            return Fault(500, "Internal error encountered.")
+        return base(call)
+
+    with FakeGemini(respond) as server:
+        store, run_id = _pipeline_run(tmp_path, "gemini", server.url)
+        summary = Pipeline(store, run_id).run()
+        run = store.get_run(run_id)
+        assert summary["status"] == "paused" and run["status"] == "paused" and run["control"] == "pause"
+        assert "write_ablation" in run["pause_reason"] and "500" in run["pause_reason"]
+        assert sum(c.role == "write_ablation" for c in server.calls) == 3  # 1 try + 2 retries
+        steps = {s["key"]: s["status"] for s in store.steps(run_id)}
+        assert steps["init"] == "done" and steps["t0/checks"] == "done"
+        assert steps["t0/o0/ablation"] == "interrupted"
+        initial_calls = sum(c.role == "write_initial_solution" for c in server.calls)
+        scripts_before = len(store.table("scripts", run_id))
+
+        storm["on"] = False
+        store.update_run(run_id, control="run")  # what `resume` does
+        summary = Pipeline(store, run_id).run()
+        run = store.get_run(run_id)
+        assert run["status"] == "finished" and run["pause_reason"] is None, summary
+        # nothing already done was redone: no new initial solutions, the old scripts are all kept
+        assert sum(c.role == "write_initial_solution" for c in server.calls) == initial_calls
+        assert len(store.table("scripts", run_id)) > scripts_before
+        assert (tmp_path / "out" / "submission.csv").is_file()
+
+
+def test_a_rejected_key_pauses_at_once_with_the_reason(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GEMINI_API_KEY", "wrong-key")
+    with FakeGemini(lambda call: Fault(403, "API key not valid. Please pass a valid API key.")) as server:
+        store, run_id = _pipeline_run(tmp_path, "gemini", server.url)
+        summary = Pipeline(store, run_id).run()
+        assert len(server.calls) == 1  # a refused key is not retried
+    run = store.get_run(run_id)
+    assert summary["status"] == "paused" and run["status"] == "paused"
+    assert "403" in run["pause_reason"] and "API key not valid" in run["pause_reason"]
+    assert "wrong-key" not in json.dumps(store.table("brain_calls", run_id))
+
+
+def test_openai_compatible_server_runs_a_pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-local-test")
+    expert = ScriptedExpert()
+    plan = {("write_initial_solution", 0): Fault(503, "model is loading"),
+            ("implement_refinement", 0): "Here you go: model = RandomForest("}  # cut off, no code fence
+    with FakeOpenAI(scripted(expert, plan)) as server:
+        store, run_id = _pipeline_run(tmp_path, "openai", server.url + "/v1", model="qwen2.5-coder")
+        summary = Pipeline(store, run_id).run()
+        calls = list(server.calls)
+    assert store.get_run(run_id)["status"] == "finished", summary
+    assert all(c.path == "/v1/chat/completions" and c.body["model"] == "qwen2.5-coder" for c in calls)
+    assert all(c.headers.get("Authorization") == "Bearer sk-local-test" for c in calls)
+    # no search tool: retrieval never reaches the server and says it used the knowledge base
+    assert not any(c.role == "retrieve_models" for c in calls)
+    cards = store.table("model_cards", run_id)
+    assert cards and all("knowledge base" in c["source"] for c in cards)
+    (note,) = [r for r in store.table("brain_calls", run_id) if r["role"] == "retrieve_models"]
+    assert "no web-search tool" in note["prompt"]
+    rows = store.table("brain_calls", run_id)
+    assert any(r["error"] and "503" in r["error"] for r in rows)
+    assert any(r["error"] and r["error"].startswith("answer not usable") for r in rows
+               if r["role"] == "implement_refinement")
+    assert (tmp_path / "out" / "submission.csv").is_file()
+
+
+def test_missing_key_is_a_clear_error_and_creates_no_run(tmp_path: Path) -> None:
+    proc = cli("run", "--task", str(TASK), "--out", str(tmp_path / "out"), "--brain", "gemini",
+               store=tmp_path / "store")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "no Gemini API key" in proc.stderr and "GEMINI_API_KEY" in proc.stderr
+    assert Store(tmp_path / "store").list_runs() == []

@@ -81,7 +81,14 @@ def test_gemini_run_finishes_with_a_submission(gemini_run: dict[str, Any]) -> No
                  "write_ablation", "summarize_ablation", "extract_block", "plan_refinement",
                  "implement_refinement", "plan_ensemble", "implement_ensemble"):
         assert roles[role] >= 1, f"no {role} call reached the server"
-    assert all(c.path == "/v1beta/models/gemini-3.5-flash:generateContent" for c in gemini_run["calls"])
+    assert all(c.path.endswith("/models/gemini-3.5-flash:generateContent") for c in gemini_run["calls"])
+    # roles with a pure-JSON answer ask for structured output; free-text and code roles do not
+    for call in gemini_run["calls"]:
+        config = call.body.get("generationConfig") or {}
+        if call.role in ("write_ablation", "extract_block"):
+            assert config.get("responseMimeType") == "application/json" and "responseJsonSchema" in config
+        else:
+            assert "responseMimeType" not in config
 
 
 def test_retrieval_is_grounded_and_cards_keep_their_sources(gemini_run: dict[str, Any]) -> None:
@@ -260,3 +267,82 @@ def test_missing_key_is_a_clear_error_and_creates_no_run(tmp_path: Path) -> None
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "no Gemini API key" in proc.stderr and "GEMINI_API_KEY" in proc.stderr
     assert Store(tmp_path / "store").list_runs() == []
+
+
+def test_a_cost_cap_wraps_the_run_up_cleanly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GEMINI_API_KEY", SECRET)
+    expert = ScriptedExpert()
+    base = scripted(expert)
+
+    def pricey(call: Call) -> Reply | Fault:  # 1M tokens in per call: $1.50 at gemini-3.5-flash rates
+        reply = base(call)
+        if isinstance(reply, Reply):
+            reply.tokens_in, reply.tokens_out = 1_000_000, 1000
+        return reply
+
+    with FakeGemini(pricey) as server:
+        store = Store(tmp_path / "store")
+        config = RunConfig(**{**SMALL, "outer_steps": 2}, brain="gemini", cost_cap=4.0,
+                           llm=LLMSettings(base_url=server.url))
+        run_id = create_run(store, load_task(TASK), config, out_dir=tmp_path / "out")
+        summary = Pipeline(store, run_id).run()
+    run = store.get_run(run_id)
+    assert run["status"] == "finished" and summary["budget_exhausted"] is True
+    spent = store.brain_spent(run_id)
+    assert 4.0 <= spent < 4.0 + 1.6  # the call that crossed the cap is the last one
+    events = [e["kind"] for e in store.events_after(run_id)]
+    assert "cost_cap_reached" in events
+    assert (tmp_path / "out" / "submission.csv").is_file()  # wrapped up with the best solution so far
+    assert len(server.calls) == 3  # retrieve, 2 initial solutions: the 3rd call crossed $4
+
+
+def test_per_role_models_and_call_timeout(tmp_path: Path) -> None:
+    import time as _time
+
+    from mlestar_core.brains.base import BrainContext
+    from mlestar_core.brains.llm.brain import LLMBrain
+    from mlestar_core.brains.llm.clients import TransientError
+    from mlestar_core.brains.llm.gemini import GeminiClient
+    from mlestar_core.model import AblationResult
+
+    def slow_for_summaries(call: Call) -> Reply | Fault:
+        if call.role == "summarize_ablation":
+            _time.sleep(2.0)
+        return Reply("The model block matters most.")
+
+    with FakeGemini(slow_for_summaries) as server:
+        settings = LLMSettings(base_url=server.url, role_models={"plan_refinement": "gemini-3.1-pro-preview"},
+                               timeout=0.5, max_retries=0)
+        client = GeminiClient(settings, "k")
+        brain = LLMBrain(client, settings, name="gemini", default_model="gemini-3.5-flash")
+        ctx = BrainContext(task=load_task(TASK))
+        code = "# [block: model]\nm = 1\n# [end block: model]\n"
+        brain.plan_refinement(ctx, code, "model", [])
+        assert server.calls[-1].path.endswith("/models/gemini-3.1-pro-preview:generateContent")
+        brain.plan_ensemble(ctx, [], [])
+        assert server.calls[-1].path.endswith("/models/gemini-3.5-flash:generateContent")
+        started = _time.monotonic()
+        from mlestar_core.brains.llm.clients import Request
+
+        with pytest.raises(TransientError):
+            client.complete(Request("summarize_ablation", "# Role: ablation-study summarizer\n", "gemini-3.5-flash"))
+        assert _time.monotonic() - started < 1.9  # the per-call timeout cut the wait short
+        results = [AblationResult("model", "x", 0.9, 0.95, 0.05)]
+        from mlestar_core.brains.base import BrainUnavailable
+
+        with pytest.raises(BrainUnavailable, match="summarize_ablation"):
+            brain.summarize_ablation(ctx, results)
+
+
+def test_vertex_without_project_or_credentials_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlestar_core.brains import BrainConfigError, make_brain
+    from mlestar_core.brains.base import BrainContext, BrainUnavailable
+
+    monkeypatch.delenv("GOOGLE_CLOUD_PROJECT", raising=False)
+    with pytest.raises(BrainConfigError, match="Vertex AI needs a Google Cloud project"):
+        make_brain("gemini", LLMSettings(vertex=True))
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", "/nonexistent/credentials.json")
+    brain = make_brain("gemini", LLMSettings(vertex=True, project="my-project", max_retries=3, backoff=0.01))
+    ctx = BrainContext(task=load_task(TASK))
+    with pytest.raises(BrainUnavailable, match="credentials for Vertex AI.*credentials.json"):
+        brain.plan_ensemble(ctx, [], [])  # a credentials problem is not retried

@@ -75,6 +75,10 @@ class GeminiClient:
                 raise TransientError(message, status, _retry_after(e)) from None
             raise FatalError(message, status) from None
         except Exception as e:  # timeouts, dropped connections, a reply the SDK cannot read
+            from google.auth import exceptions as auth_errors
+
+            if isinstance(e, auth_errors.DefaultCredentialsError | auth_errors.RefreshError):
+                raise FatalError(f"Google Cloud credentials for Vertex AI: {type(e).__name__}: {e}") from None
             raise TransientError(f"Gemini call failed: {type(e).__name__}: {e}") from None
         return _completion(response, request.model)
 

@@ -16,7 +16,7 @@ class LLMSettings:
     model: str = ""  # empty: the brain's default (DEFAULT_GEMINI_MODEL / DEFAULT_OPENAI_MODEL)
     role_models: dict[str, str] = field(default_factory=dict)  # role -> model, overrides `model`
     base_url: str = ""  # gemini: an alternative endpoint (a proxy, a test server); openai: the server
-    api_version: str = "v1beta"  # gemini REST version
+    api_version: str = ""  # gemini REST version ("" = the SDK's default; "v1beta" for preview features)
     vertex: bool = False  # gemini through Vertex AI (project + location, Google Cloud credentials)
     project: str = ""
     location: str = "us-central1"

@@ -31,6 +31,7 @@ bench: setup
 	$(PY) bench/bench_executor.py
 	$(PY) bench/bench_pipeline.py
 	$(PY) bench/bench_pages.py
+	$(PY) bench/bench_brain.py
 
 # Held-out quality on the demo tasks vs default XGBoost (about 10 minutes).
 bench-quality: setup

@@ -43,7 +43,9 @@ pages = {section: [st.Page(p.path, title=p.title, icon=p.icon, default=(p == nav
 current = st.navigation(pages)
 
 with st.sidebar:
-    brain_indicator("offline")
+    # The brain of the run in view (selected in this session or by ?run=), else the default for new runs.
+    run_id = state.selected_run_id()
+    brain_indicator(services.store.get_run(run_id) if run_id else None)
     if services.error:
         st.error("Runs cannot start: see the page for details.", icon=":material/error:")
     _approval_banner()

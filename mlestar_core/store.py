@@ -14,7 +14,7 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
@@ -363,6 +363,31 @@ class Store:
             "COALESCE(SUM(tokens_in), 0) AS tokens_in, COALESCE(SUM(tokens_out), 0) AS tokens_out, "
             "COALESCE(SUM(cost), 0) AS cost, COALESCE(SUM(latency), 0) AS latency "
             "FROM brain_calls WHERE run_id = ? GROUP BY role ORDER BY MIN(id)", (run_id,))
+
+    def brain_call_list(self, run_id: str, *, roles: Sequence[str] | None = None, failed_only: bool = False,
+                        limit: int | None = None) -> list[dict[str, Any]]:
+        """The run's brain calls, newest first, without their prompt and answer texts (a long run has
+        hundreds of them): every column but those, plus `n` (the call's number in the run, from 1),
+        `prompt_chars` and `answer_chars` (None when there was no answer). Filters: `roles`
+        (None or empty = all), `failed_only` (calls with an error); `limit` keeps the newest ones."""
+        where, params = "", [run_id]
+        if roles:
+            where += f" AND role IN ({', '.join('?' * len(roles))})"
+            params.extend(roles)
+        if failed_only:
+            where += " AND error IS NOT NULL"
+        sql = ("SELECT * FROM (SELECT id, run_id, role, tokens_in, tokens_out, cost, latency, error, model, "
+               "step_key, call_index, sources_json, created, LENGTH(prompt) AS prompt_chars, "
+               "LENGTH(answer) AS answer_chars, ROW_NUMBER() OVER (ORDER BY id) AS n "
+               "FROM brain_calls WHERE run_id = ?) WHERE 1 = 1" + where + " ORDER BY id DESC")
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        return self._rows(sql, tuple(params))
+
+    def get_brain_call(self, call_id: int) -> dict[str, Any] | None:
+        """One brain call with its prompt and answer."""
+        return self._one("SELECT * FROM brain_calls WHERE id = ?", (call_id,))
 
     def clear_partial(self, table: str, run_id: str, **where: Any) -> None:
         """Drop the rows a step wrote before it was interrupted, so redoing it leaves no duplicates."""

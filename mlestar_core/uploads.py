@@ -22,7 +22,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pandas as pd
 
@@ -259,6 +259,52 @@ def target_distribution(csv_path: str | Path, target: str, task_type: str,
     counts = y.map(label_str).value_counts()
     frame = pd.DataFrame({"class": counts.index.astype(str), "count": counts.to_numpy()})
     return TargetDistribution("bar", frame, target)
+
+
+def cassettes_dir(store_root: str | Path) -> Path:
+    return Path(store_root) / "cassettes"
+
+
+def save_cassette_upload(store_root: str | Path, upload: UploadedFile,
+                         max_bytes: int = MAX_UPLOAD_BYTES) -> tuple[Path, dict[str, Any]]:
+    """Check an uploaded cassette (`--brain replay`) and save it as <store>/cassettes/<sha256 prefix>.json.
+
+    Returns (path, cassette). Raises CassetteError naming the user's file when it is not a cassette;
+    nothing is kept then. Content-addressed, so re-saving the same bytes on every rerun is a no-op.
+    """
+    from .brains.llm.replay import CassetteError, load_cassette
+
+    if not upload.name.lower().endswith(".json"):
+        raise CassetteError(f"{upload.name} is not a .json file; a cassette is the .json a run's "
+                            "'Download cassette' gives.")
+    try:
+        check_size(upload.name, len(upload.data), max_bytes)
+    except TaskError as e:
+        raise CassetteError(str(e).replace("a header row and data rows", "a recorded run")) from None
+    folder = cassettes_dir(store_root)
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / f"{hashlib.sha256(upload.data).hexdigest()[:16]}.json"
+    if not final.is_file():
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{final.stem}-", suffix=".json", dir=folder)
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(upload.data)
+            cassette = _load_named(load_cassette, CassetteError, tmp, upload.name)
+            os.replace(tmp, final)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return final, cassette
+    return final, _load_named(load_cassette, CassetteError, final, upload.name)
+
+
+def _load_named(load: Callable[[Path], dict[str, Any]], error: type[Exception], path: Path,
+                name: str) -> dict[str, Any]:
+    try:
+        return load(path)
+    except error as e:  # name the user's file, not our copy
+        raise error(str(e).replace(str(path), name)) from None
 
 
 # ----------------------------------------------------------------------------------------------

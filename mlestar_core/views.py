@@ -18,10 +18,12 @@ import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from .brains.llm.settings import DEFAULT_GEMINI_MODEL, DEFAULT_OPENAI_MODEL, LLMSettings
 from .metrics import METRICS, improvement, is_better
 from .script import ScriptError, get_block
 
@@ -65,6 +67,16 @@ class RunInfo:
     @property
     def constraints(self) -> list[str]:
         return [str(c) for c in self.config.get("constraints") or []]
+
+    @property
+    def brain_label(self) -> str:
+        """The brain with its model: 'gemini · gemini-3.5-flash', or 'offline'."""
+        return brain_in_use(self.brain, self.config)
+
+    @property
+    def cost_cap(self) -> float | None:
+        cap = self.config.get("cost_cap")
+        return float(cap) if cap else None
 
 
 def run_info(run: Row) -> RunInfo:
@@ -448,7 +460,7 @@ def _first_line(text: Any, limit: int = 140) -> str:
 def describe_event(kind: str, p: dict[str, Any]) -> str:
     """One event in words, for the live log."""
     if kind == "run_started":
-        return f"{'Run resumed' if p.get('resumed') else 'Run started'} with the {p.get('brain', '?')} brain"
+        return f"{'Run resumed' if p.get('resumed') else 'Run started'} · brain: {p.get('brain', '?')}"
     if kind == "step_started":
         return f"Started: {describe_step(str(p.get('key', '')))}"
     if kind == "step_done":
@@ -497,6 +509,11 @@ def describe_event(kind: str, p: dict[str, Any]) -> str:
         return f"Ensemble round {int(p.get('round', 0)) + 1}: {fmt(p.get('score'))} — {_first_line(p.get('plan'), 100)}"
     if kind == "best_score":
         return f"New best score: {fmt(p.get('score'))}"
+    if kind == "cost_cap_reached":
+        return (f"Cost cap reached: {fmt_usd(p.get('spent'))} spent of the {fmt_usd(p.get('cap'))} cap at "
+                f"{describe_step(str(p.get('at_step', '')))}; no more brain calls, wrapping up with the best so far")
+    if kind == "run_paused":
+        return f"Run paused by the brain: {_first_line(p.get('reason'), 200)} — resume it on the Run dashboard"
     if kind == "budget_exhausted":
         return f"Time budget exhausted at {describe_step(str(p.get('at_step', '')))}: wrapping up with the best so far"
     if kind == "final":
@@ -524,7 +541,9 @@ def describe_event(kind: str, p: dict[str, Any]) -> str:
             return f"{what}: score {fmt(p.get('score'))}"
         return f"{what} failed" + (f": {_first_line(p.get('error'), 120)}" if p.get("error") else "")
     if kind == "brain_call":
-        return f"Brain call: {p.get('role')} ({1000 * float(p.get('latency') or 0):.0f} ms)"
+        text = (f"Brain call: {p.get('role')} · {fmt_tokens(p.get('tokens_in'))}→{fmt_tokens(p.get('tokens_out'))} "
+                f"tokens · {float(p.get('latency') or 0):.1f} s · {fmt_usd(p.get('cost'))}")
+        return text + (f" — failed: {_first_line(p.get('error'), 120)}" if p.get("error") else "")
     if kind == "log":
         return _first_line(p.get("message"), 200)
     return f"{kind}: {json.dumps(p)[:160]}"
@@ -561,6 +580,7 @@ class ModelCardView:
     script_id: int | None  # the initial script written from this card (after debugging, if it crashed)
     score: float | None
     state: str  # scored, failed, pending
+    sources: list[dict[str, str]] = field(default_factory=list)  # web pages the card was grounded on
 
 
 def model_cards(cards: Sequence[Row], events: Sequence[Row], scripts: Sequence[Row] = ()) -> list[ModelCardView]:
@@ -576,7 +596,8 @@ def model_cards(cards: Sequence[Row], events: Sequence[Row], scripts: Sequence[R
         else:
             state, sid, score = "pending", initial.get(c["name"]), None
         out.append(ModelCardView(c["rank"], c["name"], c.get("why") or "", c.get("example_code") or "",
-                                 c.get("source") or "", c.get("family") or "", sid, score, state))
+                                 c.get("source") or "", c.get("family") or "", sid, score, state,
+                                 parse_sources(c.get("sources_json"))))
     return out
 
 
@@ -995,7 +1016,7 @@ def status_after(events: Sequence[Row]) -> str:
         k = e["kind"]
         if k in ("run_started", "resumed"):
             status = "running"
-        elif k == "paused":
+        elif k in ("paused", "run_paused"):
             status = "paused"
         elif k == "approval_needed":
             waiting += 1
@@ -1024,3 +1045,307 @@ def replay_state(events: Sequence[Row], n: int, config: dict[str, Any], higher_i
         status=status, timeline=phase_timeline(steps_from_events(seen), config, status), series=series,
         best=None if series.empty else float(series["best"].iloc[-1]), counts=script_counts(seen),
         log=event_log(seen, log_size), pending=status == "waiting")
+
+
+# -- brains: which one, what it costs, every call -------------------------------------------------
+
+LLM_BRAINS = ("gemini", "openai", "replay")
+_KEY_WORDS = re.compile(r"api[ _-]?key|\bkey\b|\b401\b|\b403\b|unauthori[sz]ed|unauthenticated|permission|"
+                        r"credential", re.IGNORECASE)
+
+
+def brain_model(brain: str, config: dict[str, Any]) -> str:
+    """The model an LLM brain answers with ('' for offline); a replay names its cassette file."""
+    llm = config.get("llm") or {}
+    if brain == "gemini":
+        return str(llm.get("model") or DEFAULT_GEMINI_MODEL)
+    if brain == "openai":
+        return str(llm.get("model") or DEFAULT_OPENAI_MODEL)
+    if brain == "replay":
+        cassette = str(llm.get("cassette") or "")
+        return f"cassette {Path(cassette).name}" if cassette else "cassette"
+    return ""
+
+
+def brain_in_use(brain: str, config: dict[str, Any]) -> str:
+    """The brain with its model, as the UI names it: 'gemini · gemini-3.5-flash', 'offline'."""
+    model = brain_model(brain, config)
+    return f"{brain} · {model}" if model else (brain or "offline")
+
+
+def fmt_tokens(n: Any) -> str:
+    """1234567 -> '1 234 567' (a space between thousands)."""
+    return f"{int(n or 0):,}".replace(",", " ")
+
+
+def fmt_usd(x: Any) -> str:
+    """Estimated dollars: '$0', '$0.0012', '$0.123', '$12.34'."""
+    v = float(x or 0.0)
+    if v == 0:
+        return "$0"
+    if abs(v) < 0.01:
+        return f"${v:.4f}"
+    if abs(v) < 1:
+        return f"${v:.3f}"
+    return f"${v:,.2f}"
+
+
+def md_escape(text: str) -> str:
+    """Text for st.markdown / captions: '$' would start LaTeX, '[' and ']' a link."""
+    return str(text).replace("\\", "\\\\").replace("$", "\\$").replace("[", "\\[").replace("]", "\\]")
+
+
+def parse_sources(sources_json: str | None) -> list[dict[str, str]]:
+    """Web sources stored as JSON [{"title", "uri"}]; only http(s) links are kept."""
+    try:
+        raw = json.loads(sources_json) if sources_json else []
+    except (TypeError, ValueError):
+        return []
+    out = []
+    for s in raw if isinstance(raw, list) else []:
+        if isinstance(s, dict) and str(s.get("uri", "")).startswith(("https://", "http://")):
+            uri = str(s["uri"])
+            out.append({"title": str(s.get("title") or "").strip() or uri, "uri": uri})
+    return out
+
+
+def source_links(sources: Sequence[dict[str, str]]) -> str:
+    """Sources as markdown links separated by ' · '."""
+    links = []
+    for s in sources:
+        uri = s["uri"].replace("(", "%28").replace(")", "%29").replace(" ", "%20")
+        links.append(f"[{md_escape(s['title'])}]({uri})")
+    return " · ".join(links)
+
+
+@dataclass(frozen=True)
+class BrainUsage:
+    """What the brain cost so far: per role (`table`) and in total."""
+
+    table: pd.DataFrame  # role, calls, failed, tokens in, tokens out, cost (USD), latency (s)
+    calls: int
+    failed: int
+    tokens_in: int
+    tokens_out: int
+    cost: float
+    latency: float
+    cost_cap: float | None
+
+    @property
+    def chart_value(self) -> str:
+        """What the per-role chart shows: 'cost', or 'tokens' when nothing cost anything."""
+        return "cost" if self.cost > 0 else "tokens"
+
+    @property
+    def cap_fraction(self) -> float | None:
+        return min(1.0, self.cost / self.cost_cap) if self.cost_cap else None
+
+    @property
+    def cost_text(self) -> str:
+        if self.cost_cap:
+            return (f"{fmt_usd(self.cost)} of the {fmt_usd(self.cost_cap)} cost cap "
+                    f"({100 * self.cost / self.cost_cap:.0f} %)")
+        return f"{fmt_usd(self.cost)} (no cost cap)"
+
+
+BRAIN_USAGE_COLUMNS = ["role", "calls", "failed", "tokens in", "tokens out", "cost (USD)", "latency (s)"]
+
+
+def brain_usage(rows: Sequence[Row], cost_cap: float | None = None) -> BrainUsage:
+    """Totals and the per-role table from `Store.brain_usage` rows."""
+    table = pd.DataFrame([{"role": r["role"], "calls": int(r["calls"] or 0), "failed": int(r["failed"] or 0),
+                           "tokens in": int(r["tokens_in"] or 0), "tokens out": int(r["tokens_out"] or 0),
+                           "cost (USD)": float(r["cost"] or 0.0), "latency (s)": float(r["latency"] or 0.0)}
+                          for r in rows], columns=BRAIN_USAGE_COLUMNS)
+    return BrainUsage(table, int(table["calls"].sum()), int(table["failed"].sum()), int(table["tokens in"].sum()),
+                      int(table["tokens out"].sum()), float(table["cost (USD)"].sum()),
+                      float(table["latency (s)"].sum()), float(cost_cap) if cost_cap else None)
+
+
+def shows_brain_usage(brain: str, usage: BrainUsage) -> bool:
+    """The dashboard's brain-usage section is for LLM brains, and for any run whose calls counted tokens."""
+    return brain in LLM_BRAINS or usage.tokens_in + usage.tokens_out > 0
+
+
+def pause_needs_key(reason: str | None) -> bool:
+    """Whether a pause reason is about a missing or rejected API key (the dashboard then asks for one)."""
+    return bool(reason and _KEY_WORDS.search(reason))
+
+
+@dataclass(frozen=True)
+class BrainCallView:
+    """One brain call for the list (its prompt and answer are read only when it is opened)."""
+
+    id: int
+    n: int  # its number in the run, from 1
+    role: str
+    step: str  # pipeline step key, e.g. "t0/o1/i2"
+    model: str
+    tokens_in: int
+    tokens_out: int
+    cost: float
+    latency: float
+    error: str | None
+    answered: bool
+    sources: list[dict[str, str]]
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+    @property
+    def step_text(self) -> str:
+        return describe_step(self.step) if self.step else "outside a step"
+
+    @property
+    def title(self) -> str:
+        """'#12 · plan_refinement · t0/o1/i2 · 1 234→567 tokens · 2.3 s · $0.0012', ⚠ first when it failed."""
+        parts = [f"#{self.n}", self.role, *([self.step] if self.step else []),
+                 f"{fmt_tokens(self.tokens_in)}→{fmt_tokens(self.tokens_out)} tokens", f"{self.latency:.1f} s",
+                 fmt_usd(self.cost)]
+        return ("⚠ " if self.failed else "") + " · ".join(parts)
+
+
+def brain_call_views(rows: Sequence[Row]) -> list[BrainCallView]:
+    """`Store.brain_call_list` rows (or full `brain_calls` rows) as list items, in the given order."""
+    out = []
+    for i, r in enumerate(rows):
+        answered = r["answer_chars"] is not None if "answer_chars" in r else r.get("answer") is not None
+        out.append(BrainCallView(
+            id=int(r["id"]), n=int(r.get("n") or i + 1), role=str(r["role"]), step=str(r.get("step_key") or ""),
+            model=str(r.get("model") or ""), tokens_in=int(r.get("tokens_in") or 0),
+            tokens_out=int(r.get("tokens_out") or 0), cost=float(r.get("cost") or 0.0),
+            latency=float(r.get("latency") or 0.0), error=r.get("error"), answered=answered,
+            sources=parse_sources(r.get("sources_json"))))
+    return out
+
+
+def brain_calls_summary(usage_rows: Sequence[Row], roles: Sequence[str] = (), failed_only: bool = False) -> str:
+    """One line over the run's calls (or those the filters keep): calls, tokens, cost, failed.
+    From `Store.brain_usage` rows, so it costs nothing however long the run is."""
+    rows = [r for r in usage_rows if not roles or r["role"] in roles]
+    u = brain_usage(rows)
+    if failed_only:
+        return f"{u.failed} failed call{'s' if u.failed != 1 else ''} of {u.calls}"
+    failed = f" · {u.failed} failed" if u.failed else " · none failed"
+    return (f"{u.calls} call{'s' if u.calls != 1 else ''} · {fmt_tokens(u.tokens_in)}→{fmt_tokens(u.tokens_out)} "
+            f"tokens · {fmt_usd(u.cost)} estimated · {u.latency:.1f} s waiting{failed}")
+
+
+def matching_calls(usage_rows: Sequence[Row], roles: Sequence[str] = (), failed_only: bool = False) -> int:
+    """How many calls the brain-calls filters keep."""
+    rows = [r for r in usage_rows if not roles or r["role"] in roles]
+    return sum(int(r["failed"] or 0) if failed_only else int(r["calls"] or 0) for r in rows)
+
+
+# -- a new run's brain: the New run page's form -> LLMSettings, and what still blocks the start ---------
+
+
+def key_source_text(brain: str, source: str) -> str:
+    """`secrets.key_source` in a sentence for the key field's caption (never the key itself)."""
+    where = {"gemini": "GEMINI_API_KEY or GOOGLE_API_KEY", "openai": "OPENAI_API_KEY"}.get(brain, "the key")
+    memory = "A key typed here is kept in this app's memory only: never stored, logged or put in the run's settings."
+    if source.startswith("environment variable "):
+        return f"Using {source.removeprefix('environment variable ')} from the environment. {memory}"
+    if source == ".streamlit/secrets.toml":
+        return f"Using the key in .streamlit/secrets.toml. {memory}"
+    if source.startswith("entered on this page"):
+        return memory
+    return f"No key found: type one, or set {where} in the environment or .streamlit/secrets.toml. {memory}"
+
+
+def new_run_blocker(brain: str, *, key_source: str = "none found", vertex: bool = False, project: str = "",
+                    base_url: str = "", model: str = "", cassette: bool = False) -> str | None:
+    """Why the New run page cannot start this brain yet (None: it can). `project` is the typed project
+    or GOOGLE_CLOUD_PROJECT; `cassette` whether a valid cassette was uploaded."""
+    if brain == "gemini":
+        if vertex:
+            if not project.strip():
+                return ("Vertex AI needs a Google Cloud project: type it above or set GOOGLE_CLOUD_PROJECT "
+                        "(credentials come from Application Default Credentials).")
+        elif key_source == "none found":
+            return ("Gemini needs an API key: type it above, or set GEMINI_API_KEY (or GOOGLE_API_KEY) in the "
+                    "environment or .streamlit/secrets.toml — or use Vertex AI.")
+    elif brain == "openai":
+        if not base_url.strip():
+            return "Set the base URL of the OpenAI-compatible server (e.g. http://localhost:11434/v1)."
+        if not model.strip():
+            return "Set the model name the server serves (e.g. llama3.1)."
+    elif brain == "replay" and not cassette:
+        return "Upload a cassette (.json, from History → Download cassette) to replay a recorded run."
+    return None
+
+
+def role_models_from_records(records: Iterable[Row]) -> dict[str, str]:
+    """The per-role model overrides table ({"role", "model"} rows) -> {role: model} for the filled ones."""
+    out = {}
+    for r in records:
+        model = r.get("model")
+        if isinstance(model, str) and model.strip() and r.get("role"):
+            out[str(r["role"])] = model.strip()
+    return out
+
+
+def llm_settings_from_form(brain: str, *, model: str = "", role_models: dict[str, str] | None = None,
+                           base_url: str = "", vertex: bool = False, project: str = "", location: str = "",
+                           search: bool = True, timeout: float | None = None, max_retries: int | None = None,
+                           price: tuple[float, float] | None = None,
+                           default_price: tuple[float, float] | None = None, price_model: str = "",
+                           cassette: str = "") -> LLMSettings:
+    """LLMSettings from the New run page's fields. `price` (USD per 1M tokens in, out) is for `price_model`
+    (default: `model`) and goes into `prices` only when it differs from the price table's (`default_price`;
+    None when the table does not know the model)."""
+    d = LLMSettings()
+    if brain == "offline":
+        return d
+    model = model.strip()
+    price_model = price_model.strip() or model
+    prices: dict[str, list[float]] = {}
+    if price is not None and price_model and tuple(float(x) for x in price) != tuple(default_price or (0.0, 0.0)):
+        prices[price_model] = [float(price[0]), float(price[1])]
+    return LLMSettings(
+        model=model, role_models=dict(role_models or {}), base_url=base_url.strip(),
+        vertex=bool(vertex) if brain == "gemini" else False, project=project.strip() if brain == "gemini" else "",
+        location=(location.strip() or d.location) if brain == "gemini" else d.location,
+        search=bool(search) if brain == "gemini" else d.search,
+        timeout=float(timeout) if timeout else d.timeout,
+        max_retries=int(max_retries) if max_retries is not None else d.max_retries,
+        prices=prices, cassette=cassette if brain == "replay" else "")
+
+
+@dataclass(frozen=True)
+class CassetteSummary:
+    """What a cassette recorded, for the New run page."""
+
+    brain: str
+    run_id: str
+    name: str
+    task: str
+    metric: str
+    calls: int
+    best_score: float | None
+    knobs: dict[str, Any]
+
+    @property
+    def text(self) -> str:
+        best = f", best score {fmt(self.best_score)}" + (f" ({self.metric})" if self.metric else "") \
+            if self.best_score is not None else ""
+        return (f"Recorded with the **{self.brain}** brain on task **{self.task or '?'}** "
+                f"(run `{self.run_id or '?'}`): {self.calls} answered call{'s' if self.calls != 1 else ''}{best}.")
+
+    @property
+    def knobs_text(self) -> str:
+        k = self.knobs
+        names = [("num_models", "M"), ("outer_steps", "T"), ("inner_steps", "K"), ("num_solutions", "L"),
+                 ("ensemble_rounds", "R"), ("seed", "seed")]
+        return ", ".join(f"{label} = {k[key]}" for key, label in names if key in k) or "none recorded"
+
+
+def cassette_summary(cassette: dict[str, Any]) -> CassetteSummary:
+    rec = cassette.get("recorded") or {}
+    best = rec.get("best_score")
+    return CassetteSummary(brain=str(rec.get("brain") or "?"), run_id=str(rec.get("run_id") or ""),
+                           name=str(rec.get("name") or ""), task=str(rec.get("task") or ""),
+                           metric=str(rec.get("metric") or ""), calls=len(cassette.get("calls") or []),
+                           best_score=float(best) if isinstance(best, int | float) else None,
+                           knobs=dict(cassette.get("config") or {}))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import streamlit as st
 
-from mlestar_core.exports import best_score_curve, final_files, zip_run_artifacts
+from mlestar_core.exports import best_score_curve, cassette_json, final_files, zip_run_artifacts
+from mlestar_core.views import LLM_BRAINS
 from studio import nav
 from studio.resources import get_services
 from studio.state import HistoryKeys as K
@@ -140,6 +141,16 @@ dl[3].download_button("All artifacts (.zip)", data=lambda: zip_run_artifacts(sto
                       file_name=f"mlestar-run-{run['id']}.zip", mime="application/zip",
                       key="history.download.zip", width="stretch", icon=":material/folder_zip:",
                       on_click="ignore", help="Scripts, executions' outputs, final files and the run's settings.")
+if run["brain"] in LLM_BRAINS:
+    calls = sum(int(u["calls"] or 0) for u in store.brain_usage(run["id"]))
+    c1, c2 = st.columns([1, 3], vertical_alignment="center")
+    c1.download_button("Download cassette", data=lambda: cassette_json(store, run["id"]),
+                       file_name=f"mlestar-cassette-{run['id']}.json", mime="application/json", key=K.CASSETTE,
+                       width="stretch", icon=":material/album:", on_click="ignore", disabled=calls == 0,
+                       help="Every answer the brain gave in this run, to replay it without a key or network."
+                       if calls else "The brain has not been asked anything in this run yet.")
+    c2.caption("Replay it offline with `python -m mlestar_core run --brain replay --cassette FILE ...` "
+               "(same task and data), or choose **Replay a recorded run** on the New run page.")
 
 # -- compare two runs ------------------------------------------------------------------------
 st.subheader("Compare two runs")

@@ -1,5 +1,5 @@
-"""Retrieved models: one card per model the brain retrieved, with its initial candidate's score, and
-what each solution track's merge made of them."""
+"""Retrieved models: one card per model the brain retrieved, with its initial candidate's score and the
+web sources a search-grounded brain found it in, and what each solution track's merge made of them."""
 
 from __future__ import annotations
 
@@ -35,6 +35,9 @@ def body() -> None:
                 st.metric(label, value, delta="best of the candidates" if card.score is not None and card.score == best
                           else None, delta_color="off")
                 st.markdown(f"**Why it suits this task.** {card.why}")
+                if card.sources:
+                    st.markdown(f"**Grounded on** ({len(card.sources)} web source"
+                                f"{'s' if len(card.sources) != 1 else ''}): {views.source_links(card.sources)}")
                 if card.example_code:
                     st.code(card.example_code, language="python")
                 if card.script_id is not None:

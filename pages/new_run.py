@@ -1,16 +1,27 @@
-"""New run: pick the data (CSV upload, task zip, or a demo), check what was derived, set knobs, start."""
+"""New run: pick the data (CSV upload, task zip, or a demo), check what was derived, set knobs, pick the
+brain and its settings, start."""
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import plotly.express as px
 import streamlit as st
 
+from mlestar_core import views
+from mlestar_core.brains import BRAINS, DEFAULT_GEMINI_MODEL, DEFAULT_OPENAI_MODEL
+from mlestar_core.brains.llm.pricing import price_of, price_table
+from mlestar_core.brains.llm.replay import CassetteError, load_cassette, replay_config
+from mlestar_core.brains.llm.secrets import key_source
+from mlestar_core.brains.llm.settings import DEFAULT_OPENAI_BASE_URL, LLMSettings
 from mlestar_core.config import RunConfig
 from mlestar_core.metrics import METRICS
 from mlestar_core.model import Task, TaskError
+from mlestar_core.prompts import ROLES
 from mlestar_core.task import describe_task
 from mlestar_core.uploads import (
     MAX_UPLOAD_MB,
@@ -20,6 +31,7 @@ from mlestar_core.uploads import (
     list_demo_tasks,
     load_uploaded_task,
     preview_head,
+    save_cassette_upload,
     save_csv_upload,
     save_zip_upload,
     target_distribution,
@@ -33,10 +45,10 @@ from studio.widgets import engine_error, open_run
 AUTO = ""  # selectbox value meaning "derive it from the data and the description"
 SOURCES = {"csv": "Upload a CSV", "zip": "Upload a task zip", "demo": "Bundled demo task"}
 TASK_TYPES = [AUTO, "binary", "multiclass", "regression"]
-# Only the offline brain exists yet; the LLM brains get their place in the picker now.
-BRAINS = {"offline": "Offline — deterministic, no LLM", "gemini": "Gemini (coming soon)",
-          "openai": "OpenAI-compatible (coming soon)"}
-AVAILABLE_BRAINS = {"offline"}
+_BRAIN_TITLES = {"offline": "Offline — deterministic, no LLM", "gemini": "Gemini (Google)",
+                 "openai": "OpenAI-compatible server (Ollama, vLLM, LM Studio…)",
+                 "replay": "Replay a recorded run (cassette)"}
+BRAIN_CHOICES = {name: _BRAIN_TITLES.get(name, name) for name in BRAINS}
 LIMIT = f"Up to {MAX_UPLOAD_MB} MB per file."
 NO_TARGET = "cannot tell which column"  # load_task's message when the target cannot be derived
 SAVED = "new_run.saved_uploads"  # upload file ids -> saved folder (not a widget key)
@@ -146,6 +158,184 @@ def _fail(exc: Exception) -> None:
     else:
         st.error(f"Something went wrong reading this data ({type(exc).__name__}: {exc}). Check that the "
                  "files are valid CSVs (or a zip of a task folder) and try again.", icon=":material/error:")
+
+
+# -- the brain and its settings ---------------------------------------------------------------
+
+
+@dataclass
+class BrainChoice:
+    """What the brain section decided. `api_key` is a key typed on this page: it goes to start_run only."""
+
+    settings: LLMSettings = field(default_factory=LLMSettings)
+    cost_cap: float | None = None
+    api_key: str | None = None
+    cassette: dict[str, Any] | None = None  # {"config": the recording's knobs} for replay_config
+    blocker: str | None = None  # why Start is disabled
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _cassette_info(path: str) -> tuple[dict[str, Any], views.CassetteSummary]:
+    cassette = load_cassette(path)  # validated when it was saved; cached so a rerun does not reread it
+    return {"config": cassette.get("config") or {}}, views.cassette_summary(cassette)
+
+
+def _key_field(brain: str, key: str, label: str, help_text: str) -> str | None:
+    typed = st.text_input(label, key=key, type="password", help=help_text,
+                          placeholder="leave empty to use the environment or secrets.toml")
+    st.caption(views.key_source_text(brain, key_source(brain, typed)))
+    return typed.strip() or None
+
+
+def _price_fields(brain: str, model: str, cols: list[Any]) -> tuple[tuple[float, float], tuple[float, float] | None]:
+    """Price per 1M tokens in / out for `model`, prefilled from the price table (0 for unknown models).
+    The widget keys include the model, so changing the model brings its own prices."""
+    default = price_of(model, price_table()) if model else None
+    pin, pout = default or (0.0, 0.0)
+    p_in = cols[0].number_input("Price in (USD / 1M tokens)", 0.0, 1000.0, float(pin), step=0.05, format="%.3f",
+                                key=f"{K.PRICE_IN}{brain}.{model}",
+                                help="For the cost estimate and the cost cap. Prefilled from the built-in price "
+                                     "table; saved with the run only when you change it.")
+    p_out = cols[1].number_input("Price out (USD / 1M tokens)", 0.0, 1000.0, float(pout), step=0.05,
+                                 format="%.3f", key=f"{K.PRICE_OUT}{brain}.{model}",
+                                 help="Output tokens (thinking tokens included) usually cost more than input.")
+    return (float(p_in), float(p_out)), default
+
+
+@dataclass
+class Advanced:
+    role_models: dict[str, str]
+    base_url: str
+    timeout: float
+    retries: int
+    price: tuple[float, float] | None = None
+    default_price: tuple[float, float] | None = None
+
+
+def _advanced(brain: str, *, base_url: bool, price_model: str | None = None) -> Advanced:
+    """Per-role models, (gemini) base URL, timeout, retries and (gemini) the price of `price_model`."""
+    d = LLMSettings()
+    url = ""
+    price = default_price = None
+    with st.expander("Advanced"):
+        st.markdown("**Per-role models** — leave empty to use the model above.")
+        table = st.data_editor(pd.DataFrame({"role": list(ROLES), "model": [""] * len(ROLES)}),
+                               key=f"{K.ROLE_MODELS}{brain}", hide_index=True, disabled=["role"], height=250,
+                               width="stretch",
+                               column_config={"model": st.column_config.TextColumn("model", help="e.g. a Pro "
+                                              "model for the planners, a Lite one for the checks")})
+        a1, a2, a3 = st.columns([2, 1, 1])
+        if base_url:
+            url = a1.text_input("Base URL", key=f"{K.BASE_URL}{brain}", placeholder="Google's endpoint",
+                                help="Another endpoint: a proxy, or a local test server. Empty = Google's.")
+        timeout = a2.number_input("Timeout (s)", 5, 3600, int(d.timeout), step=15, key=f"{K.LLM_TIMEOUT}{brain}",
+                                  help="Per call.")
+        retries = a3.number_input("Max retries", 0, 20, d.max_retries, key=f"{K.LLM_RETRIES}{brain}",
+                                  help="Retries of a call on rate limits, server errors and timeouts (with "
+                                       "back-off) before the run pauses and waits for you to resume it.")
+        if price_model is not None:
+            price, default_price = _price_fields(brain, price_model, list(st.columns(2)))
+    records = table.to_dict("records") if isinstance(table, pd.DataFrame) else []
+    return Advanced(views.role_models_from_records(records), url, float(timeout), int(retries), price, default_price)
+
+
+def _cost_cap(col: Any) -> float | None:
+    cap = col.number_input("Cost cap (USD)", 0.0, 100_000.0, 0.0, step=0.5, format="%.2f", key=K.COST_CAP,
+                           help="0 = no cap. When the estimated cost of the brain calls reaches it, no more "
+                                "calls are made and the run wraps up with the best solution so far.")
+    return float(cap) or None
+
+
+def _gemini() -> BrainChoice:
+    c1, c2 = st.columns(2)
+    with c1:
+        model = st.text_input("Model", DEFAULT_GEMINI_MODEL, key=K.GEMINI_MODEL,
+                              help="Any Gemini model name; per-role models are under Advanced.").strip()
+        t1, t2 = st.columns(2)
+        search = t1.toggle("Google Search grounding", True, key=K.SEARCH,
+                           help="Retrieval asks Gemini with the Google Search tool: models are found on the "
+                                "current web and each card lists its sources. Off: the model's own knowledge.")
+        vertex = t2.toggle("Use Vertex AI", False, key=K.VERTEX,
+                           help="Through a Google Cloud project with Application Default Credentials, "
+                                "instead of an API key.")
+    with c2:
+        api_key = _key_field("gemini", K.GEMINI_KEY, "API key", "A Gemini API key (Google AI Studio). Not "
+                             "needed with Vertex AI.")
+    project = location = ""
+    if vertex:
+        v1, v2 = st.columns(2)
+        env_project = os.environ.get("GOOGLE_CLOUD_PROJECT", "")
+        project = v1.text_input("Google Cloud project", key=K.PROJECT, placeholder=env_project or "my-project",
+                                help="Empty: GOOGLE_CLOUD_PROJECT from the environment.").strip()
+        location = v2.text_input("Location", LLMSettings().location, key=K.LOCATION)
+    adv = _advanced("gemini", base_url=True, price_model=model or DEFAULT_GEMINI_MODEL)
+    cap = _cost_cap(st.columns(3)[0])
+    settings = views.llm_settings_from_form(
+        "gemini", model=model, role_models=adv.role_models, base_url=adv.base_url, vertex=vertex, project=project,
+        location=location, search=search, timeout=adv.timeout, max_retries=adv.retries, price=adv.price,
+        default_price=adv.default_price, price_model=model or DEFAULT_GEMINI_MODEL)
+    blocker = views.new_run_blocker("gemini", key_source=key_source("gemini", api_key), vertex=vertex,
+                                    project=project or os.environ.get("GOOGLE_CLOUD_PROJECT", ""))
+    return BrainChoice(settings, cap, api_key, None, blocker)
+
+
+def _openai() -> BrainChoice:
+    c1, c2 = st.columns(2)
+    with c1:
+        base_url = st.text_input("Base URL", DEFAULT_OPENAI_BASE_URL, key=K.OPENAI_URL,
+                                 help="The server's OpenAI-compatible API (…/v1): Ollama, vLLM, LM Studio, "
+                                      "llama.cpp or a hosted one.")
+        model = st.text_input("Model", DEFAULT_OPENAI_MODEL, key=K.OPENAI_MODEL,
+                              help="The model name the server serves.").strip()
+    with c2:
+        api_key = _key_field("openai", K.OPENAI_KEY, "API key (optional)",
+                             "Only if the server wants one (sent as a Bearer token).")
+    st.caption("Retrieval uses the bundled knowledge base of proven models (no web search): an "
+               "OpenAI-compatible server has no search tool.")
+    p1, p2, p3 = st.columns(3)
+    price, default_price = _price_fields("openai", model, [p1, p2])
+    cap = _cost_cap(p3)
+    adv = _advanced("openai", base_url=False)
+    settings = views.llm_settings_from_form(
+        "openai", model=model, role_models=adv.role_models, base_url=base_url, timeout=adv.timeout,
+        max_retries=adv.retries, price=price, default_price=default_price)
+    return BrainChoice(settings, cap, api_key, None,
+                       views.new_run_blocker("openai", base_url=base_url, model=model))
+
+
+def _replay(store_root: Path, task_name: str) -> BrainChoice:
+    upload = st.file_uploader("Cassette (.json)", key=K.CASSETTE,
+                              help="A finished LLM run's answers: History → Download cassette. The replay "
+                                   "needs no key and no network.")
+    cap = _cost_cap(st.columns(3)[0])
+    if upload is None:
+        return BrainChoice(LLMSettings(), cap, None, None, views.new_run_blocker("replay"))
+    try:
+        path = _saved("cassette", [upload], lambda: save_cassette_upload(store_root, _as_upload(upload))[0])
+        knobs, summary = _cassette_info(str(path))
+    except CassetteError as exc:
+        st.error(f"This file cannot be replayed: {exc}", icon=":material/error:")
+        return BrainChoice(LLMSettings(), cap, None, None, "Upload a valid cassette to replay a recorded run.")
+    st.success(summary.text, icon=":material/album:")
+    st.info(f"At start, the recording's algorithm knobs replace the settings above ({summary.knobs_text}), so "
+            "the replay asks the same questions in the same steps. Workers, timeouts and the time budget stay "
+            "as set.", icon=":material/sync_alt:")
+    if summary.task and summary.task != task_name:
+        st.warning(f"The cassette was recorded on task **{summary.task}**; this run's task is **{task_name}**. "
+                   "A replay only matches on the same data.", icon=":material/warning:")
+    settings = views.llm_settings_from_form("replay", cassette=str(path))
+    return BrainChoice(settings, cap, None, knobs, None)
+
+
+def _brain_settings(brain: str, store_root: Path, task_name: str) -> BrainChoice:
+    if brain == "gemini":
+        return _gemini()
+    if brain == "openai":
+        return _openai()
+    if brain == "replay":
+        return _replay(store_root, task_name)
+    st.caption("Deterministic and free: scripts come from a built-in expert; no key, no network.")
+    return BrainChoice()
 
 
 # -- the page ------------------------------------------------------------------------------
@@ -270,10 +460,6 @@ with st.expander("More settings"):
 
 b1, b2 = st.columns([1, 2], gap="large")
 with b1:
-    brain = st.selectbox("Brain", list(BRAINS), format_func=BRAINS.get, key=K.BRAIN,
-                         help="Who writes the plans and code.")
-    if brain not in AVAILABLE_BRAINS:
-        st.info("Arrives with the LLM brains (Gemini, OpenAI-compatible).", icon=":material/schedule:")
     run_name = st.text_input("Run name", key=K.NAME, placeholder=task.name, help="Defaults to the task name.")
 with b2:
     constraints = st.text_area("Pinned constraints (one per line)", key=K.CONSTRAINTS, height=122,
@@ -282,17 +468,30 @@ with b2:
 approval = st.checkbox("Require my approval for each refinement plan", d.require_approval, key=K.APPROVAL,
                        help="The run waits on the Run dashboard until you approve, edit or reject a plan.")
 
-can_start = brain in AVAILABLE_BRAINS and services.manager is not None
-if st.button("Start run", key=K.START, type="primary", disabled=not can_start, icon=":material/rocket_launch:"):
+st.subheader("4 · Brain")
+r1, r2 = st.columns([1, 2], gap="large", vertical_alignment="bottom")
+brain = r1.selectbox("Brain", list(BRAIN_CHOICES), format_func=BRAIN_CHOICES.get, key=K.BRAIN,
+                     help="Who retrieves the models and writes the plans and the code.")
+r2.caption(f"**{brain}**: {BRAINS[brain]}.")
+with st.container(border=brain != "offline"):
+    choice = _brain_settings(brain, services.store.root, task.name)
+
+blocker = choice.blocker or (None if services.manager is not None else "The run engine is not available.")
+if choice.blocker:
+    st.warning(choice.blocker, icon=":material/key:" if brain == "gemini" else ":material/info:")
+if st.button("Start run", key=K.START, type="primary", disabled=blocker is not None, icon=":material/rocket_launch:"):
     config = RunConfig(
         num_models=int(num_models), outer_steps=int(outer), inner_steps=int(inner), num_solutions=int(solutions),
         ensemble_rounds=int(rounds), time_budget=float(budget) or None, workers=int(workers), seed=int(seed),
         script_timeout=float(script_timeout), use_data_usage_checker=bool(data_usage),
-        use_leakage_checker=bool(leakage), brain=brain, require_approval=bool(approval),
+        use_leakage_checker=bool(leakage), brain=brain, llm=choice.settings, cost_cap=choice.cost_cap,
+        require_approval=bool(approval),
         constraints=[line.strip() for line in constraints.splitlines() if line.strip()],
     )
+    if choice.cassette is not None:  # the recording's algorithm knobs, so the replay asks the same questions
+        config = replay_config(choice.cassette, config)
     with st.spinner("Starting…"):
-        run_id, error = start_run(task, config, name=run_name.strip() or None)
+        run_id, error = start_run(task, config, name=run_name.strip() or None, api_key=choice.api_key)
     if run_id:
         open_run(run_id)
     st.error(error)

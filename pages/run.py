@@ -1,5 +1,6 @@
 """Run dashboard: where the run is (phase timeline), how far the time budget went, the best score over
-time, validation vs locked hold-out, the live event log, pause/resume/stop and pinned constraints."""
+time, validation vs locked hold-out, what the brain cost (tokens and dollars per role), the live event
+log, pause/resume/stop, a run the brain paused (why, and resume it) and pinned constraints."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import streamlit as st
 
 from mlestar_core import views
 from studio import nav
-from studio.charts import best_score_chart
+from studio.charts import best_score_chart, brain_usage_chart
 from studio.resources import get_services
 from studio.runpages import RunKeys as K
 from studio.runpages import live, page_header, timeline
@@ -21,6 +22,39 @@ RUN_ID = info.id
 flash = st.session_state.pop(K.FLASH, None)
 if flash:
     st.success(flash, icon=":material/check_circle:")
+
+# -- a run the brain paused: why, and a way on (outside the live fragment, so typing a key is never
+# interrupted by a poll; the fragment reruns the page when the pause reason changes) ------------------
+LOADED_PAUSE = (store.get_run(RUN_ID) or {}).get("pause_reason")
+
+
+def paused_banner() -> None:
+    run = store.get_run(RUN_ID)
+    reason = (run or {}).get("pause_reason")
+    if run is None or run["status"] != "paused" or not reason:
+        return
+    with st.container(border=True):
+        st.warning(f"**The run is paused: the brain could not go on.**\n\n{views.md_escape(reason)}\n\n"
+                   "Everything done so far is kept; resuming redoes only the step that was in flight.",
+                   icon=":material/pause_circle:")
+        api_key = None
+        if views.pause_needs_key(reason) and info.brain in ("gemini", "openai"):
+            api_key = st.text_input("API key", key=K.API_KEY, type="password",
+                                    help="Kept in this app's memory only: never stored, logged or put in the "
+                                         "run's settings. Leave empty to use the environment or secrets.toml.")
+            st.caption("The pause is about the API key: type a valid one (or fix the environment) and resume.")
+        if st.button("Resume run", key=K.RESUME_PAUSED, type="primary", icon=":material/play_arrow:",
+                     disabled=manager is None, help=services.error if manager is None else None):
+            try:
+                manager.unpause(RUN_ID, api_key=(api_key or "").strip() or None)  # type: ignore[union-attr]
+            except Exception as exc:  # e.g. still no key: the run stays paused with the new reason
+                st.error(f"The run could not resume: {exc}", icon=":material/error:")
+            else:
+                st.session_state[K.FLASH] = "Run resumed."
+                st.rerun()
+
+
+paused_banner()
 
 
 def controls(run: dict) -> None:
@@ -62,7 +96,7 @@ def controls(run: dict) -> None:
         c4.caption("Pause requested: the run pauses when the step in flight ends.")
     elif control == "stop" and status in ACTIVE:
         c4.caption("Stopping…")
-    elif status in ACTIVE and not alive and manager is not None:
+    elif status in ACTIVE and not alive and manager is not None and not run.get("pause_reason"):
         c4.caption("No thread of this app is running this run (it was interrupted): Resume continues it.")
 
 
@@ -71,6 +105,8 @@ def dashboard() -> None:
     if run is None:
         st.warning("This run was deleted.")
         return
+    if run.get("pause_reason") != LOADED_PAUSE:
+        st.rerun()  # the brain paused the run (or it went on): redraw the banner above
     events = store.events_after(RUN_ID)
     controls(run)
     if run["error"]:
@@ -104,7 +140,8 @@ def dashboard() -> None:
     m3.metric("Scripts run", counts.run)
     m4.metric("Scripts failed", counts.failed, help="Crashes, timeouts and scripts without a score; "
               "crashing candidates go to the debugger.")
-    m5.metric("Brain", info.brain)
+    m5.metric("Brain", info.brain or "offline", delta=views.brain_model(info.brain, info.config) or None,
+              delta_color="off", delta_arrow="off", help=f"In use: {info.brain_label}")
 
     series = views.score_series(events, info.higher_is_better)
     st.subheader("Best score so far")
@@ -133,10 +170,41 @@ def dashboard() -> None:
     else:
         st.caption(check.message)
 
+    usage = views.brain_usage(store.brain_usage(RUN_ID), info.cost_cap)
+    if views.shows_brain_usage(info.brain, usage):
+        brain_usage_section(usage)
+
     st.subheader("Event log")
     noisy = st.toggle("Show script runs and brain calls", key=K.NOISY)
     st.dataframe(views.event_log(events, 60, include_noisy=noisy), hide_index=True, width="stretch",
                  column_config={"what": st.column_config.TextColumn(width="large")})
+
+
+def brain_usage_section(usage: views.BrainUsage) -> None:
+    st.subheader("Brain usage")
+    b1, b2, b3, b4 = st.columns(4)
+    b1.metric("Brain calls", usage.calls, help="Every call the roles made, failed ones included.")
+    b2.metric("Failed calls", usage.failed, help="No answer (service errors, timeouts) or an unusable answer; "
+              "failed calls are retried.")
+    b3.metric("Tokens in → out", f"{views.fmt_tokens(usage.tokens_in)} → {views.fmt_tokens(usage.tokens_out)}")
+    b4.metric("Estimated cost", views.fmt_usd(usage.cost),
+              help="From the price per 1M tokens of each model (the run's settings or the built-in table). "
+                   "An estimate, not an invoice.")
+    if usage.cap_fraction is not None:
+        st.progress(usage.cap_fraction, text=views.md_escape(f"Cost so far: {usage.cost_text}"))
+    else:
+        st.caption(views.md_escape(f"Cost so far: {usage.cost_text}."))
+    if usage.calls == 0:
+        st.caption("No brain call yet.")
+        return
+    t, c = st.columns([3, 2], gap="medium")
+    t.dataframe(usage.table, hide_index=True, width="stretch",
+                column_config={"cost (USD)": st.column_config.NumberColumn(format="$%.4f"),
+                               "latency (s)": st.column_config.NumberColumn(format="%.1f")})
+    with c:
+        st.plotly_chart(brain_usage_chart(usage), key="run.brain_chart")
+    st.page_link(nav.BRAIN_CALLS.path, label="Every call with its prompt and answer", icon=nav.BRAIN_CALLS.icon,
+                 query_params={"run": RUN_ID})
 
 
 live(dashboard, RUN_ID, key="run.live")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-from mlestar_core.views import AblationGroup, EnsembleView, RunInfo
+from mlestar_core.views import AblationGroup, BrainUsage, EnsembleView, RunInfo
 
 CHOSEN = "#e4572e"  # the block chosen for refinement / the final choice
 NEUTRAL = "#4c78a8"
@@ -101,3 +101,16 @@ def ensemble_chart(view: EnsembleView, info: RunInfo) -> go.Figure:
         pad = max((hi - lo) * 0.6, abs(hi) * 0.01, 1e-6)
         fig.update_yaxes(range=[lo - pad, hi + pad])
     return _layout(fig, 340, showlegend=False, yaxis_title=info.axis_title)
+
+
+def brain_usage_chart(usage: BrainUsage) -> go.Figure:
+    """Per role: estimated cost, or tokens in and out (stacked) when nothing cost anything (local models)."""
+    t = usage.table
+    fig = go.Figure()
+    if usage.chart_value == "cost":
+        fig.add_trace(go.Bar(x=t["role"], y=t["cost (USD)"], marker={"color": NEUTRAL}, customdata=t["calls"],
+                             hovertemplate="<b>%{x}</b><br>$%{y:.4f} over %{customdata} calls<extra></extra>"))
+        return _layout(fig, 300, showlegend=False, yaxis_title="estimated cost (USD)", yaxis_tickprefix="$")
+    fig.add_trace(go.Bar(x=t["role"], y=t["tokens in"], name="tokens in", marker={"color": NEUTRAL}))
+    fig.add_trace(go.Bar(x=t["role"], y=t["tokens out"], name="tokens out", marker={"color": "#f58518"}))
+    return _layout(fig, 300, barmode="stack", yaxis_title="tokens")

@@ -19,12 +19,13 @@ MODELS = PageDef("pages/models.py", "Retrieved models", ":material/travel_explor
 ABLATION = PageDef("pages/ablation.py", "Ablation", ":material/science:")
 ATTEMPTS = PageDef("pages/attempts.py", "Refinement", ":material/tune:")
 ENSEMBLE = PageDef("pages/ensemble.py", "Ensemble", ":material/join_inner:")
+BRAIN_CALLS = PageDef("pages/brain_calls.py", "Brain calls", ":material/forum:")
 HISTORY = PageDef("pages/history.py", "History", ":material/history:")
 REPLAY = PageDef("pages/replay.py", "Replay", ":material/replay:")
 
 # Sidebar sections, in order.
 SECTIONS: dict[str, list[PageDef]] = {
     "Start": [HOME, NEW_RUN],
-    "Current run": [RUN, MODELS, ABLATION, ATTEMPTS, ENSEMBLE],
+    "Current run": [RUN, MODELS, ABLATION, ATTEMPTS, ENSEMBLE, BRAIN_CALLS],
     "Past runs": [HISTORY, REPLAY],
 }

@@ -84,13 +84,17 @@ def get_store() -> Store:
     return get_services().store
 
 
-def start_run(task: Task, config: RunConfig, name: str | None = None) -> tuple[str | None, str | None]:
-    """Start a run in the background: (run_id, None) or (None, a message saying why not)."""
+def start_run(task: Task, config: RunConfig, name: str | None = None, *,
+              api_key: str | None = None) -> tuple[str | None, str | None]:
+    """Start a run in the background: (run_id, None) or (None, a message saying why not).
+
+    `api_key` (typed on the New run page) goes to the RunManager only, which keeps it in this
+    process's memory; it never reaches the run's config, the store or a log."""
     services = get_services()
     if services.manager is None:
         return None, services.error or "The run engine is not available."
     try:
-        return services.manager.start(task, config, name=name or None), None
+        return services.manager.start(task, config, name=name or None, api_key=api_key or None), None
     except Exception as exc:  # e.g. the brain fails to build: say so in the page
         return None, f"The run could not start: {_short_error(exc)}"
 

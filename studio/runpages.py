@@ -1,5 +1,5 @@
 """Shared pieces of the run pages (Run dashboard, Retrieved models, Ablation, Refinement, Ensemble,
-Replay): widget keys, the page header, the phase timeline and the live-polling fragment.
+Brain calls, Replay): widget keys, the page header, the phase timeline and the live-polling fragment.
 
 Live parts poll the store in `st.fragment(run_every=POLL)` while the run is active; when the run
 ends the fragment asks for one full rerun, which registers it again without a timer, so a finished
@@ -16,7 +16,7 @@ from mlestar_core.views import PHASES, PhaseState, RunInfo, current_phase, run_i
 
 from . import nav
 from .resources import get_store
-from .widgets import ACTIVE, brain_label, require_run, status_badge
+from .widgets import ACTIVE, require_run, run_brain_text, status_badge
 
 POLL = "2s"
 
@@ -29,7 +29,18 @@ class RunKeys:
     CONSTRAINT_NEW = "run.constraint_new"
     CONSTRAINT_ADD = "run.constraint_add"
     CONSTRAINT_REMOVE = "run.constraint_remove."  # + index
+    RESUME_PAUSED = "run.resume_paused"  # the paused-by-the-brain banner's button
+    API_KEY = "run.api_key"  # password field offered when the pause was about the key (memory only)
     FLASH = "run.flash"
+
+
+class BrainCallKeys:
+    ROLES = "brain_calls.roles"
+    FAILED = "brain_calls.only_failed"
+    LIMIT = "brain_calls.limit."  # + run id: how many calls the list shows (not a widget)
+    MORE = "brain_calls.more"
+    REFRESH = "brain_calls.refresh"
+    CALL = "brain_calls.call."  # + call id: the call's expander (its content is drawn only when open)
 
 
 class AttemptKeys:
@@ -73,7 +84,7 @@ def page_header(title: str) -> RunInfo:
     st.title(title)
     info = run_info(require_run())
     c1, c2 = st.columns([5, 1], vertical_alignment="center")
-    c1.markdown(f"**{info.name}** · `{info.id}` · brain **{brain_label(info.brain)}** · metric "
+    c1.markdown(f"**{info.name}** · `{info.id}` · brain **{run_brain_text(info.brain, info.config)}** · metric "
                 f"**{info.metric_title}** ({info.direction})")
     with c2:
         status_badge(info.status)

@@ -48,12 +48,32 @@ class NewRunKeys:
     DATA_USAGE = "new_run.data_usage"
     LEAKAGE = "new_run.leakage"
     BRAIN = "new_run.brain"
+    # Brain settings. The API key fields are password widgets: a typed key lives in that widget's own
+    # state for the session only and is handed to RunManager.start, never to the config or the store.
+    GEMINI_MODEL = "new_run.gemini.model"
+    GEMINI_KEY = "new_run.gemini.api_key"
+    VERTEX = "new_run.gemini.vertex"
+    PROJECT = "new_run.gemini.project"
+    LOCATION = "new_run.gemini.location"
+    SEARCH = "new_run.gemini.search"
+    OPENAI_URL = "new_run.openai.base_url"
+    OPENAI_MODEL = "new_run.openai.model"
+    OPENAI_KEY = "new_run.openai.api_key"
+    ROLE_MODELS = "new_run.llm.role_models."  # + brain
+    BASE_URL = "new_run.llm.base_url."  # + brain
+    LLM_TIMEOUT = "new_run.llm.timeout."  # + brain
+    LLM_RETRIES = "new_run.llm.max_retries."  # + brain
+    PRICE_IN = "new_run.llm.price_in."  # + brain + "." + model: fresh defaults when the model changes
+    PRICE_OUT = "new_run.llm.price_out."  # + brain + "." + model
+    COST_CAP = "new_run.llm.cost_cap"
+    CASSETTE = "new_run.replay.cassette"
     APPROVAL = "new_run.require_approval"
     CONSTRAINTS = "new_run.constraints"
     START = "new_run.start"
 
 
 class HistoryKeys:
+    CASSETTE = "history.download.cassette"
     STATUS = "history.status"
     BRAIN = "history.brain"
     SEARCH = "history.search"

@@ -10,10 +10,13 @@ from typing import Any, NoReturn
 import pandas as pd
 import streamlit as st
 
+from mlestar_core.views import brain_in_use
+
 from . import nav, state
 from .resources import get_services, get_store
 
-BRAIN_LABELS = {"offline": "offline — deterministic, no LLM"}
+BRAIN_LABELS = {"offline": "offline — deterministic, no LLM", "gemini": "gemini — Google Gemini",
+                "openai": "openai — an OpenAI-compatible server", "replay": "replay — a recorded run's answers"}
 STATUS_COLORS = {"running": "blue", "waiting": "orange", "paused": "gray", "created": "gray",
                  "finished": "green", "failed": "red", "stopped": "gray"}
 STATUS_ICONS = {"running": "▶", "waiting": "⏸", "paused": "⏸", "created": "…",
@@ -26,6 +29,11 @@ ACTIVE = ("created", "running", "waiting", "paused")
 
 def brain_label(brain: str) -> str:
     return BRAIN_LABELS.get(brain, brain)
+
+
+def run_brain_text(brain: str, config: dict[str, Any]) -> str:
+    """A run's brain for headers and the sidebar: the LLM brains with their model, offline described."""
+    return BRAIN_LABELS["offline"] if brain == "offline" else brain_in_use(brain, config)
 
 
 def fmt_score(value: float | None) -> str:
@@ -82,8 +90,17 @@ def status_badge(status: str) -> None:
     st.badge(status, color=STATUS_COLORS.get(status, "gray"))  # type: ignore[arg-type]
 
 
-def brain_indicator(brain: str = "offline") -> None:
-    st.markdown(f"**Brain:** {brain_label(brain)}")
+def brain_indicator(run: dict[str, Any] | None) -> None:
+    """The brain of the run in view (with its model), or what a new run gets by default."""
+    if run is None:
+        st.markdown("**Brain:** offline (default for new runs)")
+        return
+    try:
+        config = json.loads(run.get("config_json") or "{}")
+    except ValueError:
+        config = {}
+    st.markdown(f"**Brain:** {run_brain_text(run.get('brain') or 'offline', config)}")
+    st.caption(f"of the run in view: {run['name']}")
 
 
 def run_picker(runs: Sequence[dict[str, Any]], *, key: str, label: str = "Run",

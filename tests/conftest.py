@@ -129,6 +129,17 @@ class RunBuilder:
     def event(self, run_id: str, kind: str, **payload: object) -> None:
         self.store.emit(run_id, kind, payload)
 
+    def brain_call(self, run_id: str, role: str, *, prompt: str = "the prompt", answer: str | None = "the answer",
+                   **fields: object) -> int:
+        """One brain_calls row (a BrainCallRecord, as the pipeline records it) and its event."""
+        from mlestar_core.brains.base import BrainCallRecord
+
+        call = BrainCallRecord(role=role, prompt=prompt, answer=answer, **fields)  # type: ignore[arg-type]
+        cid = self.store.add_brain_call(run_id, call)
+        self.event(run_id, "brain_call", id=cid, role=role, latency=call.latency, cost=call.cost,
+                   tokens_in=call.tokens_in, tokens_out=call.tokens_out, error=call.error)
+        return cid
+
 
 _TASK_CACHE: dict[str, object] = {}
 

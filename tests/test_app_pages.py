@@ -60,8 +60,8 @@ def started(monkeypatch: pytest.MonkeyPatch) -> Started:
     rec = Started()
 
     def fake_start(self: RunManager, task: Task, config: RunConfig, *, name: str | None = None,
-                   out_dir: Path | None = None) -> str:
-        rec.calls.append({"task": task, "config": config, "name": name})
+                   out_dir: Path | None = None, api_key: str | None = None) -> str:
+        rec.calls.append({"task": task, "config": config, "name": name, "api_key": api_key})
         return create_run(self.store, task, config, name=name, out_dir=out_dir)
 
     monkeypatch.setattr(RunManager, "start", fake_start)
@@ -98,10 +98,10 @@ def upload(at: AppTest, key: str, name: str, data: bytes) -> AppTest:
 
 def test_sidebar_shows_the_brain_and_every_page_is_registered(store: Store) -> None:
     at = boot()
-    assert "Brain:** offline — deterministic, no LLM" in texts(at.sidebar.markdown)
+    assert "Brain:** offline (default for new runs)" in texts(at.sidebar.markdown)
     # (AppTest drops the entrypoint's sidebar on a session's later runs; the browser checks it on New run.)
     for page in ("pages/new_run.py", "pages/run.py", "pages/models.py", "pages/ablation.py", "pages/attempts.py",
-                 "pages/ensemble.py", "pages/history.py", "pages/replay.py"):
+                 "pages/ensemble.py", "pages/brain_calls.py", "pages/history.py", "pages/replay.py"):
         at.switch_page(page).run()
         assert not at.exception, (page, at.exception)
         assert at.title, page  # the page drew something
@@ -334,18 +334,198 @@ def test_zero_budget_means_no_limit(store: Store, started: Started) -> None:
     assert started.last["config"].time_budget is None
 
 
-def test_llm_brains_have_a_place_but_cannot_start_yet(store: Store, started: Started) -> None:
+@pytest.fixture
+def no_keys(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No API key anywhere: not in the environment, not in .streamlit/secrets.toml."""
+    from mlestar_core.brains.llm import secrets
+
+    for name in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "OPENAI_API_KEY", "GOOGLE_CLOUD_PROJECT",
+                 "GOOGLE_GENAI_USE_VERTEXAI"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(secrets, "SECRETS_FILE", tmp_path / "no-secrets.toml")
+
+
+def demo_page(brain: str | None = None) -> AppTest:
     at = boot("pages/new_run.py")
     at.radio(key=K.SOURCE).set_value("demo").run()
+    if brain:
+        at.selectbox(key=K.BRAIN).set_value(brain).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def labels(at: AppTest, kind: str) -> set[str]:
+    return {w.label for w in at.get(kind)}
+
+
+def test_new_run_offers_every_brain(store: Store, no_keys: None) -> None:
+    at = demo_page()
     brain = at.selectbox(key=K.BRAIN)
-    assert brain.value == "offline"
-    assert {"Gemini (coming soon)", "OpenAI-compatible (coming soon)"} <= set(brain.options)
-    brain.set_value("gemini").run()
-    assert "Arrives with the LLM brains (Gemini, OpenAI-compatible)" in texts(at.info)
-    assert at.button(key=K.START).disabled  # AppTest, like a browser, cannot click it
-    at.selectbox(key=K.BRAIN).set_value("offline").run()
+    assert brain.value == "offline" and brain.options == [
+        "Offline — deterministic, no LLM", "Gemini (Google)", "OpenAI-compatible server (Ollama, vLLM, LM Studio…)",
+        "Replay a recorded run (cassette)"]
+    assert "built-in expert" in texts(at.caption) and not at.button(key=K.START).disabled
+
+    at = demo_page("gemini")
+    assert at.text_input(key=K.GEMINI_MODEL).value == "gemini-3.5-flash"
+    assert at.text_input(key=K.GEMINI_KEY).proto.type == at.text_input(key=K.GEMINI_KEY).proto.PASSWORD
+    assert at.toggle(key=K.SEARCH).value is True and at.toggle(key=K.VERTEX).value is False
+    assert {"Advanced"} <= {e.label for e in at.expander}
+    assert at.number_input(key=f"{K.PRICE_IN}gemini.gemini-3.5-flash").value == 1.5  # from the price table
+    assert at.number_input(key=f"{K.PRICE_OUT}gemini.gemini-3.5-flash").value == 9.0
+    assert at.number_input(key=K.COST_CAP).value == 0.0
+    assert {"Timeout (s)", "Max retries", "Base URL"} <= labels(at, "text_input") | labels(at, "number_input")
+    at.text_input(key=K.GEMINI_MODEL).input("gemini-2.5-flash").run()  # another model brings its own price
+    assert at.number_input(key=f"{K.PRICE_IN}gemini.gemini-2.5-flash").value == 0.3
+    at.toggle(key=K.VERTEX).set_value(True).run()
+    assert {"Google Cloud project", "Location"} <= labels(at, "text_input")
+
+    at = demo_page("openai")
+    assert at.text_input(key=K.OPENAI_URL).value == "http://localhost:11434/v1"
+    assert at.text_input(key=K.OPENAI_MODEL).value == "llama3.1"
+    assert at.text_input(key=K.OPENAI_KEY).label == "API key (optional)"
+    assert "bundled knowledge base" in texts(at.caption) and "no web search" in texts(at.caption)
+    assert at.number_input(key=f"{K.PRICE_IN}openai.llama3.1").value == 0.0
+    assert not at.button(key=K.START).disabled  # no key needed
+
+    at = demo_page("replay")
+    assert at.file_uploader(key=K.CASSETTE) is not None and at.number_input(key=K.COST_CAP).value == 0.0
+
+
+def test_gemini_start_needs_a_key(store: Store, started: Started, no_keys: None,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    at = demo_page("gemini")
+    assert at.button(key=K.START).disabled
+    assert "Gemini needs an API key" in texts(at.warning)
+    assert "No key found: type one, or set GEMINI_API_KEY or GOOGLE_API_KEY" in texts(at.caption)
+
+    at.toggle(key=K.VERTEX).set_value(True).run()  # Vertex AI: a project instead of a key
+    assert at.button(key=K.START).disabled and "needs a Google Cloud project" in texts(at.warning)
+    at.text_input(key=K.PROJECT).input("my-project").run()
     assert not at.button(key=K.START).disabled
-    assert not at.info
+    at.toggle(key=K.VERTEX).set_value(False).run()
+
+    monkeypatch.setenv("GEMINI_API_KEY", "from-the-env")
+    at.run()
+    assert not at.button(key=K.START).disabled
+    assert "Using GEMINI_API_KEY from the environment" in texts(at.caption)
+    assert "from-the-env" not in texts(at.caption)
+
+
+def test_typed_key_reaches_the_manager_only(store: Store, started: Started, no_keys: None) -> None:
+    secret = "AIza-typed-secret-1234567890"
+    at = demo_page("gemini")
+    at.text_input(key=K.GEMINI_KEY).input(secret).run()
+    assert not at.button(key=K.START).disabled
+    assert "kept in this app's memory only" in texts(at.caption) and secret not in texts(at.caption)
+    at.text_input(key=K.GEMINI_MODEL).input("gemini-3.1-pro-preview").run()
+    at.number_input(key=f"{K.PRICE_IN}gemini.gemini-3.1-pro-preview").set_value(1.0)
+    at.number_input(key=K.COST_CAP).set_value(2.5)
+    at.toggle(key=K.SEARCH).set_value(False)
+    at.run()
+    # In the session, only the password widget itself holds it (in memory, while the page shows it).
+    assert [k for k, v in at.session_state.to_dict().items() if secret in repr(v)] == [K.GEMINI_KEY]
+    at.button(key=K.START).click().run()
+    assert not at.exception, at.exception
+
+    call = started.last
+    config = call["config"]
+    assert call["api_key"] == secret
+    assert config.brain == "gemini" and config.cost_cap == 2.5
+    assert (config.llm.model, config.llm.search, config.llm.vertex) == ("gemini-3.1-pro-preview", False, False)
+    assert config.llm.prices == {"gemini-3.1-pro-preview": [1.0, 12.0]}  # only the price that was changed
+    run_id = store.list_runs()[0]["id"]
+    assert secret not in json.dumps(config.to_dict())
+    # Nothing persisted holds the key: not the store (database, WAL, run folders), not the URL.
+    for path in store.root.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
+    assert all(secret not in str(v) for v in at.query_params.values())
+    # On the Run dashboard the New run page's widgets are gone, and the key with them.
+    assert [k for k, v in at.session_state.to_dict().items() if secret in repr(v)] == []
+    assert at.session_state[state.RUN_ID] == run_id
+
+
+def test_openai_settings_reach_the_config(store: Store, started: Started, no_keys: None) -> None:
+    at = demo_page("openai")
+    at.text_input(key=K.OPENAI_URL).input("http://127.0.0.1:8000/v1")
+    at.text_input(key=K.OPENAI_MODEL).input("qwen3:8b")
+    at.run()
+    at.button(key=K.START).click().run()
+    config, key = started.last["config"], started.last["api_key"]
+    assert config.brain == "openai" and key is None
+    assert (config.llm.base_url, config.llm.model, config.llm.prices, config.cost_cap) == \
+        ("http://127.0.0.1:8000/v1", "qwen3:8b", {}, None)
+    at = demo_page("openai")
+    at.text_input(key=K.OPENAI_URL).input("").run()
+    assert at.button(key=K.START).disabled and "base URL" in texts(at.warning)
+
+
+def _cassette(store: Store) -> bytes:
+    """A cassette exported from a hand-made gemini run with two answered calls."""
+    from mlestar_core.brains.base import BrainCallRecord
+    from mlestar_core.exports import cassette_json
+
+    config = RunConfig(brain="gemini", num_models=2, outer_steps=1, inner_steps=1, num_solutions=1,
+                       ensemble_rounds=0, seed=11)
+    task = load_uploaded_task(BREAST, name="breast-cancer")
+    rid = create_run(store, task, config)
+    store.update_run(rid, status="finished", best_score=0.99)
+    for i, role in enumerate(("retrieve_models", "write_initial_solution")):
+        store.add_brain_call(rid, BrainCallRecord(role=role, prompt="p", answer="a", step_key="retrieve",
+                                                  call_index=i, tokens_in=10, tokens_out=5))
+    data = cassette_json(store, rid)
+    store.delete_run(rid)
+    return data
+
+
+def test_replay_needs_a_valid_cassette_and_takes_its_knobs(store: Store, started: Started) -> None:
+    at = demo_page("replay")
+    assert at.button(key=K.START).disabled
+    assert "Upload a cassette" in texts(at.warning)
+
+    upload(at, K.CASSETTE, "notes.json", b'{"calls": []}')
+    assert not at.exception
+    assert "This file cannot be replayed: notes.json is not an MLE-STAR Studio cassette" in texts(at.error)
+    assert at.button(key=K.START).disabled
+
+    data = _cassette(store)
+    upload(at, K.CASSETTE, "recorded.json", data)
+    assert not at.exception, at.exception
+    assert "Recorded with the **gemini** brain on task **breast-cancer**" in texts(at.success)
+    assert "2 answered calls, best score 0.99" in texts(at.success)
+    assert "the recording's algorithm knobs replace the settings above (M = 2, T = 1, K = 1, L = 1, R = 0, " \
+           "seed = 11)" in texts(at.info)
+    saved = list((store.root / "cassettes").glob("*.json"))
+    assert len(saved) == 1 and saved[0].read_bytes() == data
+    at.number_input(key=K.NUM_MODELS).set_value(4).run()  # replaced by the recording's M
+    at.button(key=K.START).click().run()
+    assert not at.exception, at.exception
+    config = started.last["config"]
+    assert config.brain == "replay" and config.llm.cassette == str(saved[0])
+    assert (config.num_models, config.outer_steps, config.inner_steps, config.num_solutions, config.ensemble_rounds,
+            config.seed) == (2, 1, 1, 1, 0, 11)
+    assert started.last["api_key"] is None
+
+
+def test_sidebar_and_header_show_the_brain_of_the_run_in_view(store: Store) -> None:
+    from mlestar_core.brains.llm.settings import LLMSettings
+
+    task = load_uploaded_task(BREAST, name="gemini-run")
+    rid = create_run(store, task, RunConfig(brain="gemini", llm=LLMSettings(model="gemini-3.1-pro-preview")))
+    store.update_run(rid, status="finished")
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params[state.QUERY_RUN] = rid
+    at.run()
+    assert "Brain:** gemini · gemini-3.1-pro-preview" in texts(at.sidebar.markdown)
+    assert "of the run in view: gemini-run" in texts(at.sidebar.caption)
+    at.switch_page("pages/run.py").run()
+    assert "brain **gemini · gemini-3.1-pro-preview**" in texts(at.markdown)
+    offline = make_run(store, name="offline-run")
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params[state.QUERY_RUN] = offline
+    at.run()
+    assert "Brain:** offline — deterministic, no LLM" in texts(at.sidebar.markdown)
 
 
 # -- History -------------------------------------------------------------------------------
@@ -422,6 +602,27 @@ def test_history_downloads(store: Store) -> None:
     assert buttons["history.download.submission.csv"].disabled is False
     assert buttons["history.download.report.md"].disabled is True  # not written yet
     assert buttons["history.download.zip"].disabled is False
+
+
+def test_history_offers_the_cassette_of_llm_runs(store: Store) -> None:
+    from mlestar_core.brains.base import BrainCallRecord
+
+    offline = make_run(store, name="offline-run")
+    task = load_uploaded_task(BREAST, name="gemini-run")
+    gemini = create_run(store, task, RunConfig(brain="gemini"))
+    store.update_run(gemini, status="finished")
+    at = boot("pages/history.py")
+    at.selectbox(key=HistoryKeys.PICK).set_value(gemini).run()
+    button = next(b for b in at.get("download_button") if b.key == HistoryKeys.CASSETTE)
+    assert button.disabled  # no brain call yet
+    assert "Replay it offline with `python -m mlestar_core run --brain replay --cassette FILE ...`" \
+        in texts(at.caption)
+    store.add_brain_call(gemini, BrainCallRecord(role="retrieve_models", prompt="p", answer="a",
+                                                 step_key="retrieve"))
+    at.run()
+    assert not next(b for b in at.get("download_button") if b.key == HistoryKeys.CASSETTE).disabled
+    at.selectbox(key=HistoryKeys.PICK).set_value(offline).run()
+    assert HistoryKeys.CASSETTE not in {b.key for b in at.get("download_button")}
 
 
 def test_history_open_selects_the_run(store: Store) -> None:

@@ -85,14 +85,14 @@ def metric_values(page) -> dict[str, str]:  # noqa: ANN001
 def test_home_then_upload_a_csv_and_start_a_run(app: App, page) -> None:  # noqa: ANN001
     open_page(page, app.url)
     assert page.title() == "MLE-STAR Studio"
-    assert "Brain: offline — deterministic, no LLM" in sidebar_text(page)
+    assert "Brain: offline (default for new runs)" in sidebar_text(page)
     assert page.get_by_role("button", name="Start a demo run").is_visible()
     screenshot(page, "home")
 
     page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="New run").click()
     page.wait_for_url(re.compile(r"/new_run"))
     wait_idle(page)
-    assert "Brain: offline — deterministic, no LLM" in sidebar_text(page)  # on every page
+    assert "Brain: offline (default for new runs)" in sidebar_text(page)  # on every page
     assert "Up to 200 MB per file" in page.locator('[data-testid="stMain"]').inner_text()
 
     page.locator('[data-testid="stFileUploader"]').first.locator('input[type="file"]').set_input_files(
@@ -119,6 +119,7 @@ def test_home_then_upload_a_csv_and_start_a_run(app: App, page) -> None:  # noqa
     assert run is not None and run["name"] == "train"
     config = run["config_json"]
     assert '"num_models": 2' in config and '"time_budget": 60.0' in config and '"ensemble_rounds": 0' in config
+    assert "Brain: offline — deterministic, no LLM" in sidebar_text(page)  # the brain of the run in view
     screenshot(page, "run")
 
     open_page(page, app.url, "history", query=f"run={run_id}")  # a reload keeps the selected run
@@ -245,9 +246,11 @@ def test_run_pages_live_with_approval(app: App, page) -> None:  # noqa: ANN001
     page.locator("table.diff").first.wait_for()
     screenshot(page, "attempts")
     for title, name in [("Run dashboard", "run"), ("Retrieved models", "models"), ("Ablation", "ablation"),
-                        ("Ensemble", "ensemble"), ("Replay", "replay")]:
+                        ("Ensemble", "ensemble"), ("Brain calls", "brain_calls"), ("Replay", "replay")]:
         nav_to(page, title)
-        if name != "models":  # every other page draws a chart for a finished run
+        if name == "brain_calls":  # the offline brain's calls, each a collapsed expander
+            page.locator('[data-testid="stExpander"]').first.wait_for(timeout=30_000)
+        elif name != "models":  # every other page draws a chart for a finished run
             page.locator('[data-testid="stPlotlyChart"]').first.wait_for(timeout=30_000)
         assert "Traceback" not in main_text(page), name
         screenshot(page, name)

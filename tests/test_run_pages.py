@@ -1,4 +1,5 @@
-"""AppTest tests for the run pages: Run dashboard, Retrieved models, Ablation, Refinement, Ensemble, Replay.
+"""AppTest tests for the run pages: Run dashboard, Retrieved models, Ablation, Refinement, Ensemble, Brain calls,
+Replay.
 
 Three kinds of runs: none selected (each page's guard), the real finished run of the session fixture
 (`finished_run_store`), hand-made rows (a run in flight, `run_builder`), and a real pipeline waiting for
@@ -26,13 +27,13 @@ from mlestar_core.service import RunManager
 from mlestar_core.store import Store
 from mlestar_core.task import load_task
 from studio import state
-from studio.runpages import AttemptKeys, ReplayKeys, RunKeys
+from studio.runpages import AttemptKeys, BrainCallKeys, ReplayKeys, RunKeys
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
 TIMEOUT = 60
 RUN_PAGES = ["pages/run.py", "pages/models.py", "pages/ablation.py", "pages/attempts.py", "pages/ensemble.py",
-             "pages/replay.py"]
+             "pages/brain_calls.py", "pages/replay.py"]
 
 
 def texts(elements: Any) -> str:
@@ -291,6 +292,165 @@ def test_waiting_run_shows_the_plan_on_the_dashboard(builder: RunBuilder) -> Non
     assert "waiting for your approval" in texts(at.warning)
     assert "Use 500 trees." in texts(at.markdown)
     assert any(p.proto.page == "attempts" and rid in p.proto.query_string for p in at.get("page_link"))
+
+
+# -- LLM brains: usage, every call, a run the brain paused --------------------------------------------------
+
+
+def gemini_run(b: RunBuilder, status: str = "running", **config: Any) -> str:
+    rid = b.run(status, brain="gemini", **config)
+    b.step(rid, "baseline", "baseline", result={"script_id": 1, "score": 0.5})
+    b.step(rid, "retrieve", "retrieve", result=[])
+    b.store.add_model_card(rid, 0, {"name": "xgb", "why": "strong on tables", "example_code": "XGB()",
+                                    "source": "Google Search",
+                                    "sources": [{"title": "XGBoost docs", "uri": "https://xgboost.readthedocs.io/"}]})
+    return rid
+
+
+def with_calls(b: RunBuilder, rid: str) -> list[int]:
+    return [
+        b.brain_call(rid, "retrieve_models", prompt="Find models for breast-cancer", answer="[xgb, lgbm]",
+                     tokens_in=1000, tokens_out=200, cost=0.003, latency=4.0, step_key="retrieve",
+                     model="gemini-3.5-flash", sources=[{"title": "XGBoost docs",
+                                                          "uri": "https://xgboost.readthedocs.io/"}]),
+        b.brain_call(rid, "plan_refinement", answer=None, error="Gemini HTTP 503 UNAVAILABLE: overloaded",
+                     latency=1.0, step_key="t0/o1/i2", model="gemini-3.5-flash"),
+        b.brain_call(rid, "plan_refinement", prompt="Plan the model block", answer="Use 500 trees.",
+                     tokens_in=1234, tokens_out=567, cost=0.0012, latency=2.34, step_key="t0/o1/i2", call_index=1,
+                     model="gemini-3.5-flash"),
+    ]
+
+
+def test_brain_calls_page_lists_every_call(builder: RunBuilder) -> None:
+    rid = gemini_run(builder, "finished", cost_cap=1.0)
+    first, failed, last = with_calls(builder, rid)
+    at = open_page("pages/brain_calls.py", rid)
+    assert at.title[0].value == "Brain calls"
+    assert "3 calls · 2 234→767 tokens · \\$0.0042 estimated · 7.3 s waiting · 1 failed" in texts(at.markdown)
+    titles = [e.label for e in at.expander]
+    assert titles == ["#3 · plan_refinement · t0/o1/i2 · 1 234→567 tokens · 2.3 s · $0.0012",
+                      "⚠ #2 · plan_refinement · t0/o1/i2 · 0→0 tokens · 1.0 s · $0",
+                      "#1 · retrieve_models · retrieve · 1 000→200 tokens · 4.0 s · $0.0030"]
+    assert not at.code  # collapsed: no prompt or answer is drawn until a call is opened
+    assert "Showing the newest 3 of 3 calls." in texts(at.caption)
+
+    at.session_state[f"{BrainCallKeys.CALL}{first}"] = True  # open the retrieval call
+    at.run()
+    assert not at.exception, at.exception
+    codes = [c.value for c in at.code]
+    assert codes == ["[xgb, lgbm]", "Find models for breast-cancer"] and all(c.language == "text" for c in at.code)
+    assert "[XGBoost docs](https://xgboost.readthedocs.io/)" in texts(at.markdown)
+    assert "retrieve models · model gemini-3.5-flash · call 1 of the run" in texts(at.caption)
+
+    at.session_state[f"{BrainCallKeys.CALL}{failed}"] = True
+    at.run()
+    assert "Gemini HTTP 503 UNAVAILABLE: overloaded" in texts(at.error)
+    assert "No answer: the call failed before the brain replied." in texts(at.caption)
+
+    at.multiselect(key=BrainCallKeys.ROLES).select("retrieve_models").run()
+    assert [e.label.split(" · ")[0] for e in at.expander] == ["#1"]
+    assert "Matching the filters: 1 call · 1 000→200 tokens" in texts(at.caption)
+    at.multiselect(key=BrainCallKeys.ROLES).unselect("retrieve_models").run()
+    at.toggle(key=BrainCallKeys.FAILED).set_value(True).run()
+    assert [e.label for e in at.expander] == [titles[1]]
+    assert "Matching the filters: 1 failed call of 3" in texts(at.caption)
+    at.multiselect(key=BrainCallKeys.ROLES).select("retrieve_models").run()
+    assert "No call matches these filters." in texts(at.info)
+
+
+def test_brain_calls_page_shows_more_on_demand(builder: RunBuilder) -> None:
+    rid = gemini_run(builder, "finished")
+    with_calls(builder, rid)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params[state.QUERY_RUN] = rid
+    at.session_state[f"{BrainCallKeys.LIMIT}{rid}"] = 2  # as if the page size were 2
+    at.run()
+    at.switch_page("pages/brain_calls.py").run()
+    assert len(at.expander) == 2 and "Showing the newest 2 of 3 calls." in texts(at.caption)
+    assert at.button(key=BrainCallKeys.MORE).label == "Show 1 more"
+    at.button(key=BrainCallKeys.MORE).click().run()
+    assert len(at.expander) == 3 and not [b for b in at.button if b.key == BrainCallKeys.MORE]
+
+
+def test_brain_calls_empty_state(builder: RunBuilder) -> None:
+    rid = builder.run("finished")
+    at = open_page("pages/brain_calls.py", rid)
+    assert "This run has no brain calls recorded. Every run records its calls, the offline brain's too" \
+        in texts(at.info)
+    live_run = gemini_run(builder, "running")
+    at = open_page("pages/brain_calls.py", live_run)
+    assert "No brain calls yet" in texts(at.info)
+
+
+def test_models_page_shows_grounding_sources(builder: RunBuilder) -> None:
+    rid = gemini_run(builder)
+    at = open_page("pages/models.py", rid)
+    assert "**Grounded on** (1 web source): [XGBoost docs](https://xgboost.readthedocs.io/)" in texts(at.markdown)
+
+
+def test_dashboard_shows_brain_usage(builder: RunBuilder) -> None:
+    rid = gemini_run(builder, "finished", cost_cap=0.01)
+    with_calls(builder, rid)
+    at = open_page("pages/run.py", rid)
+    brain = next(m for m in at.metric if m.label == "Brain")
+    assert (brain.value, brain.delta) == ("gemini", "gemini-3.5-flash")  # the brain, its model below
+    assert metric(at, "Brain calls") == "3" and metric(at, "Failed calls") == "1"
+    assert metric(at, "Tokens in → out") == "2 234 → 767" and metric(at, "Estimated cost") == "$0.0042"
+    assert "Cost so far: \\$0.0042 of the \\$0.010 cost cap (42 %)" in \
+        "\n".join(str(p.proto.text) for p in at.get("progress"))
+    table = next(d.value for d in at.dataframe if "tokens in" in d.value.columns)
+    assert list(table["role"]) == ["retrieve_models", "plan_refinement"] and list(table["calls"]) == [1, 2]
+    charts = at.get("plotly_chart")
+    assert len(charts) == 1 and "estimated cost (USD)" in charts[0].proto.spec  # (no score yet: no best chart)
+    assert any(p.proto.page == "brain_calls" for p in at.get("page_link"))
+    at.toggle(key=RunKeys.NOISY).set_value(True).run()
+    log = at.dataframe[-1].value
+    assert "Brain call: plan_refinement · 1 234→567 tokens · 2.3 s · $0.0012" in list(log["what"])
+
+
+def test_offline_dashboard_has_no_brain_usage(builder: RunBuilder) -> None:
+    rid = running_run(builder)
+    at = open_page("pages/run.py", rid)
+    assert "Brain usage" not in texts(at.subheader)
+
+
+def test_paused_run_shows_the_reason_and_resumes(builder: RunBuilder, monkeypatch: pytest.MonkeyPatch) -> None:
+    rid = gemini_run(builder)
+    reason = "gemini refused the retrieve_models call: Gemini HTTP 400 INVALID_ARGUMENT: API key not valid"
+    builder.store.update_run(rid, status="paused", control="pause", pause_reason=reason)
+    builder.event(rid, "run_paused", reason=reason)
+    unpaused: list[tuple[str, str | None]] = []
+    monkeypatch.setattr(RunManager, "unpause",
+                        lambda self, run_id, api_key=None: unpaused.append((run_id, api_key)))
+    at = open_page("pages/run.py", rid)
+    warning = texts(at.warning)
+    assert "The run is paused: the brain could not go on." in warning and "API key not valid" in warning
+    assert any(w.startswith("Run paused by the brain: gemini refused the retrieve_models call")
+               for w in at.dataframe[-1].value["what"])
+    key = at.text_input(key=RunKeys.API_KEY)
+    assert key.proto.type == key.proto.PASSWORD
+    key.input("a-new-key-123456")
+    at.button(key=RunKeys.RESUME_PAUSED).click().run()
+    assert not at.exception, at.exception
+    assert unpaused == [(rid, "a-new-key-123456")]
+    assert "Run resumed." in texts(at.success)
+
+    # A pause that is not about the key: no key field, Resume alone.
+    builder.store.update_run(rid, pause_reason="gemini failed 5 times in a row on merge (last: HTTP 503)")
+    at = open_page("pages/run.py", rid)
+    assert "failed 5 times in a row" in texts(at.warning)
+    assert not [t for t in at.text_input if t.key == RunKeys.API_KEY]
+    at.button(key=RunKeys.RESUME_PAUSED).click().run()
+    assert unpaused[-1] == (rid, None)
+
+
+def test_cost_cap_event_reads_well_in_the_log(builder: RunBuilder) -> None:
+    rid = gemini_run(builder, "finished", cost_cap=0.004)
+    with_calls(builder, rid)
+    builder.event(rid, "cost_cap_reached", at_step="t0/o1/i2", spent=0.0042, cap=0.004)
+    at = open_page("pages/run.py", rid)
+    assert any(w.startswith("Cost cap reached: $0.0042 spent of the $0.0040 cap at track 1 · outer step 2")
+               for w in at.dataframe[-1].value["what"])
 
 
 # -- human in the loop with a real pipeline ----------------------------------------------------------------

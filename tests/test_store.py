@@ -88,3 +88,22 @@ def test_delete_run_removes_rows_and_files(tmp_path) -> None:
     assert store.get_run(run_id) is None
     assert store.table("scripts", run_id) == []
     assert not store.run_dir(run_id).exists()
+
+
+def test_brain_call_list_is_light_newest_first_and_numbered_in_the_run(tmp_path) -> None:
+    from mlestar_core.brains.base import BrainCallRecord
+
+    store = Store(tmp_path)
+    run_id = store.create_run("demo", {}, {}, "gemini")
+    other = store.create_run("other", {}, {}, "gemini")
+    ids = [store.add_brain_call(run_id, BrainCallRecord(role=role, prompt="p" * 10, answer=answer, error=error))
+           for role, answer, error in [("merge", "ok", None), ("debug", None, "HTTP 503"), ("merge", "fine", None)]]
+    store.add_brain_call(other, BrainCallRecord(role="merge", prompt="x", answer="y"))
+    rows = store.brain_call_list(run_id)
+    assert [r["id"] for r in rows] == ids[::-1] and [r["n"] for r in rows] == [3, 2, 1]
+    assert "prompt" not in rows[0] and "answer" not in rows[0]
+    assert rows[0]["prompt_chars"] == 10 and rows[1]["answer_chars"] is None
+    assert [r["n"] for r in store.brain_call_list(run_id, roles=["merge"])] == [3, 1]
+    assert [r["id"] for r in store.brain_call_list(run_id, failed_only=True)] == [ids[1]]
+    assert [r["n"] for r in store.brain_call_list(run_id, limit=2)] == [3, 2]
+    assert store.get_brain_call(ids[0])["answer"] == "ok"

@@ -231,3 +231,26 @@ def test_best_score_curve_falls_back_to_executions_and_knows_the_direction(tmp_p
     for score, purpose in [(0.5, "search"), (None, "search"), (0.6, "search"), (0.3, "holdout"), (0.4, "search")]:
         store.add_execution(run_id, sid, Result(score), purpose=purpose)
     assert best_score_curve(store, run_id)["best_score"].tolist() == [0.5, 0.4]
+
+
+def test_cassette_upload_is_checked_and_saved_once(tmp_path: Path) -> None:
+    import json
+
+    from mlestar_core.brains.llm.replay import FORMAT, CassetteError
+    from mlestar_core.uploads import save_cassette_upload
+
+    cassette = {"format": FORMAT, "version": 1, "recorded": {"brain": "gemini"}, "config": {"num_models": 2},
+                "calls": [{"step": "retrieve", "role": "retrieve_models", "index": 0, "answer": "[]"}]}
+    data = json.dumps(cassette).encode()
+    path, loaded = save_cassette_upload(tmp_path, UploadedFile("run.json", data))
+    assert path.parent == tmp_path / "cassettes" and path.suffix == ".json" and loaded == cassette
+    again, _ = save_cassette_upload(tmp_path, UploadedFile("copy.json", data))
+    assert again == path and len(list((tmp_path / "cassettes").iterdir())) == 1  # content-addressed
+    for name, raw, message in [("notes.txt", data, "notes.txt is not a .json file"),
+                               ("empty.json", b"", "empty.json is empty"),
+                               ("broken.json", b"{", "broken.json is not a cassette (not readable JSON"),
+                               ("other.json", b'{"calls": []}', "other.json is not an MLE-STAR Studio cassette")]:
+        with pytest.raises(CassetteError) as err:
+            save_cassette_upload(tmp_path, UploadedFile(name, raw))
+        assert message in str(err.value) and str(tmp_path) not in str(err.value)
+    assert len(list((tmp_path / "cassettes").iterdir())) == 1  # nothing kept of the bad ones

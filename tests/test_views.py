@@ -447,3 +447,197 @@ def test_status_after_follows_the_feed() -> None:
     assert views.status_after(ev("run_started", "approval_needed", "decision")) == "running"
     assert views.status_after(ev("run_started", "paused")) == "paused"
     assert views.status_after(ev("run_started", "run_stopped")) == "stopped"
+
+
+# -- brains: which one, what it cost, every call ----------------------------------------------------
+
+
+def _llm_run(b: RunBuilder, brain: str = "gemini", **config: object) -> str:
+    return b.run("running", brain=brain, **config)
+
+
+def test_brain_in_use_names_the_model(run_builder: RunBuilder) -> None:
+    from mlestar_core.brains.llm.settings import LLMSettings
+
+    b = run_builder
+    gemini = views.run_info(b.store.get_run(_llm_run(b)))
+    assert gemini.brain_label == "gemini · gemini-3.5-flash" and gemini.cost_cap is None
+    custom = views.run_info(b.store.get_run(_llm_run(b, llm=LLMSettings(model="gemini-3.1-pro-preview"),
+                                                     cost_cap=2.5)))
+    assert custom.brain_label == "gemini · gemini-3.1-pro-preview" and custom.cost_cap == 2.5
+    assert views.brain_in_use("openai", {}) == "openai · llama3.1"
+    assert views.brain_in_use("replay", {"llm": {"cassette": "/x/cassettes/ab12.json"}}) == \
+        "replay · cassette ab12.json"
+    assert views.brain_in_use("offline", {"llm": {"model": "ignored"}}) == "offline"
+    assert views.run_info(b.store.get_run(b.run())).brain_label == "offline"
+
+
+def test_money_and_token_formats() -> None:
+    assert views.fmt_tokens(1234567) == "1 234 567" and views.fmt_tokens(None) == "0"
+    assert [views.fmt_usd(x) for x in (0, 0.0012, 0.1234, 12.345, 1234.5)] == \
+        ["$0", "$0.0012", "$0.123", "$12.35", "$1,234.50"]
+    assert views.md_escape("$1 of $2 [x]") == "\\$1 of \\$2 \\[x\\]"
+
+
+def _calls(b: RunBuilder, rid: str) -> list[int]:
+    return [
+        b.brain_call(rid, "retrieve_models", tokens_in=1000, tokens_out=200, cost=0.003, latency=4.0,
+                     step_key="retrieve", model="gemini-3.5-flash",
+                     sources=[{"title": "XGBoost docs", "uri": "https://xgboost.readthedocs.io/"}]),
+        b.brain_call(rid, "plan_refinement", answer=None, error="Gemini HTTP 503 UNAVAILABLE: overloaded",
+                     latency=1.0, step_key="t0/o1/i2", model="gemini-3.5-flash"),
+        b.brain_call(rid, "plan_refinement", tokens_in=1234, tokens_out=567, cost=0.0012, latency=2.34,
+                     step_key="t0/o1/i2", call_index=1, model="gemini-3.5-flash"),
+    ]
+
+
+def test_brain_usage_per_role_and_against_the_cap(run_builder: RunBuilder) -> None:
+    b = run_builder
+    rid = _llm_run(b, cost_cap=0.01)
+    _calls(b, rid)
+    usage = views.brain_usage(b.store.brain_usage(rid), views.run_info(b.store.get_run(rid)).cost_cap)
+    assert list(usage.table.columns) == views.BRAIN_USAGE_COLUMNS
+    assert list(usage.table["role"]) == ["retrieve_models", "plan_refinement"]
+    assert list(usage.table["calls"]) == [1, 2] and list(usage.table["failed"]) == [0, 1]
+    assert (usage.calls, usage.failed, usage.tokens_in, usage.tokens_out) == (3, 1, 2234, 767)
+    assert usage.cost == pytest.approx(0.0042) and usage.cap_fraction == pytest.approx(0.42)
+    assert usage.cost_text == "$0.0042 of the $0.010 cost cap (42 %)" and usage.chart_value == "cost"
+    assert views.shows_brain_usage("gemini", usage)
+    free = views.brain_usage([{"role": "merge", "calls": 2, "failed": 0, "tokens_in": 10, "tokens_out": 5,
+                               "cost": 0.0, "latency": 1.0}])
+    assert free.chart_value == "tokens" and free.cost_text == "$0 (no cost cap)" and free.cap_fraction is None
+    assert views.shows_brain_usage("offline", free)  # tokens were counted
+    nothing = views.brain_usage([])
+    assert nothing.calls == 0 and not views.shows_brain_usage("offline", nothing)
+    assert views.shows_brain_usage("openai", nothing)
+
+
+def test_brain_call_list_titles_filters_and_limit(run_builder: RunBuilder) -> None:
+    b = run_builder
+    rid = _llm_run(b)
+    first, failed, last = _calls(b, rid)
+    calls = views.brain_call_views(b.store.brain_call_list(rid))
+    assert [c.id for c in calls] == [last, failed, first]  # newest first
+    assert [c.n for c in calls] == [3, 2, 1]
+    assert calls[0].title == "#3 · plan_refinement · t0/o1/i2 · 1 234→567 tokens · 2.3 s · $0.0012"
+    assert calls[1].title.startswith("⚠ #2 · plan_refinement") and calls[1].failed and not calls[1].answered
+    assert calls[0].step_text == "track 1 · outer step 2 · attempt 3"
+    assert calls[2].sources == [{"title": "XGBoost docs", "uri": "https://xgboost.readthedocs.io/"}]
+    assert "prompt" not in b.store.brain_call_list(rid)[0]  # the list never loads the texts
+    assert b.store.get_brain_call(failed)["prompt"] == "the prompt"
+
+    only = views.brain_call_views(b.store.brain_call_list(rid, roles=["retrieve_models"]))
+    assert [(c.id, c.n) for c in only] == [(first, 1)]  # numbered in the run, not in the filtered list
+    assert [c.id for c in views.brain_call_views(b.store.brain_call_list(rid, failed_only=True))] == [failed]
+    assert [c.id for c in views.brain_call_views(b.store.brain_call_list(rid, limit=1))] == [last]
+
+    usage = b.store.brain_usage(rid)
+    assert views.brain_calls_summary(usage) == \
+        "3 calls · 2 234→767 tokens · $0.0042 estimated · 7.3 s waiting · 1 failed"
+    assert views.brain_calls_summary(usage, ["retrieve_models"]).startswith("1 call · 1 000→200 tokens")
+    assert views.brain_calls_summary(usage, failed_only=True) == "1 failed call of 3"
+    assert views.matching_calls(usage) == 3 and views.matching_calls(usage, ["plan_refinement"], True) == 1
+
+
+def test_brain_events_read_well() -> None:
+    assert views.describe_event("run_paused", {"reason": "gemini refused the merge call: HTTP 400"}) == \
+        "Run paused by the brain: gemini refused the merge call: HTTP 400 — resume it on the Run dashboard"
+    assert views.describe_event("cost_cap_reached", {"at_step": "t0/o1/i2", "spent": 5.0123, "cap": 5}) == \
+        ("Cost cap reached: $5.01 spent of the $5.00 cap at track 1 · outer step 2 · attempt 3; no more brain "
+         "calls, wrapping up with the best so far")
+    assert views.describe_event("brain_call", {"role": "merge", "tokens_in": 1234, "tokens_out": 56,
+                                               "latency": 2.25, "cost": 0.0004}) == \
+        "Brain call: merge · 1 234→56 tokens · 2.2 s · $0.0004"
+    assert views.describe_event("brain_call", {"role": "merge", "error": "HTTP 503"}).endswith("— failed: HTTP 503")
+    assert views.describe_event("run_started", {"brain": "gemini · gemini-3.5-flash"}) == \
+        "Run started · brain: gemini · gemini-3.5-flash"
+    assert views.status_after([{"kind": "run_started", "payload": {}}, {"kind": "run_paused", "payload": {}}]) == \
+        "paused"
+
+
+@pytest.mark.parametrize(("reason", "needs_key"), [
+    ("the brain cannot start: no Gemini API key: set GEMINI_API_KEY", True),
+    ("gemini refused the retrieve_models call: Gemini HTTP 400 INVALID_ARGUMENT: API key not valid", True),
+    ("openai refused the merge call: http://x/v1 HTTP 401: Unauthorized", True),
+    ("gemini failed 5 times in a row on merge (last: HTTP 503); resume the run when the service is back", False),
+    ("gemini gave 3 unusable answers to plan_refinement", False),
+    (None, False),
+])
+def test_pause_needs_key(reason: str | None, needs_key: bool) -> None:
+    assert views.pause_needs_key(reason) is needs_key
+
+
+def test_new_run_blockers() -> None:
+    assert "needs an API key" in views.new_run_blocker("gemini", key_source="none found")
+    assert views.new_run_blocker("gemini", key_source="environment variable GEMINI_API_KEY") is None
+    assert views.new_run_blocker("gemini", key_source="entered on this page (kept in memory only)") is None
+    assert views.new_run_blocker("gemini", vertex=True, project="my-proj") is None  # no key needed
+    assert "Google Cloud project" in views.new_run_blocker("gemini", vertex=True, project=" ")
+    assert views.new_run_blocker("openai", base_url="http://localhost:11434/v1", model="llama3.1") is None
+    assert "base URL" in views.new_run_blocker("openai", base_url="", model="m")
+    assert "Upload a cassette" in views.new_run_blocker("replay")
+    assert views.new_run_blocker("replay", cassette=True) is None
+    assert views.new_run_blocker("offline") is None
+
+
+def test_key_source_text_never_needs_the_key() -> None:
+    assert views.key_source_text("gemini", "environment variable GEMINI_API_KEY").startswith(
+        "Using GEMINI_API_KEY from the environment.")
+    assert views.key_source_text("gemini", ".streamlit/secrets.toml").startswith("Using the key in .streamlit")
+    assert views.key_source_text("openai", "none found").startswith("No key found: type one, or set OPENAI_API_KEY")
+    assert "memory only" in views.key_source_text("gemini", "entered on this page (kept in memory only)")
+
+
+def test_llm_settings_from_the_form() -> None:
+    s = views.llm_settings_from_form(
+        "gemini", model=" gemini-3.5-flash ", vertex=True, project="p", location="", search=False, timeout=60,
+        max_retries=2, price=(1.5, 9.0), default_price=(1.5, 9.0),
+        role_models=views.role_models_from_records([{"role": "merge", "model": " gemini-2.5-pro "},
+                                                    {"role": "debug", "model": ""}, {"role": "x", "model": None}]))
+    assert (s.model, s.vertex, s.project, s.location, s.search, s.timeout, s.max_retries) == \
+        ("gemini-3.5-flash", True, "p", "us-central1", False, 60.0, 2)
+    assert s.role_models == {"merge": "gemini-2.5-pro"}
+    assert s.prices == {}  # the table's price: not stored
+    changed = views.llm_settings_from_form("gemini", model="", price=(1.0, 2.0), default_price=(1.5, 9.0),
+                                           price_model="gemini-3.5-flash")
+    assert changed.prices == {"gemini-3.5-flash": [1.0, 2.0]} and changed.model == ""
+    local = views.llm_settings_from_form("openai", model="qwen3", base_url="http://h:8000/v1", vertex=True,
+                                         price=(0.0, 0.0), default_price=None)
+    assert local.base_url == "http://h:8000/v1" and not local.vertex and local.prices == {}
+    replay = views.llm_settings_from_form("replay", cassette="/s/cassettes/a.json")
+    assert replay.cassette == "/s/cassettes/a.json"
+    assert views.llm_settings_from_form("offline", model="x").model == ""
+    assert "api_key" not in s.to_dict() and "key" not in " ".join(s.to_dict())  # no field could hold a key
+
+
+def test_cassette_summary_of_a_recorded_run(run_builder: RunBuilder) -> None:
+    from mlestar_core.brains.llm.replay import make_cassette
+
+    b = run_builder
+    rid = _llm_run(b)
+    b.store.update_run(rid, best_score=0.98765)
+    _calls(b, rid)
+    cassette = make_cassette(b.store.get_run(rid), b.store.table("brain_calls", rid))
+    summary = views.cassette_summary(cassette)
+    assert (summary.brain, summary.run_id, summary.task, summary.calls) == ("gemini", rid, "breast-cancer", 2)
+    assert summary.text == (f"Recorded with the **gemini** brain on task **breast-cancer** (run `{rid}`): "
+                            "2 answered calls, best score 0.98765 (roc_auc).")
+    assert summary.knobs_text == "M = 2, T = 1, K = 2, L = 2, R = 1, seed = 42"
+
+
+def test_sources_become_safe_links(run_builder: RunBuilder) -> None:
+    import json
+
+    raw = json.dumps([{"title": "A [great] guide", "uri": "https://example.com/a(1)"},
+                      {"title": "", "uri": "https://example.com/b"}, {"title": "bad", "uri": "javascript:alert(1)"}])
+    sources = views.parse_sources(raw)
+    assert [s["uri"] for s in sources] == ["https://example.com/a(1)", "https://example.com/b"]
+    assert views.source_links(sources) == \
+        "[A \\[great\\] guide](https://example.com/a%281%29) · [https://example.com/b](https://example.com/b)"
+    assert views.parse_sources("not json") == [] and views.parse_sources(None) == []
+    b = run_builder
+    rid = b.run()
+    b.store.add_model_card(rid, 0, {"name": "xgb", "why": "w", "example_code": "x", "source": "Google Search",
+                                    "sources": [{"title": "XGBoost", "uri": "https://xgboost.ai"}]})
+    (card,) = views.model_cards(b.store.table("model_cards", rid), [])
+    assert card.sources == [{"title": "XGBoost", "uri": "https://xgboost.ai"}]

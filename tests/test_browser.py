@@ -267,3 +267,63 @@ def test_run_pages_live_with_approval(app: App, page) -> None:  # noqa: ANN001
     content = Path(download.value.path()).read_text()
     assert content.splitlines()[0].startswith("id,")
     screenshot(page, "history_finished")
+
+
+def test_gemini_run_from_the_browser_against_a_fake_server(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new user's Gemini run: key typed on New run, base URL pointed at a local fake generateContent
+    server; the run finishes, the brain and its cost show, every call is listed, the key stays in memory."""
+    from fakes import FakeGemini, ScriptedExpert, scripted
+
+    key = "AIzaSy-typed-in-the-browser-0042"
+    for name in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GEMINI_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    store_dir = tmp_path / "store"
+    with FakeGemini(scripted(ScriptedExpert())) as server, \
+            running_app(store_dir, log=tmp_path / "streamlit.log") as url, browser_page() as page:
+        store = Store(store_dir)
+        open_page(page, url)
+        nav_to(page, "New run")
+        page.get_by_text("Bundled demo task").click()
+        wait_idle(page)
+        choose(page, "Demo task", "breast-cancer")
+        for label, value in [("M · models", 2), ("T · outer steps", 1), ("K · attempts per block", 1),
+                             ("L · solution tracks", 1), ("R · ensemble rounds", 0), ("Workers", 2)]:
+            set_number(page, label, value)
+        choose(page, "Brain", "Gemini (Google)")
+        assert page.get_by_role("button", name="Start run").is_disabled()  # no key anywhere yet
+        box = page.get_by_label("API key", exact=True)
+        box.fill(key)
+        box.press("Enter")
+        wait_idle(page)
+        page.get_by_text("Advanced").click()
+        base = page.get_by_label("Base URL", exact=True)
+        base.fill(server.url)
+        base.press("Enter")
+        wait_idle(page)
+        screenshot(page, "new_run_gemini")
+        page.get_by_role("button", name="Start run").click()
+        page.wait_for_url(re.compile(r"/run\?run="), timeout=30_000)
+        run_id = page.url.split("run=")[1].split("&")[0]
+        wait_for(lambda: store.get_run(run_id)["status"] in ("finished", "failed", "paused"), timeout=240,
+                 what="the Gemini run to end")
+        run = store.get_run(run_id)
+        assert run["status"] == "finished", (run["status"], run["pause_reason"], run["error"])
+        open_page(page, url, "run", query=f"run={run_id}")
+        assert "Brain: gemini · gemini-3.5-flash" in sidebar_text(page)
+        page.get_by_text("Brain usage").first.wait_for()
+        screenshot(page, "run_gemini")
+        open_page(page, url, "brain_calls", query=f"run={run_id}")
+        text = main_text(page)
+        assert "write_initial_solution" in text and "tokens" in text and "$" in text
+        page.locator('[data-testid="stExpander"]').last.click()  # the oldest call: retrieval
+        page.get_by_text("Prompt").first.wait_for()
+        screenshot(page, "brain_calls_gemini")
+        open_page(page, url, "models", query=f"run={run_id}")
+        assert "scikit-learn.org" in page.content()  # grounding sources as links
+
+    assert server.calls and all(c.headers.get("x-goog-api-key") == key for c in server.calls)
+    assert "gemini" in (config := store.get_run(run_id)["config_json"]) and key not in config
+    leaks = [p for p in store_dir.rglob("*") if p.is_file() and key.encode() in p.read_bytes()]
+    assert leaks == []
+    assert key.encode() not in (tmp_path / "streamlit.log").read_bytes()

@@ -631,7 +631,14 @@ class Pipeline:
                         ) -> dict[str, Any]:
         self.store.clear_partial("ensemble_rounds", self.run_id, round=r)
         plan = self.brain.plan_ensemble(self.ctx, sols, history)
-        code = self.brain.implement_ensemble(self.ctx, sols, plan)
+        try:
+            code = self.brain.implement_ensemble(self.ctx, sols, plan)
+        except ValueError as exc:  # the brain had no usable script: this round fails, the run goes on
+            rid = self.store.add_ensemble_round(self.run_id, r, plan, None, None)
+            self.emit("ensemble_round", {"id": rid, "round": r, "plan": plan, "score": None, "script_id": None,
+                                         "error": str(exc)})
+            return {"script_id": None, "score": None, "wall_time": 0.0, "label": f"ensemble round {r + 1}",
+                    "plan": plan}
         (res,) = self._run_scripts([(code, "ensemble", None, f"ensemble round {r + 1}")])
         rid = self.store.add_ensemble_round(self.run_id, r, plan, res.script_id, res.score)
         self.emit("ensemble_round", {"id": rid, "round": r, "plan": plan, "score": res.score,

@@ -104,10 +104,46 @@ def test_unusable_answer_is_re_asked_with_the_problem(ctx: BrainContext) -> None
     assert [c.call_index for c in calls] == [0, 1, 2]  # replay tells the re-asks apart
 
 
-def test_always_unusable_answers_pause_with_the_last_problem(ctx: BrainContext) -> None:
-    brain, _, _, _ = brain_with(["no code here"] * 3, format_retries=2)
-    with pytest.raises(BrainUnavailable, match="3 unusable answers to debug.*python"):
-        brain.debug(ctx, "print(1)\n", "Traceback: boom")
+CODE = ("import os\n# [block: load]\nx = 1\n# [end block: load]\n# [block: features]\nf = 1\n"
+        "# [end block: features]\n# [block: model]\nm = 2\n# [end block: model]\n")
+
+
+def test_unusable_answers_degrade_each_role_honestly(ctx: BrainContext) -> None:
+    """After the re-asks, a role falls back to what it can do without the model, and says so."""
+    nonsense = ["I am not sure."] * 3
+    brain, client, calls, _ = brain_with(nonsense)
+    assert brain.debug(ctx, "print(1)\n", "Traceback: boom") == "print(1)\n"  # unchanged: it fails again
+    assert len(client.requests) == 3
+    note = calls[-1]
+    assert note.model == "fallback" and "3 answers to debug could not be used" in note.prompt
+    assert note.answer is not None and "unchanged" in note.answer
+
+    brain, _, _, _ = brain_with(nonsense)
+    check = brain.check_leakage(ctx, CODE)
+    assert not check.changed and check.code == CODE and "could not be read" in check.findings[0]
+
+    brain, _, _, _ = brain_with(nonsense)
+    assert brain.write_ablation(ctx, CODE) == []  # the step goes on without variants
+
+    results = [AblationResult("features", "no features", 0.95, 0.97, 0.02),
+               AblationResult("model", "shallow tree", 0.80, 0.97, 0.17)]
+    brain, _, _, _ = brain_with(nonsense)
+    choice = brain.extract_block(ctx, CODE, results, "summary", [])
+    assert choice.block == "model" and "`model`" in choice.plan  # the largest delta
+    brain, _, _, _ = brain_with(nonsense)
+    assert brain.extract_block(ctx, CODE, results, "summary", ["model"]).block == "features"
+
+    brain, _, _, _ = brain_with(nonsense)
+    with pytest.raises(ValueError, match="no usable code for the `model` block"):  # the attempt fails
+        brain.implement_refinement(ctx, CODE, "model", "use more trees")
+
+
+def test_block_names_are_matched_leniently(ctx: BrainContext) -> None:
+    brain, _, _, _ = brain_with(['{"block": "Models", "plan": "Tune it."}'])
+    assert brain.extract_block(ctx, CODE, [], "summary", []).block == "model"
+    one_block = "import os\n# [block: main]\nx = 1\n# [end block: main]\n"
+    brain, _, _, _ = brain_with(['{"block": "preprocessing", "plan": "Scale."}'])
+    assert brain.extract_block(ctx, one_block, [], "summary", []).block == "main"
 
 
 def test_tokens_and_cost_are_accounted_and_the_cap_stops_calls(ctx: BrainContext) -> None:

@@ -346,3 +346,27 @@ def test_vertex_without_project_or_credentials_is_a_clear_error(monkeypatch: pyt
     ctx = BrainContext(task=load_task(TASK))
     with pytest.raises(BrainUnavailable, match="credentials for Vertex AI.*credentials.json"):
         brain.plan_ensemble(ctx, [], [])  # a credentials problem is not retried
+
+
+def test_a_model_that_never_answers_usably_still_ends_the_run_cleanly(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every answer is prose without JSON or code: each role is re-asked, then degrades honestly
+    (knowledge-base cards, the offline expert's candidates, unchanged scripts, failed attempts and
+    ensemble rounds), every fallback is recorded, and the run still finishes with a submission."""
+    monkeypatch.setenv("GEMINI_API_KEY", SECRET)
+    with FakeGemini(lambda call: Reply("I am sorry, I cannot help with that.")) as server:
+        store = Store(tmp_path / "store")
+        config = RunConfig(**{**SMALL, "num_solutions": 2, "ensemble_rounds": 1}, brain="gemini",
+                           llm=LLMSettings(base_url=server.url, format_retries=1))
+        run_id = create_run(store, load_task(TASK), config, out_dir=tmp_path / "out")
+        summary = Pipeline(store, run_id).run()
+    assert store.get_run(run_id)["status"] == "finished", summary
+    assert (tmp_path / "out" / "submission.csv").is_file()
+    notes = {r["role"] for r in store.table("brain_calls", run_id) if r["model"] == "fallback"}
+    assert {"retrieve_models", "write_initial_solution", "check_leakage", "write_ablation", "extract_block",
+            "implement_refinement", "implement_ensemble"} <= notes
+    assert all(c["source"].startswith("bundled knowledge base") for c in store.table("model_cards", run_id))
+    (round_,) = store.table("ensemble_rounds", run_id)
+    assert round_["script_id"] is None and round_["score"] is None
+    attempts = store.table("attempts", run_id)
+    assert attempts and all(a["status"] == "failed" for a in attempts)

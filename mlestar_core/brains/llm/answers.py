@@ -7,6 +7,7 @@ raises `AnswerError` with a message the model can act on when it is re-asked.
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from typing import Any
@@ -206,7 +207,8 @@ def parse_ablation(text: str, code: str) -> list[AblationVariant]:
     for item in items:
         if not isinstance(item, dict):
             continue
-        block = _clean_block(_pick(item, "block", "block_name", "name"))
+        named = _pick(item, "block", "block_name", "name")
+        block = match_block(named, names) or _clean_block(named)
         body = _pick(item, "code", "body", "replacement")
         description = _pick(item, "description", "what", "change", default=f"simpler {block}")
         if block not in names:
@@ -231,6 +233,21 @@ def _clean_block(name: str) -> str:
     return name.strip().strip("`'\"").removeprefix("# [block: ").removesuffix("]").strip()
 
 
+def match_block(name: str, names: list[str], *, only_one: bool = False) -> str | None:
+    """The script's block `name` refers to: exact, any case, a close spelling ("models" -> "model"),
+    or (`only_one`) the only block a script has; None when it names none of them."""
+    name = _clean_block(name)
+    if name in names:
+        return name
+    lowered = {n.lower(): n for n in names}
+    if name.lower() in lowered:
+        return lowered[name.lower()]
+    close = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.75)
+    if close:
+        return lowered[close[0]]
+    return names[0] if only_one and len(names) == 1 else None
+
+
 def parse_block_choice(text: str, code: str) -> BlockChoice:
     data = extract_json(text)
     if isinstance(data, list) and data and isinstance(data[0], dict):
@@ -238,10 +255,8 @@ def parse_block_choice(text: str, code: str) -> BlockChoice:
     if not isinstance(data, dict):
         raise AnswerError("expected one JSON object with \"block\", \"plan\" and \"reason\"")
     names = block_names(code)
-    block = _clean_block(_pick(data, "block", "block_name", "code_block", "name"))
-    if block not in names:
-        lowered = {n.lower(): n for n in names}
-        block = lowered.get(block.lower(), block)
+    named = _pick(data, "block", "block_name", "code_block", "name")
+    block = match_block(named, names, only_one=True) or _clean_block(named)
     if block not in names:
         raise AnswerError(f"\"block\" must name one block of the script, one of: {', '.join(names)} "
                           f"(got {block!r})")

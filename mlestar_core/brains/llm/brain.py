@@ -26,7 +26,7 @@ from ...model import (
     ModelCard,
     SolutionSummary,
 )
-from ...script import get_block
+from ...script import block_names, get_block
 from ..base import (
     Brain,
     BrainCallRecord,
@@ -161,8 +161,12 @@ class LLMBrain(Brain):
                 step_key=current_step(), call_index=c.index, sources=c.sources))
 
     def _ask(self, role: str, prompt: str, parse: Callable[[Completion], T], *, schema: Any = None,
-             search: bool = False) -> T:
-        """Ask until the answer parses (re-asking with the error), then return the parsed value."""
+             search: bool = False, fallback: Callable[[AnswerError], T] | None = None,
+             fallback_note: str = "") -> T:
+        """Ask until the answer parses (re-asking with the error), then return the parsed value.
+
+        When every answer was unusable, `fallback` (the role's honest degradation, recorded as a
+        note) gives the value; without one the brain gives up and the run pauses."""
         asked = prompt
         last: AnswerError | None = None
         for _ in range(max(0, self.settings.format_retries) + 1):
@@ -179,8 +183,13 @@ class LLMBrain(Brain):
                 continue
             self._report(role, c)
             return value
-        raise BrainUnavailable(f"{self.name} gave {self.settings.format_retries + 1} unusable answers to "
-                               f"{role}; last problem: {last}")
+        tries = self.settings.format_retries + 1
+        assert last is not None
+        if fallback is None:
+            raise BrainUnavailable(f"{self.name} gave {tries} unusable answers to {role}; last problem: {last}")
+        self.record(role, f"(no model call: {tries} answers to {role} could not be used; last problem: {last})",
+                    f"Fallback: {fallback_note}", time.monotonic(), model="fallback")
+        return fallback(last)
 
     # ---------------------------------------------------------------- 1. retrieval and initial solutions
 
@@ -196,17 +205,23 @@ class LLMBrain(Brain):
                 card.sources = list(c.sources)
             return cards
 
-        return self._ask("retrieve_models", prompt, parse, search=True)
+        return self._ask("retrieve_models", prompt, parse, search=True,
+                         fallback=lambda e: self._knowledge_cards(ctx, m, "the model's answers could not be read"),
+                         fallback_note="the bundled model knowledge base's cards")
 
-    def _retrieve_from_knowledge_base(self, ctx: BrainContext, m: int) -> list[ModelCard]:
+    def _knowledge_cards(self, ctx: BrainContext, m: int, why: str) -> list[ModelCard]:
         from ..offline import OfflineBrain
 
-        started = time.monotonic()
         cards = OfflineBrain().retrieve_models(ctx, m)
-        why = ("this brain has no web-search tool" if not self.client.supports_search
-               else "web search is turned off in the brain settings")
         for card in cards:
             card.source = f"bundled knowledge base ({why})"
+        return cards
+
+    def _retrieve_from_knowledge_base(self, ctx: BrainContext, m: int) -> list[ModelCard]:
+        started = time.monotonic()
+        why = ("this brain has no web-search tool" if not self.client.supports_search
+               else "web search is turned off in the brain settings")
+        cards = self._knowledge_cards(ctx, m, why)
         self.record("retrieve_models", f"(no model call: {why}; retrieval falls back to the bundled model "
                     f"knowledge base, top {m} for task {ctx.task.name})",
                     "\n".join(f"{c.name}: {c.why}" for c in cards), started, model="knowledge base",
@@ -219,37 +234,51 @@ class LLMBrain(Brain):
             example = f"Why it suits the task: {card.why}\n\n```python\n{example}\n```"
         prompt = prompts.render("write_initial_solution", **self._fields(ctx, model_name=card.name,
                                                                           model_example=example))
-        return self._ask("write_initial_solution", prompt, lambda c: answers.parse_script(c.text))
+        return self._ask("write_initial_solution", prompt, lambda c: answers.parse_script(c.text),
+                         fallback=lambda e: self._offline_initial(ctx, card),
+                         fallback_note=f"the offline expert wrote the candidate for {card.name}")
+
+    def _offline_initial(self, ctx: BrainContext, card: ModelCard) -> str:
+        from ..offline import OfflineBrain
+
+        return OfflineBrain().write_initial_solution(ctx, card)
 
     def merge(self, ctx: BrainContext, base_code: str, reference_code: str) -> str:
         prompt = prompts.render("merge", **self._fields(ctx, base_code=base_code, reference_code=reference_code))
-        return self._ask("merge", prompt, lambda c: answers.parse_script(c.text))
+        return self._ask("merge", prompt, lambda c: answers.parse_script(c.text), fallback=lambda e: base_code,
+                         fallback_note="the base solution unchanged (no merge)")
 
     # -------------------------------------------------------------------------- 2. checks and repair
 
     def check_data_usage(self, ctx: BrainContext, code: str) -> CheckResult:
         prompt = prompts.render("check_data_usage", **self._fields(ctx, code=code))
-        return self._ask("check_data_usage", prompt, lambda c: answers.parse_check(c.text, code, "data_usage"))
+        return self._ask("check_data_usage", prompt, lambda c: answers.parse_check(c.text, code, "data_usage"),
+                         fallback=lambda e: _unchecked(code, "data-usage", e), fallback_note="the script kept as is")
 
     def check_leakage(self, ctx: BrainContext, code: str) -> CheckResult:
         prompt = prompts.render("check_leakage", **self._fields(ctx, code=code))
-        return self._ask("check_leakage", prompt, lambda c: answers.parse_check(c.text, code, "leakage"))
+        return self._ask("check_leakage", prompt, lambda c: answers.parse_check(c.text, code, "leakage"),
+                         fallback=lambda e: _unchecked(code, "leakage", e), fallback_note="the script kept as is")
 
     def debug(self, ctx: BrainContext, code: str, error: str) -> str:
         prompt = prompts.render("debug", **self._fields(ctx, code=code, error=error[-6000:]))
-        return self._ask("debug", prompt, lambda c: answers.parse_script(c.text))
+        return self._ask("debug", prompt, lambda c: answers.parse_script(c.text), fallback=lambda e: code,
+                         fallback_note="the script unchanged (it will fail again)")
 
     # ----------------------------------------------------------------------- 3. targeted refinement
 
     def write_ablation(self, ctx: BrainContext, code: str) -> list[AblationVariant]:
         prompt = prompts.render("write_ablation", **self._fields(ctx, code=code))
         return self._ask("write_ablation", prompt, lambda c: answers.parse_ablation(c.text, code),
-                         schema=SCHEMAS["write_ablation"])
+                         schema=SCHEMAS["write_ablation"], fallback=lambda e: [],
+                         fallback_note="no ablation variants in this step; the block is chosen without them")
 
     def summarize_ablation(self, ctx: BrainContext, results: list[AblationResult]) -> str:
         prompt = prompts.render("summarize_ablation", **self._fields(
             ctx, ablation_results=prompts.format_ablation_results(results)))
-        return self._ask("summarize_ablation", prompt, lambda c: answers.parse_text(c.text, "summary"))
+        return self._ask("summarize_ablation", prompt, lambda c: answers.parse_text(c.text, "summary"),
+                         fallback=lambda e: "Ablation results:\n" + prompts.format_ablation_results(results),
+                         fallback_note="the ablation results as a list")
 
     def extract_block(self, ctx: BrainContext, code: str, results: list[AblationResult], summary: str,
                       refined_blocks: list[str]) -> BlockChoice:
@@ -257,18 +286,25 @@ class LLMBrain(Brain):
             ctx, code=code, ablation_results=prompts.format_ablation_results(results),
             ablation_summary=summary, refined_blocks=prompts.format_blocks(refined_blocks)))
         return self._ask("extract_block", prompt, lambda c: answers.parse_block_choice(c.text, code),
-                         schema=SCHEMAS["extract_block"])
+                         schema=SCHEMAS["extract_block"], fallback=lambda e: _fallback_choice(code, results,
+                                                                                             refined_blocks),
+                         fallback_note="the block the ablation found most impactful, with a generic plan")
 
     def plan_refinement(self, ctx: BrainContext, code: str, block: str, history: list[AttemptSummary]) -> str:
         prompt = prompts.render("plan_refinement", **self._fields(
             ctx, code=code, block=block, block_code=get_block(code, block),
             history=prompts.format_attempts(history)))
-        return self._ask("plan_refinement", prompt, lambda c: answers.parse_text(c.text, "plan"))
+        return self._ask("plan_refinement", prompt, lambda c: answers.parse_text(c.text, "plan"),
+                         fallback=lambda e: _generic_plan(block), fallback_note="a generic plan")
 
     def implement_refinement(self, ctx: BrainContext, code: str, block: str, plan: str) -> str:
         prompt = prompts.render("implement_refinement", **self._fields(
             ctx, code=code, block=block, block_code=get_block(code, block), plan=plan))
-        return self._ask("implement_refinement", prompt, lambda c: answers.parse_block_body(c.text, block))
+        def give_up(e: AnswerError) -> str:
+            raise AnswerError(f"no usable code for the `{block}` block: {e}")  # the attempt fails, the loop goes on
+
+        return self._ask("implement_refinement", prompt, lambda c: answers.parse_block_body(c.text, block),
+                         fallback=give_up, fallback_note="none: this attempt fails")
 
     # --------------------------------------------------------------------------------- 4. ensemble
 
@@ -276,10 +312,38 @@ class LLMBrain(Brain):
                       history: list[EnsembleAttempt]) -> str:
         prompt = prompts.render("plan_ensemble", **self._fields(
             ctx, solutions=prompts.format_solutions(solutions), history=prompts.format_ensemble_history(history)))
-        return self._ask("plan_ensemble", prompt, lambda c: answers.parse_text(c.text, "plan"))
+        return self._ask("plan_ensemble", prompt, lambda c: answers.parse_text(c.text, "plan"),
+                         fallback=lambda e: "Average the solutions' predicted probabilities (or values) with equal "
+                                            "weights.", fallback_note="equal-weight averaging")
 
     def implement_ensemble(self, ctx: BrainContext, solutions: list[SolutionSummary], plan: str) -> str:
         prompt = prompts.render("implement_ensemble", **self._fields(
             ctx, solutions=prompts.format_solutions(solutions), plan=plan))
-        return self._ask("implement_ensemble", prompt, lambda c: answers.parse_script(c.text))
+        def give_up(e: AnswerError) -> str:
+            raise AnswerError(f"no usable ensemble script: {e}")  # the round fails, the run goes on
 
+        return self._ask("implement_ensemble", prompt, lambda c: answers.parse_script(c.text),
+                         fallback=give_up, fallback_note="none: this ensemble round fails")
+
+
+
+def _unchecked(code: str, check: str, error: AnswerError) -> CheckResult:
+    return CheckResult(code=code, changed=False,
+                       findings=[f"The {check} checker's answers could not be read ({error}); the script is kept "
+                                 "as it is, unchecked."])
+
+
+def _generic_plan(block: str) -> str:
+    return (f"Improve the `{block}` block: replace its main choice with a stronger, well-tuned alternative "
+            "suited to this data, fitted on the training part only.")
+
+
+def _fallback_choice(code: str, results: list[AblationResult], refined: list[str]) -> BlockChoice:
+    """The unrefined block whose ablation hurt most, else the first unrefined block (model first)."""
+    names = block_names(code)
+    ranked = sorted((r for r in results if r.block in names and r.delta is not None), key=lambda r: -(r.delta or 0))
+    fresh = [r.block for r in ranked if r.block not in refined]
+    order = fresh or [n for n in (["model"] if "model" in names else []) + names if n not in refined] or names
+    block = order[0]
+    return BlockChoice(block=block, plan=_generic_plan(block),
+                       reason="chosen by the ablation deltas: the model's answer could not be read")

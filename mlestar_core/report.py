@@ -50,8 +50,17 @@ def write_report(store: Store, run_id: str, summary: dict[str, Any], out_dir: Pa
         f"L={config.get('num_solutions')} R={config.get('ensemble_rounds')}",
         f"- Scripts run: {len(execs)}, failed: {sum(1 for e in execs if e['score'] is None)}",
     ]
+    usage = store.brain_usage(run_id)
+    llm = config.get("llm") or {}
+    if run.get("brain") != "offline" and usage:
+        calls = sum(u["calls"] for u in usage)
+        lines.append(
+            f"- Brain calls: {calls} ({sum(u['failed'] for u in usage)} failed or unusable), model "
+            f"{llm.get('model') or 'default'}; tokens {sum(u['tokens_in'] for u in usage)} in, "
+            f"{sum(u['tokens_out'] for u in usage)} out; estimated cost ${sum(u['cost'] for u in usage):.4f}"
+            + (f" (cap ${config['cost_cap']:g})" if config.get("cost_cap") else ""))
     if summary.get("budget_exhausted"):
-        lines.append("- The time budget ran out: the run wrapped up with the best solution so far.")
+        lines.append("- The time budget or the cost cap ran out: the run wrapped up with the best solution so far.")
     lines += [
         "",
         "## Final solution",

@@ -76,6 +76,8 @@ def test_gemini_run_finishes_with_a_submission(gemini_run: dict[str, Any]) -> No
     sub = pd.read_csv(gemini_run["root"] / "out" / "submission.csv")
     assert list(sub.columns) == ["id", "malignant"] and sub["malignant"].between(0, 1).all()
     assert run["best_score"] is not None and run["best_score"] > 0.9
+    report = (gemini_run["root"] / "out" / "report.md").read_text()
+    assert "brain **gemini**" in report and "Brain calls:" in report and "estimated cost $" in report
     roles = Counter(c.role for c in gemini_run["calls"])
     for role in ("retrieve_models", "write_initial_solution", "merge", "check_data_usage", "check_leakage",
                  "write_ablation", "summarize_ablation", "extract_block", "plan_refinement",

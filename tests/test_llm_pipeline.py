@@ -372,3 +372,27 @@ def test_a_model_that_never_answers_usably_still_ends_the_run_cleanly(tmp_path: 
     assert round_["script_id"] is None and round_["score"] is None
     attempts = store.table("attempts", run_id)
     assert attempts and all(a["status"] == "failed" for a in attempts)
+
+
+def test_a_typed_key_is_asked_again_after_a_restart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A key typed in the app lives in the RunManager's memory only: after a restart the run waits,
+    paused with a reason that asks for the key, and goes on once it is given again."""
+    from mlestar_core.service import RunManager
+
+    for name in ("GEMINI_API_KEY", "GOOGLE_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr("mlestar_core.brains.llm.secrets.SECRETS_FILE", tmp_path / "no-secrets.toml")
+    typed = "AIzaSy-typed-key-kept-in-memory"
+    with FakeGemini(scripted(ScriptedExpert())) as server:
+        store, run_id = _pipeline_run(tmp_path, "gemini", server.url)  # registered, as if the app died next
+        manager = RunManager(store)  # the restarted app
+        assert manager.resume_interrupted() == []
+        run = store.get_run(run_id)
+        assert run["status"] == "paused" and "no Gemini API key" in run["pause_reason"]
+        assert manager.resume_interrupted() == []  # a run the brain paused waits for the user
+        manager.resume(run_id, api_key=typed)
+        manager.join(run_id, timeout=300)
+        calls = list(server.calls)
+    assert store.get_run(run_id)["status"] == "finished"
+    assert calls and all(c.headers.get("x-goog-api-key") == typed for c in calls)
+    assert not [p for p in tmp_path.rglob("*") if p.is_file() and typed.encode() in p.read_bytes()]

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import psutil
 
+from mlestar_core.hardening import protect_from_children
 from mlestar_core.script import parse_score
 
 log = logging.getLogger(__name__)
@@ -316,6 +317,7 @@ class LocalExecutor:
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
+        protect_from_children()  # before any script starts: its parent's environ and memory stay closed
         self.workers = workers
         self.timeout = timeout
         self.memory_mb = memory_mb

@@ -229,9 +229,11 @@ class LLMBrain(Brain):
         return cards
 
     def write_initial_solution(self, ctx: BrainContext, card: ModelCard) -> str:
-        example = card.example_code.strip() or "(no example given)"
+        # The template puts the example in a python fence: the reason goes in as comment lines.
+        example = card.example_code.strip().strip("`").removeprefix("python\n").strip() or "# (no example given)"
         if card.why:
-            example = f"Why it suits the task: {card.why}\n\n```python\n{example}\n```"
+            example = "\n".join(f"# {line}" for line in f"Why it suits the task: {card.why}".splitlines()) + \
+                "\n" + example
         prompt = prompts.render("write_initial_solution", **self._fields(ctx, model_name=card.name,
                                                                           model_example=example))
         return self._ask("write_initial_solution", prompt, lambda c: answers.parse_script(c.text),

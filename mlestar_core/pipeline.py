@@ -504,6 +504,9 @@ class Pipeline:
         # (scripts read MLESTAR_SEED), so each delta is paired: same split for the block on and off.
         base_runs: list[float | None] = [current.score]
         var_runs: list[list[float | None]] = [[s.score] for s in scored]
+        # The rows are written after the first split and updated after each repeat, so the chart shows
+        # every block's bar as soon as its first score is in and its error bar as the repeats come.
+        row_ids = self._write_ablation_rows(t, outer, variants, scored, base_runs, var_runs, None)
         for r in range(1, repeats):
             seed = str(self.config.seed + 1000 * r)
             ids = [self.store.add_script(self.run_id, "ablation", c, label=f"{label}: {d} (split {r + 1})",
@@ -514,22 +517,36 @@ class Pipeline:
             base_runs.append(results[0].score if results[0].ok else None)
             for runs, res in zip(var_runs, results[1:], strict=True):
                 runs.append(res.score if res.ok else None)
+            self._write_ablation_rows(t, outer, variants, scored, base_runs, var_runs, row_ids)
         results_out = []
-        for v, s, runs in zip(variants, scored, var_runs, strict=True):
-            deltas = [improvement(b, x, self.hib) for b, x in zip(base_runs, runs, strict=True)]
-            deltas_ok = [d for d in deltas if d is not None]
+        for v, s, runs, aid in zip(variants, scored, var_runs, row_ids, strict=True):
+            deltas_ok = _deltas(base_runs, runs, self.hib)
             delta = statistics.fmean(deltas_ok) if deltas_ok else None
-            r = AblationResult(v.block, v.description, s.score, current.score, delta)
-            aid = self.store.add_ablation(
-                self.run_id, t, outer, r, s.script_id, scores=runs, score_std=_std(runs),
-                baseline_std=_std(base_runs), delta_std=_std(deltas_ok))
             self.emit("ablation_result", {"id": aid, "track": t, "outer": outer, "block": v.block,
                                           "score": s.score, "delta": delta, "delta_std": _std(deltas_ok),
                                           "repeats": repeats})
-            results_out.append(r)
+            results_out.append(AblationResult(v.block, v.description, s.score, current.score, delta))
         summary = self.brain.summarize_ablation(self.ctx, results_out)
         self.emit("ablation_summary", {"track": t, "outer": outer, "summary": summary})
         return {"results": [r.__dict__ for r in results_out], "summary": summary}
+
+    def _write_ablation_rows(self, t: int, outer: int, variants: list[Any], scored: list[Scored],
+                             base_runs: list[float | None], var_runs: list[list[float | None]],
+                             row_ids: list[int] | None) -> list[int]:
+        """Add (row_ids None) or update one ablation row per variant from the splits run so far."""
+        out = []
+        for i, (v, s, runs) in enumerate(zip(variants, scored, var_runs, strict=True)):
+            deltas_ok = _deltas(base_runs, runs, self.hib)
+            result = AblationResult(v.block, v.description, s.score, base_runs[0],
+                                    statistics.fmean(deltas_ok) if deltas_ok else None)
+            stats = {"scores": runs, "score_std": _std(runs), "baseline_std": _std(base_runs),
+                     "delta_std": _std(deltas_ok)}
+            if row_ids is None:
+                out.append(self.store.add_ablation(self.run_id, t, outer, result, s.script_id, **stats))
+            else:
+                self.store.update_ablation(row_ids[i], result, **stats)
+                out.append(row_ids[i])
+        return out
 
     def _ablation_repeats(self, n_variants: int) -> int:
         """Fewer repeats when the time budget could not otherwise fit the rest of the run."""
@@ -733,6 +750,12 @@ class Pipeline:
         (self.out_dir / "solution.py").write_text(code)
         return {"holdout_score": holdout_score, "submission": submission,
                 "solution": str(self.out_dir / "solution.py")}
+
+
+def _deltas(base_runs: list[float | None], runs: list[float | None], hib: bool) -> list[float]:
+    """The paired deltas (block on minus block off, direction-aware) of the splits where both scored."""
+    deltas = [improvement(b, x, hib) for b, x in zip(base_runs, runs, strict=True)]
+    return [d for d in deltas if d is not None]
 
 
 def _std(values: list[float | None]) -> float | None:

@@ -324,6 +324,15 @@ class Store:
             "baseline_std": baseline_std, "delta_std": delta_std,
         })
 
+    def update_ablation(self, ablation_id: int, result: Any, *, scores: list[float | None],
+                        score_std: float | None, baseline_std: float | None, delta_std: float | None) -> None:
+        """Refresh an ablation row as more validation splits come in (delta is their mean)."""
+        d = _to_jsonable(result)
+        with self.atomic() as c:
+            c.execute("UPDATE ablations SET delta = ?, scores_json = ?, score_std = ?, baseline_std = ?, "
+                      "delta_std = ? WHERE id = ?", (d.get("delta"), json.dumps(scores), score_std, baseline_std,
+                                                     delta_std, ablation_id))
+
     def add_attempt(self, run_id: str, **row: Any) -> int:
         row.setdefault("created", time.time())
         return self._insert("attempts", {"run_id": run_id, **row})

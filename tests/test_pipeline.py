@@ -29,6 +29,9 @@ SMALL = dict(num_models=2, outer_steps=1, inner_steps=2, num_solutions=2, ensemb
              script_timeout=120, ablation_repeats=1)
 
 
+ABLATION_SNAPSHOTS: list[list[list[float | None]]] = []
+
+
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Store, str, dict, Path]:
     root = tmp_path_factory.mktemp("e2e")
@@ -36,7 +39,12 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Store, str, 
     task = load_task(DEMOS / "breast-cancer")
     out = root / "out"
     run_id = create_run(store, task, RunConfig(**{**SMALL, "ablation_repeats": 2}), out_dir=out)
-    summary = Pipeline(store, run_id).run()
+
+    def watch(kind: str, payload: dict) -> None:  # what the Ablation page could show while split 2 runs
+        if kind == "script_executed" and "(split 2)" in (store.get_script(payload["script_id"]) or {})["label"]:
+            ABLATION_SNAPSHOTS.append([json.loads(r["scores_json"]) for r in store.table("ablations", run_id)])
+
+    summary = Pipeline(store, run_id, listener=watch).run()
     return store, run_id, summary, out
 
 
@@ -223,6 +231,8 @@ def test_ablation_repeats_give_paired_scores_and_spread(finished_run) -> None:  
     assert len(reruns) == len(rows) + len({(r["track"], r["outer_step"]) for r in rows})
     seeds = {e["workdir"] for e in store.table("executions", run_id)}
     assert seeds
+    # The rows were there, with the first split's scores, before the second split's scripts finished.
+    assert ABLATION_SNAPSHOTS and ABLATION_SNAPSHOTS[0] and all(len(s) == 1 for s in ABLATION_SNAPSHOTS[0])
 
 
 def test_fork_starts_from_the_chosen_script(finished_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

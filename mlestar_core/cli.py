@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from .brains import BRAINS, DEFAULT_GEMINI_MODEL, DEFAULT_OPENAI_MODEL, BrainConfigError, make_brain
+from .brains import BRAINS, DEFAULT_GEMINI_MODEL, DEFAULT_OPENAI_MODEL, Brain, BrainConfigError, make_brain
 from .brains.llm.settings import LLMSettings
 from .config import RunConfig
 from .model import TaskError
@@ -150,14 +150,14 @@ def _config_from_args(args: argparse.Namespace) -> RunConfig:
     return c
 
 
-def _run_pipeline(store: Store, run_id: str) -> int:
+def _run_pipeline(store: Store, run_id: str, brain: Brain | None = None) -> int:
     run = store.get_run(run_id) or {}
     config = RunConfig.from_dict(json.loads(run["config_json"]))
     progress = Progress(planned_steps(config), config.time_budget)
     try:
-        pipeline = Pipeline(store, run_id, listener=progress)
+        pipeline = Pipeline(store, run_id, listener=progress, brain=brain)
     except BrainConfigError as exc:
-        store.update_run(run_id, status="paused", control="pause", pause_reason=f"the brain cannot start: {exc}")
+        store.pause_with_reason(run_id, f"the brain cannot start: {exc}")
         print(f"error: the {config.brain} brain cannot start: {exc}\n"
               f"fix it, then continue with: python -m mlestar_core resume {run_id}", file=sys.stderr)
         return 2
@@ -196,7 +196,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     try:
         config = _config_from_args(args)
-        make_brain(config.brain, config.llm)  # fail before creating a run: no key, no cassette, ...
+        brain = make_brain(config.brain, config.llm)  # fail before creating a run: no key, no cassette, ...
     except (UsageError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -208,7 +208,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     model = config.llm.model or {"gemini": DEFAULT_GEMINI_MODEL, "openai": DEFAULT_OPENAI_MODEL}.get(config.brain, "")
     print(f"run {run_id}: {task.name} ({task.task_type}, metric {task.metric}), brain {config.brain}"
           f"{f' ({model})' if model else ''}, store {store.root}", file=sys.stderr)
-    return _run_pipeline(store, run_id)
+    return _run_pipeline(store, run_id, brain)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:

@@ -129,9 +129,6 @@ class Pipeline:
                                  "tokens_in": call.tokens_in, "tokens_out": call.tokens_out,
                                  "error": call.error})
 
-    def _cost_cap_reached(self) -> bool:
-        cap = self.config.cost_cap
-        return cap is not None and self.brain.spent >= cap
 
     def time_used(self) -> float:
         return self._prior_time_used + (time.monotonic() - self._session_start)
@@ -176,9 +173,8 @@ class Pipeline:
         if not final and self.time_left() < self._reserve():
             self._budget_hit("budget_exhausted", {"at_step": key, "time_left": self.time_left()})
             raise BudgetExhausted(key)
-        if not final and self._cost_cap_reached():
-            self._budget_hit("cost_cap_reached", {"at_step": key, "spent": self.brain.spent,
-                                                  "cap": self.config.cost_cap})
+        if not final and self.brain.cost_cap_reached():
+            self._cost_cap_hit(key)
             raise BudgetExhausted(key)
         self.store.start_step(self.run_id, key, phase)
         self.store.update_run(self.run_id, phase=phase)
@@ -194,8 +190,7 @@ class Pipeline:
             raise
         except CostCapReached:
             self.store.finish_step(self.run_id, key, None, status="skipped")
-            self._budget_hit("cost_cap_reached", {"at_step": key, "spent": self.brain.spent,
-                                                  "cap": self.config.cost_cap})
+            self._cost_cap_hit(key)
             raise BudgetExhausted(key) from None
         except BrainUnavailable as exc:
             self.store.finish_step(self.run_id, key, None, status="interrupted", error=str(exc))
@@ -217,6 +212,9 @@ class Pipeline:
             self.budget_hit = True
         if first:
             self.emit(kind, payload)
+
+    def _cost_cap_hit(self, key: str) -> None:
+        self._budget_hit("cost_cap_reached", {"at_step": key, "spent": self.brain.spent, "cap": self.brain.cost_cap})
 
     def _timeout(self) -> float:
         left = self.time_left() - self._reserve()
@@ -323,8 +321,7 @@ class Pipeline:
                 return {"status": "stopped"}
             # Paused, not failed: every finished step is kept and `resume` redoes only the one in flight.
             reason = str(exc)
-            self.store.update_run(self.run_id, status="paused", control="pause", pause_reason=reason,
-                                  time_used=self.time_used())
+            self.store.pause_with_reason(self.run_id, reason, time_used=self.time_used())
             self.emit("run_paused", {"reason": reason})
             return {"status": "paused", "reason": reason}
         except Exception as exc:
@@ -506,7 +503,7 @@ class Pipeline:
         var_runs: list[list[float | None]] = [[s.score] for s in scored]
         # The rows are written after the first split and updated after each repeat, so the chart shows
         # every block's bar as soon as its first score is in and its error bar as the repeats come.
-        row_ids = self._write_ablation_rows(t, outer, variants, scored, base_runs, var_runs, None)
+        rows = self._write_ablation_rows(t, outer, variants, scored, base_runs, var_runs, None)
         for r in range(1, repeats):
             seed = str(self.config.seed + 1000 * r)
             ids = [self.store.add_script(self.run_id, "ablation", c, label=f"{label}: {d} (split {r + 1})",
@@ -517,23 +514,22 @@ class Pipeline:
             base_runs.append(results[0].score if results[0].ok else None)
             for runs, res in zip(var_runs, results[1:], strict=True):
                 runs.append(res.score if res.ok else None)
-            self._write_ablation_rows(t, outer, variants, scored, base_runs, var_runs, row_ids)
-        results_out = []
-        for v, s, runs, aid in zip(variants, scored, var_runs, row_ids, strict=True):
-            deltas_ok = _deltas(base_runs, runs, self.hib)
-            delta = statistics.fmean(deltas_ok) if deltas_ok else None
-            self.emit("ablation_result", {"id": aid, "track": t, "outer": outer, "block": v.block,
-                                          "score": s.score, "delta": delta, "delta_std": _std(deltas_ok),
+            rows = self._write_ablation_rows(t, outer, variants, scored, base_runs, var_runs,
+                                             [aid for aid, _, _ in rows])
+        for aid, res, delta_std in rows:
+            self.emit("ablation_result", {"id": aid, "track": t, "outer": outer, "block": res.block,
+                                          "score": res.score, "delta": res.delta, "delta_std": delta_std,
                                           "repeats": repeats})
-            results_out.append(AblationResult(v.block, v.description, s.score, current.score, delta))
+        results_out = [res for _, res, _ in rows]
         summary = self.brain.summarize_ablation(self.ctx, results_out)
         self.emit("ablation_summary", {"track": t, "outer": outer, "summary": summary})
         return {"results": [r.__dict__ for r in results_out], "summary": summary}
 
     def _write_ablation_rows(self, t: int, outer: int, variants: list[Any], scored: list[Scored],
                              base_runs: list[float | None], var_runs: list[list[float | None]],
-                             row_ids: list[int] | None) -> list[int]:
-        """Add (row_ids None) or update one ablation row per variant from the splits run so far."""
+                             row_ids: list[int] | None) -> list[tuple[int, AblationResult, float | None]]:
+        """Add (row_ids None) or update one ablation row per variant from the splits run so far;
+        returns (row id, result, spread of the deltas) per variant."""
         out = []
         for i, (v, s, runs) in enumerate(zip(variants, scored, var_runs, strict=True)):
             deltas_ok = _deltas(base_runs, runs, self.hib)
@@ -542,10 +538,11 @@ class Pipeline:
             stats = {"scores": runs, "score_std": _std(runs), "baseline_std": _std(base_runs),
                      "delta_std": _std(deltas_ok)}
             if row_ids is None:
-                out.append(self.store.add_ablation(self.run_id, t, outer, result, s.script_id, **stats))
+                aid = self.store.add_ablation(self.run_id, t, outer, result, s.script_id, **stats)
             else:
-                self.store.update_ablation(row_ids[i], result, **stats)
-                out.append(row_ids[i])
+                aid = row_ids[i]
+                self.store.update_ablation(aid, result, **stats)
+            out.append((aid, result, stats["delta_std"]))
         return out
 
     def _ablation_repeats(self, n_variants: int) -> int:

@@ -123,7 +123,7 @@ class RunManager:
                 pipeline = Pipeline(self.store, run_id, api_key=self._keys.get(run_id))
             except BrainConfigError as exc:  # e.g. the key was typed into a UI before a restart: ask again
                 reason = f"the brain cannot start: {exc}"
-                self.store.update_run(run_id, status="paused", control="pause", pause_reason=reason)
+                self.store.pause_with_reason(run_id, reason)
                 self.store.emit(run_id, "run_paused", {"reason": reason})
                 raise
             except Exception as exc:  # e.g. unreadable run data: say so once, never relaunch it

@@ -225,6 +225,10 @@ class Store:
         with self.atomic() as c:
             c.execute(f"UPDATE runs SET {sets} WHERE id = ?", (*fields.values(), run_id))
 
+    def pause_with_reason(self, run_id: str, reason: str, **fields: Any) -> None:
+        """The brain cannot go on: the run waits, paused, until the user resumes it (see RunManager)."""
+        self.update_run(run_id, status="paused", control="pause", pause_reason=reason, **fields)
+
     def set_control(self, run_id: str, control: str) -> None:
         """'run', 'pause' or 'stop': written by the UI/CLI, read by the run's thread."""
         if control not in ("run", "pause", "stop"):

@@ -115,6 +115,9 @@ class Brain(ABC):
     # Set by the pipeline: True once the user stopped the run (ends retry waits early).
     interrupted: Callable[[], bool] | None = None
 
+    def cost_cap_reached(self) -> bool:
+        return self.cost_cap is not None and self.spent >= self.cost_cap
+
     def label(self) -> str:
         """What the UI shows as the brain in use."""
         return self.name

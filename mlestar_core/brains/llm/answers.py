@@ -119,6 +119,15 @@ def _as_list(value: Any, *keys: str) -> list[Any]:
     raise AnswerError("expected a JSON list of objects")
 
 
+def _one_object(data: Any, fields: str) -> dict[str, Any]:
+    """The answer's JSON object (the first, if the model wrapped it in a list)."""
+    if isinstance(data, list) and data and isinstance(data[0], dict):
+        data = data[0]
+    if not isinstance(data, dict):
+        raise AnswerError(f"expected one JSON object with {fields}")
+    return data
+
+
 def _yes(value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -153,10 +162,7 @@ def parse_model_cards(text: str, m: int, default_source: str = "model knowledge"
 def parse_check(text: str, code: str, kind: str) -> CheckResult:
     """A data-usage (`kind` "data_usage") or leakage ("leakage") check: findings plus maybe a new script."""
     data = extract_json(text)
-    if isinstance(data, list) and data and isinstance(data[0], dict):
-        data = data[0]
-    if not isinstance(data, dict):
-        raise AnswerError("expected one JSON object with the check's fields")
+    data = _one_object(data, "the check's fields")
     findings = data.get("findings") or []
     findings = [str(f) for f in findings] if isinstance(findings, list) else [str(findings)]
     if kind == "data_usage":
@@ -250,10 +256,7 @@ def match_block(name: str, names: list[str], *, only_one: bool = False) -> str |
 
 def parse_block_choice(text: str, code: str) -> BlockChoice:
     data = extract_json(text)
-    if isinstance(data, list) and data and isinstance(data[0], dict):
-        data = data[0]
-    if not isinstance(data, dict):
-        raise AnswerError("expected one JSON object with \"block\", \"plan\" and \"reason\"")
+    data = _one_object(data, "\"block\", \"plan\" and \"reason\"")
     names = block_names(code)
     named = _pick(data, "block", "block_name", "code_block", "name")
     block = match_block(named, names, only_one=True) or _clean_block(named)

@@ -98,7 +98,7 @@ class LLMBrain(Brain):
 
     def _check_cap(self) -> None:
         with self._lock:
-            if self.cost_cap is not None and self.spent >= self.cost_cap:
+            if self.cost_cap_reached():
                 raise CostCapReached(f"cost cap ${self.cost_cap:.2f} reached (spent ${self.spent:.4f})")
 
     def _wait(self, seconds: float) -> None:
@@ -138,10 +138,10 @@ class LLMBrain(Brain):
                 continue
             count_call(role)
             completion.text = self._clean(completion.text) or ""
-            return self._priced(completion, model, started, role, prompt, request.index)
+            return self._priced(completion, model, started, prompt, request.index)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _priced(self, c: Completion, model: str, started: float, role: str, prompt: str, index: int) -> Completion:
+    def _priced(self, c: Completion, model: str, started: float, prompt: str, index: int) -> Completion:
         c.model = c.model or model
         if self.client.name == "replay":  # a replayed answer costs nothing
             c.cost = 0.0

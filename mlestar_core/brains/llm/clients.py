@@ -61,5 +61,13 @@ class ChatClient(Protocol):
     def complete(self, request: Request) -> Completion: ...
 
 
+def retry_after_seconds(value: str | None) -> float | None:
+    """A Retry-After header in seconds (the HTTP-date form is rare for APIs and read as absent)."""
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
+
+
 def is_transient_status(status: int | None) -> bool:
     return status is not None and (status == 429 or status == 408 or 500 <= status < 600)

@@ -7,7 +7,7 @@ import os
 import re
 from typing import Any
 
-from .clients import Completion, FatalError, Request, TransientError, is_transient_status
+from .clients import Completion, FatalError, Request, TransientError, is_transient_status, retry_after_seconds
 from .secrets import MissingKey
 from .settings import LLMSettings
 
@@ -86,13 +86,9 @@ class GeminiClient:
 def _retry_after(e: Exception) -> float | None:
     response = getattr(e, "response", None)
     headers = getattr(response, "headers", None)
-    if headers is not None:
-        value = headers.get("retry-after")
-        if value:
-            try:
-                return float(value)
-            except ValueError:
-                pass
+    seconds = retry_after_seconds(headers.get("retry-after")) if headers is not None else None
+    if seconds is not None:
+        return seconds
     m = _RETRY_DELAY.search(str(getattr(e, "details", "") or e))
     return float(m.group(1)) if m else None
 

@@ -10,7 +10,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from .clients import Completion, FatalError, Request, TransientError, is_transient_status
+from .clients import Completion, FatalError, Request, TransientError, is_transient_status, retry_after_seconds
 from .settings import DEFAULT_OPENAI_BASE_URL, LLMSettings
 
 
@@ -43,7 +43,7 @@ class OpenAIClient:
             detail = _error_detail(e)
             message = f"{self.base_url} HTTP {e.code}: {detail}"
             if is_transient_status(e.code):
-                raise TransientError(message, e.code, _retry_after(e.headers.get("Retry-After"))) from None
+                raise TransientError(message, e.code, retry_after_seconds(e.headers.get("Retry-After"))) from None
             raise FatalError(message, e.code) from None
         except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as e:
             reason = getattr(e, "reason", e)
@@ -74,9 +74,3 @@ def _error_detail(e: urllib.error.HTTPError) -> str:
     except Exception:
         return str(e.reason)
 
-
-def _retry_after(value: str | None) -> float | None:
-    try:
-        return float(value) if value else None
-    except ValueError:
-        return None

@@ -38,28 +38,27 @@ def _from_secrets_file(names: tuple[str, ...], path: Path) -> str | None:
     return None
 
 
-def find_key(brain: str, explicit: str | None = None, *, secrets_file: Path | None = None) -> str | None:
-    """The key for `brain`: explicit, else environment, else .streamlit/secrets.toml, else None."""
+def _lookup(brain: str, explicit: str | None, secrets_file: Path | None) -> tuple[str | None, str]:
+    """(key, where it comes from): explicit, else environment, else .streamlit/secrets.toml."""
     if explicit and explicit.strip():
-        return explicit.strip()
+        return explicit.strip(), "entered on this page (kept in memory only)"
     names = KEY_NAMES.get(brain, ())
     for name in names:
         value = os.environ.get(name, "").strip()
         if value:
-            return value
-    return _from_secrets_file(names, secrets_file or SECRETS_FILE)
+            return value, f"environment variable {name}"
+    value = _from_secrets_file(names, secrets_file or SECRETS_FILE)
+    return (value, ".streamlit/secrets.toml") if value else (None, "none found")
+
+
+def find_key(brain: str, explicit: str | None = None, *, secrets_file: Path | None = None) -> str | None:
+    """The key for `brain`: explicit, else environment, else .streamlit/secrets.toml, else None."""
+    return _lookup(brain, explicit, secrets_file)[0]
 
 
 def key_source(brain: str, explicit: str | None = None, *, secrets_file: Path | None = None) -> str:
     """Where the key would come from, for the UI (never the key itself)."""
-    if explicit and explicit.strip():
-        return "entered on this page (kept in memory only)"
-    for name in KEY_NAMES.get(brain, ()):
-        if os.environ.get(name, "").strip():
-            return f"environment variable {name}"
-    if _from_secrets_file(KEY_NAMES.get(brain, ()), secrets_file or SECRETS_FILE):
-        return ".streamlit/secrets.toml"
-    return "none found"
+    return _lookup(brain, explicit, secrets_file)[1]
 
 
 def redact(text: str, secrets: list[str]) -> str:

@@ -274,6 +274,7 @@ def test_gemini_run_from_the_browser_against_a_fake_server(tmp_path: Path,
     """A new user's Gemini run: key typed on New run, base URL pointed at a local fake generateContent
     server; the run finishes, the brain and its cost show, every call is listed, the key stays in memory."""
     from fakes import FakeGemini, ScriptedExpert, scripted
+    from playwright.sync_api import expect
 
     key = "AIzaSy-typed-in-the-browser-0042"
     for name in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GEMINI_BASE_URL"):
@@ -291,7 +292,8 @@ def test_gemini_run_from_the_browser_against_a_fake_server(tmp_path: Path,
                              ("L · solution tracks", 1), ("R · ensemble rounds", 0), ("Workers", 2)]:
             set_number(page, label, value)
         choose(page, "Brain", "Gemini (Google)")
-        assert page.get_by_role("button", name="Start run").is_disabled()  # no key anywhere yet
+        # no key anywhere yet; expect() retries while the brain section's rerun paints
+        expect(page.get_by_role("button", name="Start run")).to_be_disabled()
         box = page.get_by_label("API key", exact=True)
         box.fill(key)
         box.press("Enter")

@@ -51,6 +51,9 @@ class Task:
     n_train_rows: int = 0
     n_test_rows: int = 0
     notes: list[str] = field(default_factory=list)  # what ingestion decided on its own, for the user
+    # True when neither the description nor the user named a metric and the task type's default
+    # (metrics.DEFAULT_METRIC) was chosen; the UI should say so. Old JSON without it loads as False.
+    metric_defaulted: bool = False
 
     def columns_of(self, *kinds: str) -> list[str]:
         return [c.name for c in self.columns if c.kind in kinds]
@@ -107,6 +110,8 @@ class AttemptSummary:
     score: float | None
     baseline: float | None
     ok: bool
+    folds_won: int = 0  # folds on which the attempt beat its baseline (paired per-fold scores)
+    folds_compared: int = 0
 
 
 @dataclass

@@ -533,14 +533,28 @@ def load_task(
                         f"{train_file}; a model needs at least two different target values.")
 
     # --- metric and task type ---
-    metric_name = _resolve_metric(metric) if metric is not None else metrics.find_metric_in_text(desc_text)
+    if metric is not None:
+        metric_name = _resolve_metric(metric)
+    else:
+        metric_name = metrics.find_metric_in_text(desc_text)
+        unsupported = metrics.find_unsupported_metric_in_text(desc_text) if metric_name is None else None
+        if unsupported is not None:
+            # Never score a task on a metric other than the one it is judged by without saying so.
+            raise TaskError(f"the description names metric {unsupported}, which this tool does not support; "
+                            f"choose one with --metric (supported: {', '.join(sorted(metrics.METRICS))}).")
     class_columns = len(sample_pred) > 1
     ttype = _infer_task_type(target, y, metric_name, task_type, class_columns)
+    metric_defaulted = metric_name is None
     if metric_name is None:
         metric_name = metrics.DEFAULT_METRIC[ttype]
     m = metrics.get_metric(metric_name)
+    if metric_defaulted:
+        where = "The description names no metric" if desc_text.strip() else "There is no description"
+        notes.append(f"{where}, so the metric is the default for {ttype} tasks: {m.title} ({metric_name}). "
+                     "If the task is judged by another one, choose it with --metric (the Metric menu in the app).")
     if ttype not in m.task_types:
-        kind = "regression" if m.task_types == ("regression",) else "classification"
+        kind = {("regression",): "regression", ("binary",): "binary-classification"}.get(m.task_types,
+                                                                                        "classification")
         raise TaskError(f"metric {m.title} is a {kind} metric but the task is {ttype}; pass a metric that "
                         f"fits ({', '.join(k for k, v in metrics.METRICS.items() if ttype in v.task_types)}) "
                         "or a different task_type.")
@@ -608,6 +622,7 @@ def load_task(
         n_train_rows=n_train_rows,
         n_test_rows=n_test,
         notes=notes,
+        metric_defaulted=metric_defaulted,
     )
 
 

@@ -251,8 +251,70 @@ def test_metric_type_mismatch(make_task_dir) -> None:  # type: ignore[no-untyped
 
 
 def test_unknown_metric_lists_known(make_task_dir) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(TaskError, match=r"unknown metric 'kappa'; known metrics: accuracy, f1"):
+    with pytest.raises(TaskError, match=r"unknown metric 'kappa'; known metrics: accuracy, balanced_accuracy, f1"):
         load_task(make_task_dir(_frame()), target="label", metric="kappa")
+
+
+@pytest.mark.parametrize(("given", "expected"),
+                         [("pr auc", "pr_auc"), ("Macro F1", "f1_macro"), ("quadratic weighted kappa", "qwk"),
+                          ("MCC", "mcc"), ("normalized gini", "gini"), ("balanced_accuracy", "balanced_accuracy")])
+def test_new_metrics_resolve_by_alias(make_task_dir, given: str, expected: str) -> None:  # type: ignore[no-untyped-def]
+    t = load_task(make_task_dir(_frame()), target="label", metric=given)
+    assert (t.metric, t.task_type, t.metric_defaulted) == (expected, "binary", False)
+
+
+def test_new_metric_from_description_sets_submission_kind(make_task_dir) -> None:  # type: ignore[no-untyped-def]
+    folder = make_task_dir(_frame(), description="## Evaluation\nSubmissions are evaluated on PR AUC.")
+    t = load_task(folder, target="label")
+    assert (t.metric, t.submission_kind, t.higher_is_better) == ("pr_auc", "proba_positive", True)
+    folder = make_task_dir(_frame(), description="Submissions are evaluated on the mean squared error.")
+    t = load_task(folder, target="a")
+    assert (t.metric, t.task_type, t.higher_is_better) == ("mse", "regression", False)
+
+
+def test_binary_only_metric_on_multiclass_task(make_task_dir) -> None:  # type: ignore[no-untyped-def]
+    train = pd.DataFrame({"x": range(30), "y": ["a", "b", "c"] * 10})
+    with pytest.raises(TaskError, match="binary-classification metric but the task is multiclass"):
+        load_task(make_task_dir(train), target="y", metric="gini")
+
+
+def test_unsupported_metric_in_description_is_an_error(make_task_dir) -> None:  # type: ignore[no-untyped-def]
+    description = "## Evaluation\nSubmissions are evaluated on MAP@5. Last year's best accuracy was 0.8."
+    folder = make_task_dir(_frame(), description=description)
+    with pytest.raises(TaskError, match=r"the description names metric MAP@k, which this tool does not "
+                                        r"support; choose one with --metric \(supported: accuracy, .*roc_auc\)"):
+        load_task(folder, target="label")
+    with pytest.raises(TaskError, match="names metric SMAPE"):  # also with an explicit task type
+        load_task(make_task_dir(_frame(), description="Evaluation: SMAPE."), target="a", task_type="regression")
+    # An explicit metric wins and is not flagged as a default.
+    t = load_task(folder, target="label", metric="accuracy")
+    assert (t.metric, t.metric_defaulted) == ("accuracy", False)
+    assert not any("default" in note for note in t.notes)
+
+
+def test_default_metric_is_flagged_and_noted(make_task_dir) -> None:  # type: ignore[no-untyped-def]
+    t = load_task(make_task_dir(_frame()), target="label")
+    assert (t.metric, t.metric_defaulted) == ("roc_auc", True)
+    assert any("no description" in n and "default for binary tasks: ROC-AUC (roc_auc)" in n for n in t.notes)
+    t = load_task(make_task_dir(_frame(), description="Predict the pet."), target="a")
+    assert (t.metric, t.metric_defaulted) == ("rmse", True)
+    assert any("names no metric" in n and "RMSE (rmse)" in n and "--metric" in n for n in t.notes)
+    t = load_task(make_task_dir(_frame(), description="Evaluation: log loss."), target="label")
+    assert (t.metric, t.metric_defaulted) == ("log_loss", False)
+    assert not any("default" in note for note in t.notes)
+
+
+def test_task_json_without_metric_defaulted_still_loads(make_task_dir) -> None:  # type: ignore[no-untyped-def]
+    import dataclasses
+
+    from mlestar_core.model import task_from_dict
+
+    t = load_task(make_task_dir(_frame()), target="label")
+    data = dataclasses.asdict(t)
+    data["data_dir"] = str(data["data_dir"])
+    assert task_from_dict(data).metric_defaulted is True
+    del data["metric_defaulted"]  # JSON written before the field existed
+    assert task_from_dict(data).metric_defaulted is False
 
 
 def test_train_only_columns_are_not_features(make_task_dir) -> None:  # type: ignore[no-untyped-def]

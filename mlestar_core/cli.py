@@ -134,7 +134,8 @@ def _config_from_args(args: argparse.Namespace) -> RunConfig:
     for flag, attr in [("models", "num_models"), ("outer", "outer_steps"), ("inner", "inner_steps"),
                        ("solutions", "num_solutions"), ("ensemble_rounds", "ensemble_rounds"),
                        ("workers", "workers"), ("script_timeout", "script_timeout"),
-                       ("ablation_repeats", "ablation_repeats")]:
+                       ("ablation_repeats", "ablation_repeats"), ("folds", "n_folds"),
+                       ("fold_repeats", "n_fold_repeats")]:
         value = getattr(args, flag)
         if value is not None:
             setattr(c, attr, value)
@@ -286,7 +287,12 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("-R", "--ensemble-rounds", type=int, default=None, help="ensemble rounds (default 3)")
     run.add_argument("--workers", type=int, default=None, help="scripts run at once (default: cores)")
     run.add_argument("--ablation-repeats", type=int, default=None,
-                     help="validation splits each ablation is run on, for error bars (default 3)")
+                     help="runs of each ablation with other model seeds (default 1; the error bars come from the "
+                          "per-fold deltas)")
+    run.add_argument("--folds", type=int, default=None,
+                     help="K of the evaluation protocol (1 = one hold-out split; default: chosen by the engine "
+                          "from the rows and a measured probe fit)")
+    run.add_argument("--fold-repeats", type=int, default=None, help="repeats of K-fold, with --folds (default 1)")
     run.add_argument("--script-timeout", type=float, default=None, help="seconds per script (default 300)")
     run.add_argument("--require-approval", action="store_true",
                      help="wait for `decide` before each refinement plan")

@@ -25,7 +25,9 @@ class RunConfig:
     memory_mb: int = 4096  # address-space cap per script
     workers: int = field(default_factory=_default_workers)
     seed: int = 42
-    valid_fraction: float = 0.2  # the shared validation hold-out inside the search data
+    valid_fraction: float = 0.2  # validated share when the protocol is one hold-out split (large data)
+    n_folds: int | None = None  # K of the evaluation protocol; None: the engine chooses (evaluation.choose_folds)
+    n_fold_repeats: int = 1  # repeats of K-fold when n_folds is set
     holdout_fraction: float = 0.15  # locked second hold-out: no choice is ever made on it
     time_budget: float | None = None  # seconds for the whole run; None = no limit
     brain: str = "offline"  # offline | gemini | openai | replay
@@ -35,7 +37,9 @@ class RunConfig:
     use_data_usage_checker: bool = True
     use_leakage_checker: bool = True
     constraints: list[str] = field(default_factory=list)  # pinned user constraints for planners
-    ablation_repeats: int = 3  # each ablation is rerun over this many validation splits (error bars)
+    # Error bars of an ablation come from its paired per-fold deltas; each extra repeat reruns the
+    # unablated script and every variant with another model seed (MLESTAR_SEED) for seed noise too.
+    ablation_repeats: int = 1
     start_code: str | None = None  # a fork starts from this script instead of retrieval
     forked_from: str | None = None  # "run <id> script #<n>" for a fork
 

@@ -82,13 +82,21 @@ class ExecResult:
     killed_reason: str | None  # "timeout", "memory", "cancelled" or None
     timeout: float | None = None  # the limit that applied, for messages
     memory_mb: int | None = None  # the cap that applied, for messages
+    # Set by the engine after it scored the script's predictions (evaluation.py): `score` is then the
+    # engine's number, `claimed_score` what the script printed, `protocol_error` why it could not score.
+    claimed_score: float | None = None
+    fold_scores: list[float | None] | None = None
+    protocol_error: str | None = None
+    score_note: str | None = None
 
     @property
     def ok(self) -> bool:
-        return self.exit_code == 0 and self.score is not None
+        return self.exit_code == 0 and self.score is not None and self.protocol_error is None
 
     def reason(self) -> str:
         """One sentence on why the run failed; empty when it is ok."""
+        if self.exit_code == 0 and self.protocol_error:
+            return f"The engine could not score the script's predictions: {self.protocol_error}"
         if self.killed_reason == "timeout":
             limit = f" after {self.timeout:g}s" if self.timeout is not None else ""
             return f"Timed out{limit}: the script and its child processes were killed."
@@ -150,6 +158,9 @@ def scrubbed_env(extra: dict[str, str] | None, workdir: Path, threads: int) -> d
         # glibc reserves 64 MB of address space per thread arena; under RLIMIT_AS that reservation,
         # not real use, would make threaded libraries fail.
         "MALLOC_ARENA_MAX": "2",
+        # Idle OpenMP threads spin by default; on a shared, busy machine that spinning made boosting
+        # several times slower (measured with xgboost, LightGBM and HistGradientBoosting).
+        "OMP_WAIT_POLICY": "PASSIVE",
     }
     env.update(dict.fromkeys(_THREAD_VARS, n))
     for name in _PASSTHROUGH:

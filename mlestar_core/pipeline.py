@@ -25,9 +25,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from . import grading
+from . import evaluation, grading
 from .brains import Brain, BrainUnavailable, CostCapReached, make_brain
 from .brains.base import BrainCallRecord, BrainContext, step_scope
 from .brains.offline.templates import baseline_script
@@ -49,6 +50,7 @@ from .script import ScriptError, get_block, replace_block
 from .store import Store
 
 EventListener = Callable[[str, dict[str, Any]], None]
+ENSEMBLE_MEMBERS = 4  # solutions an ensemble may combine (the final script runs each of them)
 
 
 class StopRequested(Exception):
@@ -61,21 +63,22 @@ class BudgetExhausted(Exception):
 
 @dataclass
 class Scored:
-    """A script and its validation score (what steps hand to each other)."""
+    """A script and the engine's validation score of it (what steps hand to each other)."""
 
     script_id: int
     score: float | None
     wall_time: float = 0.0
     label: str = ""
+    fold_scores: list[float | None] = dataclasses.field(default_factory=list)  # paired comparisons
 
     def to_dict(self) -> dict[str, Any]:
         return {"script_id": self.script_id, "score": self.score, "wall_time": self.wall_time,
-                "label": self.label}
+                "label": self.label, "fold_scores": self.fold_scores}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Scored:
         return cls(int(d["script_id"]), d.get("score"), float(d.get("wall_time") or 0.0),
-                   d.get("label", ""))
+                   d.get("label", ""), list(d.get("fold_scores") or []))
 
 
 class Pipeline:
@@ -106,15 +109,22 @@ class Pipeline:
         self.listener = listener
         self.ctx = BrainContext(task=self.task, seed=self.config.seed,
                                 valid_fraction=self.config.valid_fraction,
-                                constraints=list(self.config.constraints))
+                                constraints=list(self.config.constraints),
+                                script_timeout=self.config.script_timeout, memory_mb=self.config.memory_mb,
+                                threads=getattr(self.executor, "threads_per_job", None),
+                                python=getattr(self.executor, "python", None))
         self._prior_time_used = float(run["time_used"] or 0.0)
         self._session_start = time.monotonic()
         self._slowest = 0.0  # slowest successful solution run: sizes the reserve for the final step
         self._lock = threading.Lock()
         self.data: RunData | None = None
+        self.protocol: evaluation.RunProtocol | None = None
+        self.scorer: evaluation.Scorer | None = None
         self._track_best: dict[int, Scored] = {}
         self.exec_wall = 0.0
         self.budget_hit = False
+        self._outer_costs: list[float] = []  # wall time of each finished outer step (sizes further ones)
+        self._candidate_walls: list[float] = []  # initial candidates' run times (an ensemble may run them)
 
     # -- plumbing --------------------------------------------------------------------
     def emit(self, kind: str, payload: dict[str, Any] | None = None) -> None:
@@ -139,8 +149,22 @@ class Pipeline:
         return self.config.time_budget - self.time_used()
 
     def _reserve(self) -> float:
-        """Time kept back for the final step (hold-out and full-data runs, in parallel)."""
-        return 5.0 + 1.5 * self._slowest
+        """Time kept back for the ensemble and the final step (hold-out and full-data runs, in parallel):
+        the final script may be an ensemble that runs every track's solution in turn."""
+        members = sorted([s.wall_time for s in self._track_best.values()] + self._candidate_walls, reverse=True)
+        final = sum(members[:ENSEMBLE_MEMBERS]) or self._slowest
+        return 5.0 + 1.3 * max(final, self._slowest)
+
+    def _room_for_another_outer(self, t: int) -> bool:
+        """With a time budget: does one more outer step (its measured cost so far) still fit?"""
+        if self.config.time_budget is None or self.budget_hit or self._halt is not None:
+            return False
+        with self._lock:
+            costs = list(self._outer_costs)
+        if not costs:
+            return False
+        # Tracks share the cores: another outer step of this track costs about the mean seen so far.
+        return self.time_left() - self._reserve() > statistics.fmean(costs)
 
     def _check_control(self) -> None:
         """Honour pause and stop between steps."""
@@ -165,12 +189,15 @@ class Pipeline:
             self.store.update_run(self.run_id, status="running")
             self.emit("resumed", {})
 
-    def _step(self, key: str, phase: str, fn: Callable[[], Any], *, final: bool = False) -> Any:
+    def _step(self, key: str, phase: str, fn: Callable[[], Any], *, final: bool = False,
+              cheap: bool = False) -> Any:
+        """Run (or replay) one memoised step. `cheap` steps (engine-scored ensemble rounds, writing a
+        script) need only a few seconds, not the reserve kept for the final runs."""
         done, result = self.store.step_result(self.run_id, key)
         if done:
             return result
         self._check_control()
-        if not final and self.time_left() < self._reserve():
+        if not final and self.time_left() < (5.0 if cheap else self._reserve()):
             self._budget_hit("budget_exhausted", {"at_step": key, "time_left": self.time_left()})
             raise BudgetExhausted(key)
         if not final and self.brain.cost_cap_reached():
@@ -267,16 +294,41 @@ class Pipeline:
                 retry.append((new_id, fixed))
             for i, res in zip(failing, self._execute(retry, data_dir), strict=True):
                 results[i] = res
-        return [Scored(ids[i], r.score if r.ok else None, r.wall_time, specs[i][3])
+        return [Scored(ids[i], r.score if r.ok else None, r.wall_time, specs[i][3], list(r.fold_scores or []))
                 for i, r in enumerate(results)]
 
     def _execute(self, scripts: list[tuple[int, str]], data_dir: Path,
                  env: dict[str, str] | None = None) -> list[ExecResult]:
         jobs = [self._job(sid, code, "search", data_dir, env=env) for sid, code in scripts]
-        results = self._run_many(jobs)
+        results = [self._engine_score(sid, job, res)
+                   for (sid, _), job, res in zip(scripts, jobs, self._run_many(jobs), strict=True)]
         for (sid, _), job, res in zip(scripts, jobs, results, strict=True):
             self._record_execution(sid, job, res, "search")
         return results
+
+    def _engine_score(self, script_id: int, job: Job, res: ExecResult) -> ExecResult:
+        """The engine's score from the script's oof.csv replaces the one it printed (kept as its claim)."""
+        claimed = res.score
+        if res.exit_code != 0 or self.scorer is None:
+            return dataclasses.replace(res, claimed_score=claimed, score=None if self.scorer else res.score)
+        ev, pred = self.scorer.evaluate_workdir(job.workdir)
+        if ev.error is not None:
+            return dataclasses.replace(res, claimed_score=claimed, score=None, protocol_error=ev.error,
+                                       fold_scores=ev.fold_scores, score_note=ev.error)
+        note = None
+        if evaluation.claim_disagrees(claimed, ev.score):
+            note = (f"the script printed {claimed!r}; the engine measured {ev.score!r} from its "
+                    f"{evaluation.OOF_FILE} and uses that")
+            self.emit("score_disagreement", {"script_id": script_id, "claimed": claimed, "measured": ev.score})
+        preds = self.run_dir / "preds"
+        preds.mkdir(exist_ok=True)
+        np.save(preds / f"{script_id}.npy", pred)
+        return dataclasses.replace(res, claimed_score=claimed, score=ev.score, fold_scores=ev.fold_scores,
+                                   score_note=note)
+
+    def _stored_preds(self, script_id: int) -> np.ndarray | None:
+        path = self.run_dir / "preds" / f"{script_id}.npy"
+        return np.load(path) if path.is_file() else None
 
     def _run_many(self, jobs: list[Job]) -> list[ExecResult]:
         started = time.monotonic()
@@ -300,7 +352,41 @@ class Pipeline:
                 data.task_for(self.task, "search"), test_file=data.test_file or data.holdout_test_file,
                 sample_submission_file=data.sample_submission_file or data.holdout_sample_file)
             self.data = data
+            self._set_protocol(self._protocol(data))
         return self.data
+
+    def _protocol(self, data: RunData) -> evaluation.RunProtocol:
+        """The run's folds, written once before any search script runs (resume reads them back)."""
+        data_dir = data.search_dir.parent
+        existing = evaluation.load_protocol(data_dir)
+        if existing is not None:
+            return existing
+        search_task = data.task_for(self.task, "search")
+        probe = None
+        if self.config.time_budget is not None:
+            job = self._job(0, evaluation.probe_script(search_task), "probe", data.search_dir, timeout=60.0)
+            res = self._run_many([job])[0]
+            probe = evaluation.probe_seconds(res.stdout)
+        k, repeats, reason = evaluation.choose_folds(
+            search_task.n_train_rows or data.n_search, probe, self.config.time_budget, self.config.workers)
+        if self.config.n_folds is not None:
+            k, repeats, reason = self.config.n_folds, self.config.n_fold_repeats, "set for this run"
+        n_rows = search_task.n_train_rows or data.n_search
+        k, repeats = max(1, min(int(k), 20, max(1, n_rows // 2))), max(1, min(int(repeats), 10))
+        protocol = evaluation.Protocol(self.task.task_type, self.task.metric, self.hib, k, repeats, [], 0,
+                                       self.config.seed, self.config.valid_fraction, probe, reason)
+        extra = [d for d in [data.holdout_dir] if d is not None]
+        return evaluation.write_protocol(search_task, data_dir, data.search_dir, extra, protocol, data.full_dir)
+
+    def _set_protocol(self, rp: evaluation.RunProtocol) -> None:
+        self.protocol = rp
+        self.scorer = evaluation.Scorer(rp)
+        self.ctx.n_folds, self.ctx.n_repeats = rp.protocol.n_folds, rp.protocol.n_repeats
+        run = self.store.get_run(self.run_id) or {}
+        if not run.get("protocol_json"):
+            self.store.update_run(self.run_id, protocol_json=json.dumps(rp.protocol.to_dict()))
+            self.emit("protocol", {"description": rp.protocol.describe(), "reason": rp.protocol.reason,
+                                   "n_folds": rp.protocol.n_folds, "n_repeats": rp.protocol.n_repeats})
 
     # -- the algorithm -----------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -346,12 +432,20 @@ class Pipeline:
             cards = self._step("retrieve", "retrieve", self._retrieve)
             candidates = [Scored.from_dict(c) for c in self._step("init", "init",
                                                                   lambda: self._initial(cards))]
+            self._candidate_walls = [c.wall_time for c in candidates if c.score is not None]
             solutions = self._tracks(candidates)
-            ensembles = self._ensemble(solutions)
+            # The ensemble's library: the refined tracks plus the initial candidates (distinct model families).
+            ensembles = self._ensemble(solutions + candidates)
         except BudgetExhausted:
             pass  # recorded in self.budget_hit; wrap up below with what was scored
         if not solutions:  # the budget ran out before the tracks: use what was scored so far
             solutions = self._best_so_far()
+        if not self._best_first(solutions) and baseline.get("score") is not None:
+            # Nothing but the trivial baseline was scored (a budget too short for one candidate): it still
+            # writes a valid submission, and the report says it is only the baseline.
+            self.emit("log", {"message": "no candidate was scored in time: the final solution is the trivial "
+                                         "baseline"})
+            solutions = [Scored.from_dict({**baseline, "label": "trivial baseline"})]
         return self._step("final", "final", lambda: self._final(solutions, ensembles, baseline, self.budget_hit),
                           final=True)
 
@@ -396,7 +490,10 @@ class Pipeline:
             return [self._track(0, ok)]
         # Tracks run concurrently: while one waits on a script, another's script uses the other core.
         with ThreadPoolExecutor(max_workers=n_tracks, thread_name_prefix="track") as pool:
-            futures = [pool.submit(self._track, t, ok[t:] + ok[:t]) for t in range(n_tracks)]
+            # Each track starts from its own candidate and merges only candidates no other track starts from,
+            # so the tracks stay different solutions (different lead models) and ensembling has something to gain.
+            shared = ok[n_tracks:]
+            futures = [pool.submit(self._track, t, [ok[t], *shared]) for t in range(n_tracks)]
             results: list[Scored] = []
             errors: list[BaseException] = []
             for f in futures:
@@ -419,8 +516,13 @@ class Pipeline:
         self._track_best[t] = current
         refined: list[str] = []
         best = current
+        outer = 0
         try:
-            for outer in range(self.config.outer_steps):
+            # The default plan is T outer steps; with a time budget the search goes on while the measured
+            # cost of an outer step still fits, so the whole budget is used.
+            while (outer < self.config.outer_steps or self._room_for_another_outer(t)
+                   or self.store.step_result(self.run_id, f"t{t}/o{outer}/ablation")[0]):  # resumed
+                step_started = self.time_used()
                 abl = self._step(f"t{t}/o{outer}/ablation", "ablate",
                                  partial(self._ablation, t, outer, current))
                 choice = self._step(f"t{t}/o{outer}/extract", "refine",
@@ -434,9 +536,13 @@ class Pipeline:
                     res = self._step(f"t{t}/o{outer}/i{inner}", "refine",
                                      partial(self._attempt, t, outer, inner, current, block, choice["plan"],
                                              list(history)))
-                    history.append(AttemptSummary(res["plan"], res["score"], current.score, res["ok"]))
+                    wins, n = evaluation.paired_wins(res.get("fold_scores") or [], current.fold_scores, self.hib)
+                    history.append(AttemptSummary(res["plan"], res["score"], current.score, res["ok"],
+                                                  folds_won=wins, folds_compared=n))
+                    # Kept when better on the fold mean; a tie keeps the earlier (simpler) code.
                     if res["ok"] and is_better(res["score"], best.score, self.hib):
-                        best = Scored(res["script_id"], res["score"], res["wall_time"], f"track {t + 1}")
+                        best = Scored(res["script_id"], res["score"], res["wall_time"], f"track {t + 1}",
+                                      list(res.get("fold_scores") or []))
                         best_attempt = res["attempt_id"]
                 self.store.mark_kept_attempt(self.run_id, t, outer, best_attempt)
                 self.emit("block_refined", {"track": t, "outer": outer, "block": block,
@@ -445,6 +551,11 @@ class Pipeline:
                 current = best
                 self._track_best[t] = current
                 self._update_best([current.score])
+                with self._lock:
+                    self._outer_costs.append(self.time_used() - step_started)
+                if len(refined) >= 4:  # every block had its turn: the next round may revisit any of them
+                    refined = []
+                outer += 1
         except BudgetExhausted:
             return best  # the best attempt of the interrupted inner loop is not lost
         return current
@@ -461,7 +572,7 @@ class Pipeline:
                                 "score": res.score, "base_score": base.score, "kept": improved})
             if not improved:
                 break  # MLE-STAR merges while the score improves
-            base = Scored(res.script_id, res.score, res.wall_time, f"{base.label} + {ref.label}")
+            base = Scored(res.script_id, res.score, res.wall_time, f"{base.label} + {ref.label}", res.fold_scores)
         self._update_best([base.score])
         return base.to_dict()
 
@@ -497,25 +608,32 @@ class Pipeline:
         label = f"track {t + 1} step {outer + 1}"
         scored = self._run_scripts([(v.code, "ablation", current.script_id, f"{label}: {v.description}")
                                     for v in variants], debug=False)
-        # Repeat r > 0 reruns the unablated script and every variant on the split drawn with another seed
-        # (scripts read MLESTAR_SEED), so each delta is paired: same split for the block on and off.
+        # Every delta is paired: the block on and off are scored on the same folds, and the spread of the
+        # per-fold deltas gives the error bar. Repeat r > 0 reruns the unablated script and every variant
+        # with another model seed (scripts read MLESTAR_SEED), adding its folds to the pairs.
         base_runs: list[float | None] = [current.score]
         var_runs: list[list[float | None]] = [[s.score] for s in scored]
-        # The rows are written after the first split and updated after each repeat, so the chart shows
-        # every block's bar as soon as its first score is in and its error bar as the repeats come.
-        rows = self._write_ablation_rows(t, outer, variants, scored, base_runs, var_runs, None)
+        base_folds: list[float | None] = list(current.fold_scores)
+        var_folds: list[list[float | None]] = [_paired(s.fold_scores, len(base_folds)) for s in scored]
+        # The rows are written after the first run and updated after each repeat, so the chart shows
+        # every block's bar as soon as its first score is in.
+        rows = self._write_ablation_rows(t, outer, variants, scored, base_runs, var_runs, base_folds, var_folds,
+                                         None)
         for r in range(1, repeats):
             seed = str(self.config.seed + 1000 * r)
-            ids = [self.store.add_script(self.run_id, "ablation", c, label=f"{label}: {d} (split {r + 1})",
+            ids = [self.store.add_script(self.run_id, "ablation", c, label=f"{label}: {d} (seed {r + 1})",
                                          parent_id=current.script_id)
                    for c, d in [(code, "no block ablated")] + [(v.code, v.description) for v in variants]]
             results = self._execute(list(zip(ids, [code] + [v.code for v in variants], strict=True)),
                                     self._data().search_dir, env={"MLESTAR_SEED": seed})
+            n_units = len(current.fold_scores)
             base_runs.append(results[0].score if results[0].ok else None)
-            for runs, res in zip(var_runs, results[1:], strict=True):
+            base_folds += _paired(results[0].fold_scores if results[0].ok else [], n_units)
+            for runs, folds, res in zip(var_runs, var_folds, results[1:], strict=True):
                 runs.append(res.score if res.ok else None)
-            rows = self._write_ablation_rows(t, outer, variants, scored, base_runs, var_runs,
-                                             [aid for aid, _, _ in rows])
+                folds += _paired(res.fold_scores if res.ok else [], n_units)
+            rows = self._write_ablation_rows(t, outer, variants, scored, base_runs, var_runs, base_folds,
+                                             var_folds, [aid for aid, _, _ in rows])
         for aid, res, delta_std in rows:
             self.emit("ablation_result", {"id": aid, "track": t, "outer": outer, "block": res.block,
                                           "score": res.score, "delta": res.delta, "delta_std": delta_std,
@@ -527,12 +645,13 @@ class Pipeline:
 
     def _write_ablation_rows(self, t: int, outer: int, variants: list[Any], scored: list[Scored],
                              base_runs: list[float | None], var_runs: list[list[float | None]],
+                             base_folds: list[float | None], var_folds: list[list[float | None]],
                              row_ids: list[int] | None) -> list[tuple[int, AblationResult, float | None]]:
-        """Add (row_ids None) or update one ablation row per variant from the splits run so far;
-        returns (row id, result, spread of the deltas) per variant."""
+        """Add (row_ids None) or update one ablation row per variant from the runs so far;
+        returns (row id, result, spread of the per-fold deltas) per variant."""
         out = []
-        for i, (v, s, runs) in enumerate(zip(variants, scored, var_runs, strict=True)):
-            deltas_ok = _deltas(base_runs, runs, self.hib)
+        for i, (v, s, runs, folds) in enumerate(zip(variants, scored, var_runs, var_folds, strict=True)):
+            deltas_ok = _deltas(base_folds, folds, self.hib) or _deltas(base_runs, runs, self.hib)
             result = AblationResult(v.block, v.description, s.score, base_runs[0],
                                     statistics.fmean(deltas_ok) if deltas_ok else None)
             stats = {"scores": runs, "score_std": _std(runs), "baseline_std": _std(base_runs),
@@ -611,7 +730,8 @@ class Pipeline:
                                      "score": res.score, "baseline": current.score, "decision": decision})
         self._update_best([res.score])
         return {"attempt_id": aid, "script_id": res.script_id, "score": res.score, "plan": plan,
-                "ok": res.score is not None, "wall_time": res.wall_time, "decision": decision}
+                "ok": res.score is not None, "wall_time": res.wall_time, "decision": decision,
+                "fold_scores": res.fold_scores}
 
     def _await_decision(self, key: str, block: str, plan: str, block_code: str) -> dict[str, Any]:
         did = self.store.request_decision(self.run_id, key, block, plan, block_code)
@@ -625,40 +745,98 @@ class Pipeline:
             time.sleep(0.3)
 
     def _ensemble(self, solutions: list[Scored]) -> list[Scored]:
-        distinct = {s.script_id: s for s in solutions if s.score is not None}
-        if len(distinct) < 2 or self.config.ensemble_rounds < 1:
+        """R rounds of ensemble strategies over the refined solutions; the best, if it beats every single
+        solution, is written out as a real script (scored on the stored out-of-fold predictions)."""
+        library = self._ensemble_library(solutions)
+        if len(library) < 2 or self.config.ensemble_rounds < 1:
             return []
-        sols = [SolutionSummary(f"solution {i + 1}", self._code(s.script_id), s.score)
-                for i, s in enumerate(distinct.values())]
+        sols = [SolutionSummary(s.label or f"solution {i + 1}", self._code(s.script_id), s.score)
+                for i, s in enumerate(library)]
         history: list[EnsembleAttempt] = []
-        out: list[Scored] = []
+        rounds: list[dict[str, Any]] = []
         try:
             for r in range(self.config.ensemble_rounds):
-                res = self._step(f"ens/r{r}", "ensemble", partial(self._ensemble_round, r, sols, list(history)))
+                res = self._step(f"ens/r{r}", "ensemble", partial(self._ensemble_round, r, library, sols,
+                                                                  list(history)), cheap=True)
                 history.append(EnsembleAttempt(res["plan"], res["score"]))
-                out.append(Scored(res["script_id"], res["score"], res["wall_time"], f"ensemble {r + 1}"))
+                rounds.append(res)
+            scored = [r for r in rounds if r["score"] is not None]
+            best = max(scored, key=lambda r: r["score"] if self.hib else -r["score"], default=None)
+            if best is None or not is_better(best["score"], library[0].score, self.hib):
+                return [Scored.from_dict(r) for r in scored if r.get("script_id")]
+            if best.get("script_id"):  # a free-form round already wrote and ran its script
+                return [Scored.from_dict(best)]
+            return [Scored.from_dict(self._step("ens/script", "ensemble",
+                                                partial(self._ensemble_script, best, library, sols), cheap=True))]
         except BudgetExhausted:
-            pass
-        return out
+            return [Scored.from_dict(r) for r in rounds if r.get("script_id") and r["score"] is not None]
 
-    def _ensemble_round(self, r: int, sols: list[SolutionSummary], history: list[EnsembleAttempt]
-                        ) -> dict[str, Any]:
+    def _ensemble_library(self, solutions: list[Scored]) -> list[Scored]:
+        """The refined solutions whose out-of-fold predictions are stored, distinct, best first."""
+        seen: dict[int, Scored] = {}
+        for s in self._best_first(solutions):
+            if s.script_id not in seen and self._stored_preds(s.script_id) is not None:
+                seen[s.script_id] = s
+        return list(seen.values())[:ENSEMBLE_MEMBERS]
+
+    def _ensemble_round(self, r: int, library: list[Scored], sols: list[SolutionSummary],
+                        history: list[EnsembleAttempt]) -> dict[str, Any]:
         self.store.clear_partial("ensemble_rounds", self.run_id, round=r)
         plan = self.brain.plan_ensemble(self.ctx, sols, history)
-        try:
+        strategy = evaluation.strategy_in(plan)
+        label = f"ensemble round {r + 1}"
+        if strategy is not None and self.scorer is not None:
+            # Scored by the engine on the stored out-of-fold predictions: no script runs for this round.
+            preds = [self._stored_preds(s.script_id) for s in library]
+            ids = [s.script_id for s in library]
+            result = evaluation.ensemble(strategy, ids, [p for p in preds if p is not None], self.scorer)
+            score = result.evaluation.score
+            rid = self.store.add_ensemble_round(self.run_id, r, plan, None, score, strategy=strategy,
+                                                members=ids, weights=result.weights,
+                                                fold_scores=result.evaluation.fold_scores)
+            self.emit("ensemble_round", {"id": rid, "round": r, "plan": plan, "score": score, "script_id": None,
+                                         "strategy": strategy, "weights": result.weights,
+                                         "milliseconds": round(1000 * result.seconds, 1)})
+            self._update_best([score])
+            return {"script_id": 0, "score": score, "wall_time": sum(s.wall_time for s in library),
+                    "label": label, "plan": plan, "strategy": strategy, "weights": result.weights,
+                    "members": ids, "round_id": rid, "fold_scores": result.evaluation.fold_scores}
+        if self.time_left() < self._reserve():  # a script to run needs the full reserve, unlike the above
+            self._budget_hit("budget_exhausted", {"at_step": f"ens/r{r}", "time_left": self.time_left()})
+            raise BudgetExhausted(f"ens/r{r}")
+        try:  # a free-form plan: the brain writes the script and it runs like any other
             code = self.brain.implement_ensemble(self.ctx, sols, plan)
         except ValueError as exc:  # the brain had no usable script: this round fails, the run goes on
             rid = self.store.add_ensemble_round(self.run_id, r, plan, None, None)
             self.emit("ensemble_round", {"id": rid, "round": r, "plan": plan, "score": None, "script_id": None,
                                          "error": str(exc)})
-            return {"script_id": None, "score": None, "wall_time": 0.0, "label": f"ensemble round {r + 1}",
-                    "plan": plan}
-        (res,) = self._run_scripts([(code, "ensemble", None, f"ensemble round {r + 1}")])
-        rid = self.store.add_ensemble_round(self.run_id, r, plan, res.script_id, res.score)
+            return {"script_id": None, "score": None, "wall_time": 0.0, "label": label, "plan": plan}
+        (res,) = self._run_scripts([(code, "ensemble", None, label)])
+        rid = self.store.add_ensemble_round(self.run_id, r, plan, res.script_id, res.score,
+                                            fold_scores=res.fold_scores)
         self.emit("ensemble_round", {"id": rid, "round": r, "plan": plan, "score": res.score,
                                      "script_id": res.script_id})
         self._update_best([res.score])
         return {**res.to_dict(), "plan": plan}
+
+    def _ensemble_script(self, best: dict[str, Any], library: list[Scored], sols: list[SolutionSummary]
+                         ) -> dict[str, Any]:
+        """Write the chosen ensemble as a runnable script. Every library member stays in it (even at weight 0),
+        so the script refits the weights on the same predictions and reproduces the engine's score."""
+        weights = best.get("weights")
+        keep = list(range(len(library)))
+        settings = f"strategy={best['strategy']!r}"
+        if weights is not None:
+            settings += f", weights={[round(w, 4) for w in weights]!r}"
+        plan = f"{best['plan'].rstrip()}\nSet: {settings}"
+        members = [sols[i] for i in keep]
+        code = self.brain.implement_ensemble(self.ctx, members, plan)
+        sid = self.store.add_script(self.run_id, "ensemble", code, label=f"ensemble ({best['strategy']})")
+        self.store.set_ensemble_script(best["round_id"], sid)
+        self.emit("ensemble_written", {"script_id": sid, "strategy": best["strategy"], "score": best["score"],
+                                       "members": [library[i].script_id for i in keep]})
+        return {"script_id": sid, "score": best["score"], "label": f"ensemble ({best['strategy']})",
+                "wall_time": sum(library[i].wall_time for i in keep), "fold_scores": best.get("fold_scores") or []}
 
     def _best_so_far(self) -> list[Scored]:
         """Every scored solution-like script so far (used when the budget ends early)."""
@@ -753,6 +931,11 @@ def _deltas(base_runs: list[float | None], runs: list[float | None], hib: bool) 
     """The paired deltas (block on minus block off, direction-aware) of the splits where both scored."""
     deltas = [improvement(b, x, hib) for b, x in zip(base_runs, runs, strict=True)]
     return [d for d in deltas if d is not None]
+
+
+def _paired(fold_scores: list[float | None], n: int) -> list[float | None]:
+    """Per-fold scores padded to n units (a failed run pairs with nothing)."""
+    return list(fold_scores) if len(fold_scores) == n else [None] * n
 
 
 def _std(values: list[float | None]) -> float | None:

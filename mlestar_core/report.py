@@ -8,6 +8,7 @@ from typing import Any
 
 from .metrics import get_metric
 from .store import Store
+from .views import time_by_phase_text
 
 
 def _fmt(x: float | None) -> str:
@@ -31,6 +32,13 @@ def scores_by_stage(store: Store, run_id: str) -> list[tuple[str, float | None, 
     return rows
 
 
+def _describe_protocol(p: dict[str, Any]) -> str:
+    if int(p.get("n_folds") or 0) <= 1:
+        return f"one hold-out split of {p.get('n_rows')} rows"
+    rep = f" × {p['n_repeats']} repeats" if int(p.get("n_repeats") or 1) > 1 else ""
+    return f"{p['n_folds']}-fold cross-validation{rep} over {p.get('n_rows')} rows ({p.get('reason', '')})"
+
+
 def write_report(store: Store, run_id: str, summary: dict[str, Any], out_dir: Path) -> Path:
     run = store.get_run(run_id) or {}
     task = json.loads(run.get("task_json") or "{}")
@@ -50,6 +58,20 @@ def write_report(store: Store, run_id: str, summary: dict[str, Any], out_dir: Pa
         f"L={config.get('num_solutions')} R={config.get('ensemble_rounds')}",
         f"- Scripts run: {len(execs)}, failed: {sum(1 for e in execs if e['score'] is None)}",
     ]
+    if task.get("metric_defaulted"):
+        lines.append(f"- The description names no metric: **{metric.title}** is the default for a "
+                     f"{task.get('task_type')} task (choose another with --metric).")
+    protocol = json.loads(run.get("protocol_json") or "null")
+    if protocol:
+        lines.append(f"- Evaluation (owned by the engine): {_describe_protocol(protocol)}; every score below is "
+                     "computed by the engine from the out-of-fold predictions the script wrote (oof.csv)")
+    disagreements = [e for e in execs if e.get("score_note")]
+    if disagreements:
+        lines.append(f"- {len(disagreements)} script(s) printed a score the engine did not measure "
+                     f"(e.g. script #{disagreements[0]['script_id']}: {disagreements[0]['score_note']})")
+    phases = time_by_phase_text(store.steps(run_id))
+    if phases:
+        lines.append(f"- Where the time went (tracks run side by side, so phases overlap): {phases}")
     usage = store.brain_usage(run_id)
     llm = config.get("llm") or {}
     if run.get("brain") != "offline" and usage:
@@ -67,8 +89,8 @@ def write_report(store: Store, run_id: str, summary: dict[str, Any], out_dir: Pa
         "",
         "| what | score |",
         "|---|---|",
-        f"| trivial baseline (class prior / mean), validation split | {_fmt(summary.get('baseline_score'))} |",
-        f"| final solution ({summary.get('final_label')}), validation split | "
+        f"| trivial baseline (class prior / mean), validation folds | {_fmt(summary.get('baseline_score'))} |",
+        f"| final solution ({summary.get('final_label')}), validation folds (engine-measured) | "
         f"{_fmt(summary.get('validation_score'))} |",
         f"| final solution, locked hold-out (no choice was made on it) | {_fmt(summary.get('holdout_score'))} |",
         "",
@@ -103,8 +125,14 @@ def write_report(store: Store, run_id: str, summary: dict[str, Any], out_dir: Pa
                                  f"{_fmt(a['score'])} | {_fmt(gain)} | {'✓' if a['kept'] else ''} |")
     rounds = store.table("ensemble_rounds", run_id)
     if rounds:
-        lines += ["", "## Ensemble", "", "| round | strategy | score |", "|---|---|---|"]
-        lines += [f"| {r['round'] + 1} | {_first_line(r['plan'])} | {_fmt(r['score'])} |" for r in rounds]
+        lines += ["", "## Ensemble", "", "Strategies named by the planner are scored by the engine on the stored "
+                  "out-of-fold predictions (weights and stackers fitted on the other folds).", "",
+                  "| round | strategy | weights | score |", "|---|---|---|---|"]
+        for r in rounds:
+            weights = json.loads(r.get("weights_json") or "null")
+            shown = ", ".join(f"{w:.2f}" for w in weights) if weights else "—"
+            lines.append(f"| {r['round'] + 1} | {r.get('strategy') or _first_line(r['plan'])} | {shown} | "
+                         f"{_fmt(r['score'])} |")
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "report.md"
     path.write_text("\n".join(lines) + "\n")

@@ -112,6 +112,19 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE runs ADD COLUMN pause_reason TEXT
         """,
     ),
+    (
+        "004_engine_scores",
+        """
+        ALTER TABLE executions ADD COLUMN claimed_score REAL;
+        ALTER TABLE executions ADD COLUMN fold_scores_json TEXT;
+        ALTER TABLE executions ADD COLUMN score_note TEXT;
+        ALTER TABLE ensemble_rounds ADD COLUMN strategy TEXT;
+        ALTER TABLE ensemble_rounds ADD COLUMN members_json TEXT;
+        ALTER TABLE ensemble_rounds ADD COLUMN weights_json TEXT;
+        ALTER TABLE ensemble_rounds ADD COLUMN fold_scores_json TEXT;
+        ALTER TABLE runs ADD COLUMN protocol_json TEXT
+        """,
+    ),
 ]
 
 RUN_TABLES = ("steps", "model_cards", "scripts", "executions", "ablations", "attempts",
@@ -314,6 +327,9 @@ class Store:
             "peak_memory_mb": r.peak_memory_mb, "timed_out": int(r.timed_out),
             "memory_exceeded": int(r.memory_exceeded), "killed_reason": r.killed_reason,
             "workdir": workdir, "created": time.time(),
+            "claimed_score": getattr(r, "claimed_score", None),
+            "fold_scores_json": json.dumps(getattr(r, "fold_scores", None) or []),
+            "score_note": getattr(r, "score_note", None),
         })
 
     def add_ablation(self, run_id: str, track: int, outer: int, result: Any, script_id: int | None,
@@ -349,9 +365,18 @@ class Store:
                 c.execute("UPDATE attempts SET kept = 1 WHERE id = ?", (attempt_id,))
 
     def add_ensemble_round(self, run_id: str, rnd: int, plan: str, script_id: int | None,
-                           score: float | None) -> int:
-        return self._insert("ensemble_rounds", {"run_id": run_id, "round": rnd, "plan": plan,
-                                                "script_id": script_id, "score": score})
+                           score: float | None, *, strategy: str | None = None,
+                           members: list[int] | None = None, weights: list[float] | None = None,
+                           fold_scores: list[float | None] | None = None) -> int:
+        return self._insert("ensemble_rounds", {
+            "run_id": run_id, "round": rnd, "plan": plan, "script_id": script_id, "score": score,
+            "strategy": strategy, "members_json": json.dumps(members or []),
+            "weights_json": json.dumps(weights) if weights is not None else None,
+            "fold_scores_json": json.dumps(fold_scores or [])})
+
+    def set_ensemble_script(self, round_id: int, script_id: int) -> None:
+        with self.atomic() as c:
+            c.execute("UPDATE ensemble_rounds SET script_id = ? WHERE id = ?", (script_id, round_id))
 
     def add_brain_call(self, run_id: str, call: Any) -> int:
         d = _to_jsonable(call)

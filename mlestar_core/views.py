@@ -24,6 +24,7 @@ from typing import Any
 import pandas as pd
 
 from .brains.llm.settings import DEFAULT_GEMINI_MODEL, DEFAULT_OPENAI_MODEL, LLMSettings
+from .evaluation import Protocol
 from .metrics import METRICS, improvement, is_better
 from .script import ScriptError, get_block
 
@@ -50,6 +51,7 @@ class RunInfo:
     higher_is_better: bool
     config: dict[str, Any]
     task: dict[str, Any]
+    protocol: str = ""  # the evaluation protocol in words ("5-fold cross-validation over 455 rows")
 
     @property
     def direction(self) -> str:
@@ -85,9 +87,11 @@ def run_info(run: Row) -> RunInfo:
     metric = str(task.get("metric") or "")
     known = METRICS.get(metric)
     hib = bool(task.get("higher_is_better", known.higher_is_better if known else True))
+    protocol = json.loads(run.get("protocol_json") or "null")
     return RunInfo(id=run["id"], name=run.get("name") or run["id"], status=run.get("status") or "created",
                    brain=run.get("brain") or "", metric=metric, metric_title=known.title if known else metric,
-                   higher_is_better=hib, config=config, task=task)
+                   higher_is_better=hib, config=config, task=task,
+                   protocol=Protocol.from_dict(protocol).describe() if protocol else "")
 
 
 def fmt(x: float | None, digits: int = 5) -> str:
@@ -106,21 +110,23 @@ class PhaseDef:
 
 PHASES: tuple[PhaseDef, ...] = (
     PhaseDef("baseline", "Baseline",
-             "A trivial script (the class prior, or the mean for regression) is scored on the shared "
-             "validation split. It sets the floor every later score should clearly beat, so a 'good' number "
+             "A trivial script (the class prior, or the mean for regression) is scored on the engine's "
+             "validation folds. It sets the floor every later score should clearly beat, so a 'good' number "
              "can be judged against doing nothing clever at all."),
     PhaseDef("retrieve", "Retrieve models",
              "MLE-STAR first retrieves M models known to work well on this kind of task, each with a reason "
              "and example code. Starting from proven, current models instead of whatever a language model "
              "happens to remember is what lifts the very first candidates above a naive guess."),
     PhaseDef("init", "Initial candidates",
-             "One complete script is written and run for each retrieved model, all on the same seeded "
-             "validation split so their scores can be compared fairly. Scripts that crash are sent to a "
+             "One complete script is written and run for each retrieved model, all on the same folds, "
+             "fixed by the engine, which scores each from the out-of-fold predictions it writes, so the "
+             "scores can be compared fairly and none is just a claim. Scripts that crash are sent to a "
              "debugger that reads the error and fixes the code before they are given up."),
     PhaseDef("merge", "Merge",
-             "Each solution track starts from one of the best candidates and merges the others into it one "
-             "at a time, keeping a merge only while the validation score improves. Combining strong "
-             "candidates early gives refinement a better starting point than any single model."),
+             "Each solution track starts from one of the best candidates and merges the candidates no other "
+             "track starts from into it one at a time, keeping a merge only while the validation score "
+             "improves. The tracks stay different solutions, which is what later gives the ensemble "
+             "something to gain."),
     PhaseDef("check", "Checks",
              "A data-usage check makes sure the script uses all the data it was given, and a leakage check "
              "looks for information from the validation rows leaking into training. A leakage fix is kept "
@@ -131,13 +137,14 @@ PHASES: tuple[PhaseDef, ...] = (
              "yet. An inner loop of K attempts then rewrites only that block, keeping the best, so the effort "
              "goes where the ablation says it matters instead of rewriting the whole script."),
     PhaseDef("ensemble", "Ensemble",
-             "The refined solutions of the L tracks are combined by an ensemble planner (averaging, weighted "
-             "blending, stacking…) over R rounds, each round learning from the scores of the previous ones. "
-             "Ensembles often beat every member because the members' errors partly cancel out."),
+             "The refined solutions of the L tracks (and the initial candidates) are combined by an ensemble "
+             "planner over R rounds (greedy selection, optimised weights, stacking…), each scored by the engine "
+             "in milliseconds on the stored out-of-fold predictions and the best written out as a real script. "
+             "Ensembles often win because the members' errors partly cancel out."),
     PhaseDef("final", "Final",
              "The best script by validation score is run on the locked hold-out, rows no choice was ever made "
              "on, for an honest estimate, and then on all training rows to write the submission. A large gap "
-             "between validation and hold-out means the search overfitted the validation split."),
+             "between validation and hold-out means the search overfitted the validation folds."),
 )
 PHASE_BY_KEY = {p.key: p for p in PHASES}
 
@@ -166,6 +173,8 @@ def describe_step(key: str) -> str:
         return simple[key]
     if key.startswith("ens/r"):
         return f"ensemble round {int(key[5:]) + 1}" if key[5:].isdigit() else key
+    if key == "ens/script":
+        return "ensemble written as a script"
     m = _STEP_RE.match(key)
     if not m:
         return key
@@ -295,6 +304,16 @@ def step_progress(timeline: Sequence[PhaseState]) -> float:
 
 
 # -- time -----------------------------------------------------------------------------------
+
+
+def time_by_phase_text(steps: Sequence[Row]) -> str:
+    """'retrieve 0 s, init 12 s, …': each phase's step time, in pipeline order (from the steps table)."""
+    totals: dict[str, float] = {}
+    for st_ in steps:
+        if st_.get("ended") and st_.get("started"):
+            phase = str(st_.get("phase") or phase_of_step(str(st_.get("key"))))
+            totals[phase] = totals.get(phase, 0.0) + float(st_["ended"]) - float(st_["started"])
+    return ", ".join(f"{phase} {seconds:.0f} s" for phase, seconds in totals.items())
 
 
 def active_seconds(events: Sequence[Row]) -> list[float]:
@@ -506,7 +525,20 @@ def describe_event(kind: str, p: dict[str, Any]) -> str:
     if kind == "decision":
         return f"Plan {p.get('status')} (decision #{p.get('decision_id')})"
     if kind == "ensemble_round":
+        if p.get("strategy"):
+            weights = p.get("weights")
+            shown = f", weights {', '.join(f'{w:.2f}' for w in weights)}" if weights else ""
+            return (f"Ensemble round {int(p.get('round', 0)) + 1}: {p['strategy']} → {fmt(p.get('score'))}{shown} "
+                    f"(scored by the engine on stored out-of-fold predictions in {p.get('milliseconds', '?')} ms)")
         return f"Ensemble round {int(p.get('round', 0)) + 1}: {fmt(p.get('score'))} — {_first_line(p.get('plan'), 100)}"
+    if kind == "ensemble_written":
+        return (f"Ensemble ({p.get('strategy')}, {fmt(p.get('score'))}) written as script #{p.get('script_id')} "
+                f"over scripts {', '.join(f'#{m}' for m in p.get('members') or [])}")
+    if kind == "protocol":
+        return f"Evaluation protocol: {p.get('description')} ({p.get('reason')}); the engine scores every script"
+    if kind == "score_disagreement":
+        return (f"Script #{p.get('script_id')} printed {fmt(p.get('claimed'))} but the engine measured "
+                f"{fmt(p.get('measured'))} from its predictions; the engine's number is used")
     if kind == "best_score":
         return f"New best score: {fmt(p.get('score'))}"
     if kind == "cost_cap_reached":
@@ -642,7 +674,7 @@ class AblationBar:
     block: str
     description: str
     delta: float | None  # mean contribution: positive = the block helps
-    error: float | None  # spread of the contribution over the repeats (None: a single run, or an older row)
+    error: float | None  # spread of the paired per-fold contributions (None: an older row without one)
     score: float | None
     baseline: float | None
     repeats: int
@@ -834,12 +866,16 @@ class TreeNode:
         return f"{'    ' * self.depth}{'└ ' if self.depth else ''}#{self.id} {self.role}: {self.label} · {mark}"
 
 
-def script_tree(scripts: Sequence[Row], executions: Sequence[Row], *, roles: Iterable[str] | None = None
-                ) -> list[TreeNode]:
+def script_tree(scripts: Sequence[Row], executions: Sequence[Row], *, roles: Iterable[str] | None = None,
+                ensemble_rounds: Sequence[Row] = ()) -> list[TreeNode]:
     """Scripts in depth-first order along parent_id edges (initial → merges → checks → attempts;
     ensembles, which combine several tracks, are roots). `roles` keeps only those roles, re-attaching
-    a kept script to its nearest kept ancestor so the tree stays connected."""
+    a kept script to its nearest kept ancestor so the tree stays connected. An ensemble written after
+    the engine scored its round on stored predictions carries that round's score."""
     score: dict[int, float | None] = {}
+    for r in ensemble_rounds:
+        if r.get("script_id") and r.get("strategy"):
+            score[r["script_id"]] = r["score"]
     for e in executions:
         if e["purpose"] in ("search", "", None):
             score[e["script_id"]] = e["score"]

@@ -1,5 +1,5 @@
 """Ablation: per track and outer step, how much each code block contributes to the score (each block
-switched to a simpler version), with error bars over repeated splits and the block chosen for refinement."""
+switched to a simpler version), with error bars over the paired per-fold deltas and the block chosen for refinement."""
 
 from __future__ import annotations
 
@@ -28,10 +28,11 @@ def body() -> None:
             st.plotly_chart(ablation_chart(g, info), key=f"ablation.chart.{g.track}.{g.outer}")
             notes = []
             if not g.has_error_bars:
-                notes.append("no error bars: each variant ran once (an older run, or a single repeat)")
+                notes.append("no error bars: an older run without per-fold scores")
             else:
                 n = max(b.repeats for b in g.bars)
-                notes.append(f"error bars: spread of the contribution over {n} validation splits")
+                notes.append("error bars: spread of the paired per-fold contributions (block on and off scored "
+                             "on the same folds)" + (f", over {n} runs with different model seeds" if n > 1 else ""))
             st.caption("Contribution = how much worse the score gets when the block is switched to its simpler "
                        f"version ({info.direction}); " + "; ".join(notes) + ".")
             if g.chosen_block:

@@ -168,7 +168,8 @@ f1, f2 = st.columns([5, 1], vertical_alignment="bottom")
 roles = f1.multiselect("Roles shown", ALL_ROLES, default=DEFAULT_ROLES, key=K.TREE_ROLES)
 f2.button("Refresh", key=K.TREE_REFRESH, icon=":material/refresh:", width="stretch")
 scripts = store.table("scripts", info.id)
-nodes = views.script_tree(scripts, store.table("executions", info.id), roles=roles)
+nodes = views.script_tree(scripts, store.table("executions", info.id), roles=roles,
+                          ensemble_rounds=store.table("ensemble_rounds", info.id))
 if not nodes:
     st.caption("No script yet." if not scripts else "No script with these roles.")
     st.stop()

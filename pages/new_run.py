@@ -393,7 +393,9 @@ if task is not None:
     d1, d2, d3, d4 = st.columns(4)
     d1.metric("Target", task.target)
     d2.metric("Task type", task.task_type)
-    d3.metric("Metric", m.title)
+    d3.metric("Metric", m.title + (" (default)" if task.metric_defaulted else ""),
+              help="The description names no metric, so the default for this task type is used: choose "
+                   "another in Settings." if task.metric_defaulted else "Named in the description or chosen by you.")
     d4.metric("Better is", "higher ↑" if task.higher_is_better else "lower ↓",
               help="Set by the metric: a metric is either maximised or minimised.")
     st.caption(f"{task.n_train_rows:,} training rows, {len(task.columns)} features"

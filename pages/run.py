@@ -131,12 +131,15 @@ def dashboard() -> None:
     else:
         done = views.step_progress(phases)
         st.progress(done, text=f"{100 * done:.0f} % of the planned steps done · {budget.text}")
+    by_phase = views.time_by_phase_text(store.steps(RUN_ID))
+    if by_phase:
+        st.caption(f"Where the time went: {by_phase} (tracks run side by side, so phases overlap)")
 
     counts = views.script_counts(events)
     final = views.final_summary(events)
     m1, m2, m3, m4, m5 = st.columns(5)
     m1.metric(f"Best {info.metric_title}", fmt_score(run["best_score"]), help=info.direction)
-    m2.metric("Trivial baseline", fmt_score(run["baseline_score"]), help="Class prior or mean, same split.")
+    m2.metric("Trivial baseline", fmt_score(run["baseline_score"]), help="Class prior or mean, same folds.")
     m3.metric("Scripts run", counts.run)
     m4.metric("Scripts failed", counts.failed, help="Crashes, timeouts and scripts without a score; "
               "crashing candidates go to the debugger.")

@@ -85,7 +85,7 @@ def page_header(title: str) -> RunInfo:
     info = run_info(require_run())
     c1, c2 = st.columns([5, 1], vertical_alignment="center")
     c1.markdown(f"**{info.name}** · `{info.id}` · brain **{run_brain_text(info.brain, info.config)}** · metric "
-                f"**{info.metric_title}** ({info.direction})")
+                f"**{info.metric_title}** ({info.direction})" + (f" · {info.protocol}" if info.protocol else ""))
     with c2:
         status_badge(info.status)
     return info

@@ -68,7 +68,9 @@ class FinishedRun:
     root: Path  # the store folder (MLESTAR_HOME for AppTest)
 
 
-VIEWS_RUN_CONFIG = dict(num_models=2, outer_steps=1, inner_steps=2, num_solutions=2, ensemble_rounds=1, workers=2)
+# Three folds keep the session's real run quick; the protocol is the same as with the engine's choice.
+VIEWS_RUN_CONFIG = dict(num_models=2, outer_steps=1, inner_steps=2, num_solutions=2, ensemble_rounds=1, workers=2,
+                        n_folds=3)
 
 
 @pytest.fixture(scope="session")

@@ -101,7 +101,8 @@ def test_home_then_upload_a_csv_and_start_a_run(app: App, page) -> None:  # noqa
     page.locator('[data-testid="stDataFrame"]').first.wait_for()  # the preview
     choose(page, "Target column", "malignant")
     page.locator('[data-testid="stMetric"]').first.wait_for()
-    assert metric_values(page) == {"Target": "malignant", "Task type": "binary", "Metric": "ROC-AUC",
+    # A bare CSV has no description naming a metric: the default is used, and the page says so.
+    assert metric_values(page) == {"Target": "malignant", "Task type": "binary", "Metric": "ROC-AUC (default)",
                                    "Better is": "higher ↑"}
     page.locator('[data-testid="stPlotlyChart"]').first.wait_for(timeout=10_000)  # target distribution
 

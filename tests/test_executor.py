@@ -277,8 +277,9 @@ def test_scrubbed_env_is_an_allowlist(tmp_path: Path, monkeypatch: pytest.Monkey
         "PATH", "LANG", "LC_ALL", "HOME", "TMPDIR", "PYTHONHASHSEED", "PYTHONUNBUFFERED",
         "PYTHONDONTWRITEBYTECODE", "MPLBACKEND", "MALLOC_ARENA_MAX", "OMP_NUM_THREADS",
         "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS", "MLESTAR_THREADS",
-        "LOKY_MAX_CPU_COUNT", "OPENBLAS_CORETYPE",
+        "LOKY_MAX_CPU_COUNT", "OPENBLAS_CORETYPE", "OMP_WAIT_POLICY",
     }  # fmt: skip
+    assert env["OMP_WAIT_POLICY"] == "PASSIVE"  # idle OpenMP threads must not spin on a busy machine
     with pytest.raises(TypeError):
         scrubbed_env({"N": 1}, tmp_path, threads=1)  # type: ignore[dict-item]
 

@@ -8,12 +8,13 @@ sample submission and extra mixed columns).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from sklearn.datasets import load_diabetes, load_wine
 
 from mlestar_core.brains.base import BrainCallRecord, BrainContext
 from mlestar_core.brains.offline import OfflineBrain, baseline_script
+from mlestar_core.brains.offline.knowledge import KIND, family_of
 from mlestar_core.brains.offline.plans import parse_set_line
 from mlestar_core.brains.offline.templates import read_config, read_header_value
 from mlestar_core.metrics import get_metric
@@ -182,6 +184,7 @@ class Ran:
     stdout: str
     stderr: str
     submission: pd.DataFrame | None
+    files: list[str] = field(default_factory=list)  # what the script left in its folder
 
 
 def _run(task: Task, code: str, workdir: Path) -> Ran:
@@ -199,7 +202,8 @@ def _run(task: Task, code: str, workdir: Path) -> Ran:
     sub_path = workdir / "submission.csv"
     sub = pd.read_csv(sub_path) if sub_path.exists() else None
     score = parse_score(proc.stdout) if proc.returncode == 0 else None
-    return Ran(proc.returncode == 0 and score is not None, score, proc.stdout, proc.stderr[-3000:], sub)
+    return Ran(proc.returncode == 0 and score is not None, score, proc.stdout, proc.stderr[-3000:], sub,
+               sorted(p.name for p in workdir.iterdir()))
 
 
 def _run_all(jobs: list[tuple[Task, str]], tmp: Path) -> list[Ran]:
@@ -511,11 +515,13 @@ def test_ensembles_run_and_write_valid_submissions(tasks: dict[str, Task], tmp_p
             history.append(EnsembleAttempt(plan, None))
             plans.append(parse_set_line(plan)["strategy"])
             jobs.append((tasks[key], code))
-    assert plans == ["mean", "weighted", "stacking", "mean", "weighted", "stacking", "rank_mean"]
+    assert plans == ["caruana", "weights", "stacking", "caruana", "weights", "stacking", "rank_mean"]
     results = _run_all(jobs, tmp_path)
     for (task, _code), ran in zip(jobs, results, strict=True):
         _assert_submission(task, ran)
         assert "solution 1:" in ran.stdout and "solution 2:" in ran.stdout
+        # The ensemble writes its own out-of-fold predictions (what the engine scores) and test predictions.
+        assert "oof.csv" in ran.files and "test_pred.csv" in ran.files
     ctx = _ctx(tasks["binary"])
     with pytest.raises(ValueError):
         brain.implement_ensemble(ctx, [SolutionSummary("a", "", 0.5)], "Set: strategy=voodoo")
@@ -550,3 +556,168 @@ def test_same_context_gives_the_same_answers(tasks: dict[str, Task]) -> None:
         )
 
     assert answers() == answers()
+
+
+def test_planner_reads_the_paired_fold_scores(tasks: dict[str, Task]) -> None:
+    brain = OfflineBrain()
+    ctx = _ctx(tasks["binary"])
+    code = _script_for(brain, ctx, "xgboost")
+    first = brain.plan_refinement(ctx, code, "model", [])
+    # The same better mean, once won on most folds and once on one fold of five (noise).
+    convincing = brain.plan_refinement(ctx, code, "model", [AttemptSummary(first, 0.80, 0.78, True, 4, 5)])
+    noisy = brain.plan_refinement(ctx, code, "model", [AttemptSummary(first, 0.80, 0.78, True, 1, 5)])
+    assert "push the same direction" in convincing
+    assert "push the same direction" not in noisy and "improved the score" not in noisy
+
+
+# ----------------------------------------------------------------------------- lightgbm, catboost, native categoricals
+
+
+def test_knowledge_base_offers_lightgbm_and_catboost(tasks: dict[str, Task]) -> None:
+    brain = OfflineBrain()
+    cards = {c.family: c for c in brain.retrieve_models(_ctx(tasks["binary"]), 20)}
+    for family in ("lightgbm", "catboost"):
+        assert cards[family].why and cards[family].example_code and cards[family].source == "knowledge base"
+    assert "LGBMClassifier" in cards["lightgbm"].example_code
+    assert "cat_features" in cards["catboost"].example_code
+    # Foreign cards (an LLM's, a human's) naming the libraries map to them, not to HistGradientBoosting.
+    assert family_of(ModelCard("LightGBM (lightgbm.LGBMClassifier)", "", "", "llm", family="gbdt")) == "lightgbm"
+    assert family_of(ModelCard("CatBoostRegressor", "", "", "llm", family="other")) == "catboost"
+    # Medium table with many (high-cardinality) categoricals: CatBoost leads, LightGBM next, and the
+    # other two picks are other kinds of model (no third boosting library crowds them out).
+    medium = dataclasses.replace(tasks["binary"], n_train_rows=20000)
+    top = [c.family for c in brain.retrieve_models(_ctx(medium), 4)]
+    assert top[:2] == ["catboost", "lightgbm"], top
+    assert len({KIND[f] for f in top[2:]} - {"boosting"}) == 2, top
+    # Large numeric table: LightGBM leads.
+    large = dataclasses.replace(tasks["regression"], n_train_rows=100000)
+    assert brain.retrieve_models(_ctx(large), 1)[0].family == "lightgbm"
+
+
+def test_lightgbm_and_catboost_scripts_run_and_submit(tasks: dict[str, Task], tmp_path: Path) -> None:
+    brain = OfflineBrain()
+    plan = {"binary": ["lightgbm", "catboost"], "regression": ["catboost"], "multiclass": ["lightgbm"]}
+    jobs = []
+    for key, families in plan.items():
+        ctx = _ctx(tasks[key])
+        for family in families:
+            code = _script_for(brain, ctx, family)
+            assert [m["name"] for m in read_config(code, "model")] == [family]
+            assert read_config(code, "preprocess")["tree_cat_encoding"] == "native"
+            jobs.append((tasks[key], code))
+    for (task, _code), ran in zip(jobs, _run_all(jobs, tmp_path), strict=True):
+        _assert_submission(task, ran)
+        assert ran.stdout.count("Final Validation Performance:") == 1
+        assert ran.score is not None
+        if task.name == "mixed-binary":
+            assert ran.score > 0.6  # ROC-AUC; the class prior scores 0.5
+        elif task.name == "diabetes":
+            assert ran.score < 70  # RMSE; the training mean scores about 77
+        else:
+            assert ran.score < 0.5  # log loss; the class prior scores about 1.1
+
+
+def _script_namespace(task: Task, code: str, folder: Path) -> dict[str, object]:
+    """Run a script's definitions up to its training loop here (input read from folder/input)."""
+    (folder / "input").mkdir(parents=True)
+    for name in (task.train_file, task.test_file, task.sample_submission_file):
+        if name:
+            shutil.copy(task.data_dir / name, folder / "input" / name)
+    head = code[: code.index("def fit_predict_each(")]
+    head = head.replace('INPUT_DIR = "./input"', f"INPUT_DIR = {str(folder / 'input')!r}")
+    saved = dict(os.environ)  # the header sets thread variables: keep them out of this process
+    ns: dict[str, object] = {"__name__": "solution"}
+    try:
+        exec(compile(head, str(folder / "solution.py"), "exec"), ns)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return ns
+
+
+def _record_model_inputs(ns: dict[str, object]) -> list[object]:
+    """Make the script's make_model hand out models that record what their fit() receives."""
+    inputs: list[object] = []
+    make_model = ns["make_model"]
+
+    def recording_model(spec: dict, seed: int) -> object:
+        model = make_model(spec, seed)
+        real_fit = model.fit
+
+        def fit(features: object, target: object, **kw: object) -> object:
+            inputs.append(features)
+            return real_fit(features, target, **kw)
+
+        model.fit = fit
+        return model
+
+    ns["make_model"] = recording_model
+    return inputs
+
+
+def test_native_categoricals_reach_the_models_as_categories(tasks: dict[str, Task], tmp_path: Path) -> None:
+    brain = OfflineBrain()
+    ctx = _ctx(tasks["binary"])
+    cat_cols = ["plan", "city", "autopay"]
+    for family in ("xgboost", "lightgbm", "catboost", "hist_gb"):
+        code = _script_for(brain, ctx, family)
+        ns = _script_namespace(ctx.task, code, tmp_path / family)
+        ns["PREPROCESS"]["tree_cat_encoding"] = "native"  # hist_gb starts with ordinal codes
+        inputs = _record_model_inputs(ns)
+        X, y = ns["X_all"], ns["y_all"]
+        fitted = ns["FittedModel"](ns["MODELS"][0], 7).fit(X.iloc[:250], y[:250])
+        assert len(inputs) == 2  # the early-stopping probe on the inner split, then all fitting rows
+        unseen = X.iloc[250:270].copy()
+        unseen["plan"] = "never-seen-plan"
+        proba = fitted.predict(unseen)
+        assert proba.shape == (20, 2) and np.allclose(proba.sum(axis=1), 1.0)
+        if family == "hist_gb":  # category codes in a float matrix, split natively by sklearn
+            assert all(isinstance(x, np.ndarray) and x.dtype == float for x in inputs)
+            assert len(fitted.model_.get_params()["categorical_features"]) == len(cat_cols)
+            continue
+        assert all(isinstance(x, pd.DataFrame) for x in inputs)
+        frame = inputs[-1]
+        if family == "catboost":  # text values, NaN spelt out; cat_features names those columns
+            cats = fitted.model_.get_params()["cat_features"]
+            assert len(cats) == len(cat_cols) and all(frame[c].map(type).eq(str).all() for c in cats)
+            continue
+        cats = [c for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)]
+        assert len(cats) == len(cat_cols)
+        assert all(frame[c].dtype == x[c].dtype for x in inputs for c in cats)  # the same categories
+        applied = fitted._model_input(unseen)
+        assert all(applied[c].dtype == frame[c].dtype for c in cats)  # fixed on the fitting rows
+        plan_col = next(c for c in cats if "basic" in frame[c].cat.categories)
+        assert applied[plan_col].isna().all()  # an unseen category is missing, not a new code
+    # The ordinal path still gives every model a float matrix.
+    ns = _script_namespace(ctx.task, _script_for(brain, ctx, "lightgbm"), tmp_path / "ordinal")
+    ns["PREPROCESS"]["tree_cat_encoding"] = "ordinal"
+    fitted = ns["FittedModel"](ns["MODELS"][0], 7).fit(ns["X_all"].iloc[:250], ns["y_all"][:250])
+    assert isinstance(fitted._model_input(ns["X_all"].iloc[250:]), np.ndarray)
+    # Early stopping watches the task's metric (ROC-AUC here) in each library's spelling; on a small
+    # inner split, where the AUC saturates after a few rounds, the log loss.
+    libraries = ("xgboost", "lightgbm", "catboost")
+    assert [ns["stopping_metric"](f, 2, 1000) for f in libraries] == ["auc", "auc", "AUC"]
+    assert [ns["stopping_metric"](f, 2, 50) for f in libraries] == ["logloss", "binary_logloss", "Logloss"]
+
+
+def test_refinement_ablation_and_repair_know_lightgbm_and_catboost(tasks: dict[str, Task]) -> None:
+    brain = OfflineBrain()
+    ctx = _ctx(tasks["binary"])
+    for family in ("lightgbm", "catboost"):
+        code = _script_for(brain, ctx, family)
+        tuned = parse_set_line(brain.plan_refinement(ctx, code, "model", []))
+        assert tuned and all(key.startswith(f"{family}.") for key in tuned), tuned
+        assert "n_seeds" in parse_set_line(brain.plan_refinement(ctx, code, "train", []))
+        prep = brain.implement_refinement(ctx, code, "preprocess", "Set: tree_cat_encoding=ordinal")
+        assert "'tree_cat_encoding': 'ordinal'" in prep
+        variants = {v.block: v.code for v in brain.write_ablation(ctx, code)}
+        assert read_config(variants["model"], "model") == [{"name": family, "weight": 1.0, "params": {}}]
+        assert read_config(variants["preprocess"], "preprocess")["tree_cat_encoding"] == "ordinal"
+        before = read_config(code, "model")[0]["params"]
+        after = read_config(brain.debug(ctx, code, "MemoryError: std::bad_alloc"), "model")[0]["params"]
+        rounds = "n_estimators" if family == "lightgbm" else "iterations"
+        assert after[rounds] < before[rounds]
+    ordinal = _script_for(brain, ctx, "hist_gb")
+    assert read_config(ordinal, "preprocess")["tree_cat_encoding"] == "ordinal"
+    plan = brain.plan_refinement(ctx, brain.merge(ctx, ordinal, _script_for(brain, ctx, "lightgbm")), "preprocess", [])
+    assert parse_set_line(plan) == {"tree_cat_encoding": "native"}

@@ -26,7 +26,7 @@ from mlestar_core.task import load_task
 ROOT = Path(__file__).resolve().parents[1]
 DEMOS = ROOT / "demo_tasks"
 SMALL = dict(num_models=2, outer_steps=1, inner_steps=2, num_solutions=2, ensemble_rounds=1, workers=2,
-             script_timeout=120, ablation_repeats=1)
+             script_timeout=120, ablation_repeats=1, n_folds=3)
 
 
 ABLATION_SNAPSHOTS: list[list[list[float | None]]] = []
@@ -38,10 +38,11 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Store, str, 
     store = Store(root / "store")
     task = load_task(DEMOS / "breast-cancer")
     out = root / "out"
-    run_id = create_run(store, task, RunConfig(**{**SMALL, "ablation_repeats": 2}), out_dir=out)
+    # Three candidates for two tracks: each track starts from its own and may merge the third.
+    run_id = create_run(store, task, RunConfig(**{**SMALL, "num_models": 3, "ablation_repeats": 2}), out_dir=out)
 
-    def watch(kind: str, payload: dict) -> None:  # what the Ablation page could show while split 2 runs
-        if kind == "script_executed" and "(split 2)" in (store.get_script(payload["script_id"]) or {})["label"]:
+    def watch(kind: str, payload: dict) -> None:  # what the Ablation page could show while the rerun goes
+        if kind == "script_executed" and "(seed 2)" in (store.get_script(payload["script_id"]) or {})["label"]:
             ABLATION_SNAPSHOTS.append([json.loads(r["scores_json"]) for r in store.table("ablations", run_id)])
 
     summary = Pipeline(store, run_id, listener=watch).run()
@@ -67,10 +68,12 @@ def test_end_to_end_writes_submission_solution_and_report(finished_run) -> None:
 def test_every_phase_is_in_the_store(finished_run) -> None:  # type: ignore[no-untyped-def]
     store, run_id, summary, _ = finished_run
     roles = [s["role"] for s in store.table("scripts", run_id)]
-    assert roles.count("initial") == SMALL["num_models"]
+    assert roles.count("initial") == 3
     assert "baseline" in roles and "merge" in roles and "ablation" in roles and "refine" in roles
-    assert "ensemble" in roles
-    assert len(store.table("model_cards", run_id)) == SMALL["num_models"]
+    # Ensemble rounds are scored by the engine on stored out-of-fold predictions (no script per round).
+    (rnd,) = store.table("ensemble_rounds", run_id)
+    assert rnd["strategy"] == "caruana" and rnd["score"] is not None and json.loads(rnd["weights_json"])
+    assert len(store.table("model_cards", run_id)) == 3
     execs = store.table("executions", run_id)
     assert all(e["stdout"] is not None and e["wall_time"] is not None for e in execs)
     assert {"search", "holdout", "full"} <= {e["purpose"] for e in execs}
@@ -81,7 +84,7 @@ def test_every_phase_is_in_the_store(finished_run) -> None:  # type: ignore[no-u
     assert len(store.table("ensemble_rounds", run_id)) == 1
     calls = {c["role"] for c in store.table("brain_calls", run_id)}
     assert {"retrieve_models", "write_initial_solution", "write_ablation", "implement_refinement",
-            "implement_ensemble"} <= calls
+            "plan_ensemble"} <= calls
     kinds = {e["kind"] for e in store.events_after(run_id)}
     assert {"run_started", "candidate_scored", "ablation_result", "attempt_scored", "final",
             "run_finished"} <= kinds
@@ -224,10 +227,12 @@ def test_ablation_repeats_give_paired_scores_and_spread(finished_run) -> None:  
     assert rows
     for row in rows:
         scores = json.loads(row["scores_json"])
-        assert len(scores) == 2  # the search split and one other split
+        assert len(scores) == 2  # the first run and one rerun with another model seed
         assert scores[0] == row["score"]
-    # the second split reran the unablated script and every variant with another seed
-    reruns = [s for s in store.table("scripts", run_id) if s["role"] == "ablation" and "(split 2)" in s["label"]]
+        # the error bar: the spread of the paired per-fold deltas (5 folds x 2 runs here)
+        assert row["delta_std"] is not None
+    # the rerun reran the unablated script and every variant with another seed
+    reruns = [s for s in store.table("scripts", run_id) if s["role"] == "ablation" and "(seed 2)" in s["label"]]
     assert len(reruns) == len(rows) + len({(r["track"], r["outer_step"]) for r in rows})
     seeds = {e["workdir"] for e in store.table("executions", run_id)}
     assert seeds

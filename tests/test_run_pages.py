@@ -137,7 +137,7 @@ def test_ablation_page_charts_each_study(finished: FinishedRun) -> None:
     assert len(charts) == len(groups) == 2
     md = texts(at.markdown)
     assert all(f"Chosen for refinement: `{g.chosen_block}`" in md for g in groups)
-    assert "error bars: spread of the contribution over 3 validation splits" in texts(at.caption)
+    assert "error bars: spread of the paired per-fold contributions" in texts(at.caption)
     assert all(g.summary in texts(at.info) for g in groups)
 
 

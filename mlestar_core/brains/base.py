@@ -34,6 +34,12 @@ class BrainContext:
     task: Task
     seed: int = 42
     valid_fraction: float = 0.2
+    n_folds: int = 5  # the run's evaluation protocol (evaluation.Protocol): K folds ...
+    n_repeats: int = 1  # ... repeated this many times; K == 1 is one hold-out split of valid_fraction
+    script_timeout: float | None = None  # the limits a script runs under (prompts state them)
+    memory_mb: int | None = None
+    threads: int | None = None  # cores per script
+    python: str | None = None  # the scripts' interpreter (its installed packages are what scripts may use)
     constraints: list[str] = field(default_factory=list)  # pinned by the user, planners obey
 
 

@@ -36,7 +36,7 @@ from . import ablation, checks, debugger, ensemble, refine
 from .blocks import CONFIG_NAMES
 from .constraints import INTERPRETABLE_FAMILIES, forbidden_columns, wants_interpretable
 from .defaults import initial_configs, model_spec
-from .knowledge import family_of, rank_cards, to_model_card
+from .knowledge import diverse_ranking, family_of, to_model_card
 from .plans import apply_settings, parse_set_line
 from .templates import baseline_script, read_config, render_block, render_script
 
@@ -77,12 +77,12 @@ class OfflineBrain(Brain):
 
     def retrieve_models(self, ctx: BrainContext, m: int) -> list[ModelCard]:
         started = time.monotonic()
-        ranked = rank_cards(ctx.task, interpretable_only=wants_interpretable(ctx))
+        ranked = diverse_ranking(ctx.task, interpretable_only=wants_interpretable(ctx))
         cards = [to_model_card(card, score) for card, score in ranked[: max(0, m)]]
         self.record(
             "retrieve_models",
             f"task {ctx.task.name} ({ctx.task.task_type}, {ctx.task.n_train_rows} rows, "
-            f"{len(ctx.task.columns)} columns); top {m} of the knowledge base",
+            f"{len(ctx.task.columns)} columns); top {m} of the knowledge base, spread over kinds of model",
             "\n".join(f"{c.name}: {c.why}" for c in cards),
             started,
         )

@@ -35,7 +35,8 @@ KEY_DOCS: dict[str, dict[str, str]] = {
         "gbdt_impute": "impute for gradient boosting too (it handles NaN natively when False)",
         "missing_indicators": "add 0/1 columns flagging missing numeric values",
         "scaler": "for linear/kNN/SVM/MLP models: standard | robust | quantile | none",
-        "tree_cat_encoding": "categoricals for tree models: ordinal | target | onehot",
+        "tree_cat_encoding": "categoricals for tree models: native (category dtype for xgboost/lightgbm/"
+        "catboost; ordinal for the others) | ordinal | target | onehot",
         "linear_cat_encoding": "categoricals for linear/kNN/SVM/MLP models: onehot | target | ordinal",
         "rare_min_frequency": "categories seen fewer times are grouped as one 'rare' category",
         "max_onehot": "one-hot keeps at most this many categories per column",
@@ -83,7 +84,9 @@ FEATURE_COLS = NUMERIC_COLS + CATEGORICAL_COLS + BOOLEAN_COLS + DATETIME_COLS + 
 train_df = read_input(TRAIN_FILE)
 if TASK_TYPE == "regression":
     train_df[TARGET] = pd.to_numeric(train_df[TARGET], errors="coerce")
-train_df = train_df[train_df[TARGET].notna()].reset_index(drop=True)  # rows without a target teach nothing
+# Rows without a target teach nothing; TRAIN_ROWS keeps the train-file row numbers (folds.csv, oof.csv).
+TRAIN_ROWS = np.flatnonzero(train_df[TARGET].notna().to_numpy())
+train_df = train_df.iloc[TRAIN_ROWS].reset_index(drop=True)
 test_df = read_input(TEST_FILE) if input_exists(TEST_FILE) else None
 sample_submission = read_input(SAMPLE_SUBMISSION_FILE) if input_exists(SAMPLE_SUBMISSION_FILE) else None
 
@@ -290,6 +293,7 @@ class FeatureBuilder:
 
 
 PREPROCESS_CODE = '''\
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.compose import ColumnTransformer, make_column_selector
 from sklearn.impute import SimpleImputer
 from sklearn.model_selection import KFold, StratifiedKFold
@@ -308,8 +312,48 @@ def make_scaler(kind):
     return None
 
 
+class NativeCategories(TransformerMixin, BaseEstimator):
+    """Categoricals kept as pandas `category` columns, for the boosting libraries that split on them.
+
+    The categories are fixed on the fitting rows (values seen fewer than min_frequency times share one
+    '__rare__' category), so every frame transformed later has the same categories in the same order;
+    a value never seen while fitting, like a missing one, becomes NaN."""
+
+    def __init__(self, min_frequency=1):
+        self.min_frequency = min_frequency
+
+    @staticmethod
+    def _labels(column):
+        return column.map(lambda v: v if pd.isna(v) else str(v)).astype(object)
+
+    def fit(self, X, y=None):
+        self.columns_ = list(X.columns)
+        self.categories_, self.rare_ = {}, {}
+        for col in self.columns_:
+            counts = self._labels(X[col]).dropna().value_counts()
+            rare = counts.index[counts < self.min_frequency]
+            self.rare_[col] = set(rare)
+            self.categories_[col] = sorted(counts.index[counts >= self.min_frequency]) + (["__rare__"] if len(rare)
+                                                                                         else [])
+        return self
+
+    def transform(self, X):
+        out = {}
+        for col in self.columns_:
+            labels = self._labels(X[col])
+            labels = labels.where(~labels.isin(self.rare_[col]), "__rare__")
+            labels = labels.where(labels.isin(self.categories_[col]))  # unseen -> NaN
+            out[col] = pd.Categorical(labels, categories=self.categories_[col])
+        return pd.DataFrame(out, index=X.index)
+
+    def get_feature_names_out(self, input_features=None):
+        return np.asarray(self.columns_, dtype=object)
+
+
 def make_category_encoder(kind, style):
     cfg = PREPROCESS
+    if kind == "native":
+        return NativeCategories(min_frequency=cfg["rare_min_frequency"])
     if kind == "target":
         # TargetEncoder cross-fits inside fit_transform, so training rows never see their own target.
         cv = (KFold if TASK_TYPE == "regression" else StratifiedKFold)(5, shuffle=True, random_state=SEED)
@@ -330,7 +374,8 @@ def make_category_encoder(kind, style):
 
 
 def build_preprocessor(style):
-    """style: 'gbdt' (NaN native), 'tree' (forests) or 'scaled' (linear, kNN, SVM, MLP)."""
+    """style: 'gbdt' (NaN native; categoricals native too when tree_cat_encoding is 'native'),
+    'tree' (forests) or 'scaled' (linear, kNN, SVM, MLP)."""
     cfg = PREPROCESS
     numeric = []
     if style != "gbdt" or cfg["gbdt_impute"]:
@@ -340,6 +385,8 @@ def build_preprocessor(style):
     if style == "scaled" and make_scaler(cfg["scaler"]) is not None:
         numeric.append(("scale", make_scaler(cfg["scaler"])))
     encoding = cfg["linear_cat_encoding"] if style == "scaled" else cfg["tree_cat_encoding"]
+    if encoding == "native" and style != "gbdt":
+        encoding = "ordinal"  # only the gradient-boosting libraries take category columns as they are
     transformer = ColumnTransformer(
         [("num", Pipeline(numeric) if numeric else "passthrough",
           make_column_selector(dtype_include="number")),
@@ -350,6 +397,10 @@ def build_preprocessor(style):
 
 
 MODEL_CODE = '''\
+# Idle OpenMP threads sleep instead of spinning: on a busy machine spinning threads make boosting tens of
+# times slower. Read when an OpenMP runtime loads, so it reaches lightgbm's (imported in make_model).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.compose import TransformedTargetRegressor
 from sklearn.ensemble import (ExtraTreesClassifier, ExtraTreesRegressor, HistGradientBoostingClassifier,
@@ -362,8 +413,11 @@ from sklearn.svm import SVC, SVR, LinearSVC, LinearSVR
 from xgboost import XGBClassifier, XGBRegressor
 
 # Which preprocessing each model family gets (see build_preprocessor).
-MODEL_STYLE = {"xgboost": "gbdt", "hist_gb": "gbdt", "random_forest": "tree", "extra_trees": "tree",
+MODEL_STYLE = {"xgboost": "gbdt", "lightgbm": "gbdt", "catboost": "gbdt", "hist_gb": "gbdt",
+               "random_forest": "tree", "extra_trees": "tree",
                "linear": "scaled", "knn": "scaled", "svm": "scaled", "linear_svm": "scaled", "mlp": "scaled"}
+# Libraries that split on pandas category columns themselves (tree_cat_encoding 'native').
+NATIVE_CATEGORIES = ("xgboost", "lightgbm", "catboost")
 
 
 def scaled_target(regressor):
@@ -376,10 +430,25 @@ def make_model(spec, seed):
     name, params = spec["name"], dict(spec.get("params", {}))
     classify = TASK_TYPE != "regression"
     if name == "xgboost":
-        fixed = {"tree_method": "hist", "random_state": seed, "n_jobs": N_JOBS, "verbosity": 0}
+        fixed = {"tree_method": "hist", "enable_categorical": True, "random_state": seed, "n_jobs": N_JOBS,
+                 "verbosity": 0}
         if not classify and METRIC == "mae":
             fixed["objective"] = "reg:absoluteerror"
         return (XGBClassifier if classify else XGBRegressor)(**{**fixed, **params})
+    if name == "lightgbm":
+        from lightgbm import LGBMClassifier, LGBMRegressor
+
+        fixed = {"random_state": seed, "n_jobs": N_JOBS, "verbosity": -1}
+        if not classify:
+            fixed["objective"] = "l1" if METRIC == "mae" else "l2"
+        return (LGBMClassifier if classify else LGBMRegressor)(**{**fixed, **params})
+    if name == "catboost":
+        from catboost import CatBoostClassifier, CatBoostRegressor
+
+        fixed = {"random_seed": seed, "thread_count": N_JOBS, "verbose": 0, "allow_writing_files": False}
+        if not classify:
+            fixed["loss_function"] = "MAE" if METRIC == "mae" else "RMSE"
+        return (CatBoostClassifier if classify else CatBoostRegressor)(**{**fixed, **params})
     if name == "hist_gb":
         if classify:
             return HistGradientBoostingClassifier(random_state=seed, **params)
@@ -412,7 +481,7 @@ def make_model(spec, seed):
 
 
 TRAIN_CODE = '''\
-from sklearn.model_selection import StratifiedKFold, train_test_split
+from sklearn.model_selection import train_test_split
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.validation import has_fit_parameter
 
@@ -433,65 +502,145 @@ def to_target_space(y):
     return y, None
 
 
+def stopping_metric(name, n_classes, n_eval):
+    """METRIC as the early-stopping metric of a boosting library (n_eval: rows of the inner split): RMSE /
+    MAE / MAPE, AUC and error rate given enough rows; log loss for the rest (F1 and other label metrics,
+    multi-class AUC, and AUC or accuracy on a small inner split, where they saturate or move in coarse
+    steps and stop after a handful of rounds)."""
+    multi = n_classes > 2
+    if TASK_TYPE == "regression":
+        kind = METRIC if METRIC in ("mae", "mape") else "rmse"  # rmsle: RMSE of the log1p target; r2: RMSE
+        if kind == "mape" and TRAIN["target_transform"] != "none":
+            kind = "mae"  # a relative error of the transformed target is not the metric's
+    elif METRIC == "roc_auc" and not multi and n_eval >= 200:
+        kind = "auc"
+    elif METRIC == "accuracy" and n_eval >= 500:
+        kind = "error"
+    else:
+        kind = "logloss"
+    names = {
+        "xgboost": {"auc": "auc", "error": "merror" if multi else "error", "rmse": "rmse", "mae": "mae",
+                    "logloss": "mlogloss" if multi else "logloss", "mape": "mape"},
+        "lightgbm": {"auc": "auc", "error": "multi_error" if multi else "binary_error", "rmse": "rmse",
+                     "logloss": "multi_logloss" if multi else "binary_logloss", "mae": "l1", "mape": "mape"},
+        "catboost": {"auc": "AUC", "error": "Accuracy", "rmse": "RMSE", "mae": "MAE", "mape": "MAPE",
+                     "logloss": "MultiClass" if multi else "Logloss"},
+    }
+    return names[name][kind]
+
+
+def take_rows(X, rows):
+    return X.iloc[rows] if hasattr(X, "iloc") else X[rows]
+
+
 class FittedModel:
-    """features -> preprocessing -> model; every step is fitted on the rows given to fit() only."""
+    """features -> preprocessing -> model; every step is fitted on the rows given to fit() only.
+
+    With tree_cat_encoding 'native' the categoricals arrive as category columns (categories fixed on the
+    fitting rows): xgboost and lightgbm get them as such in a frame, catboost as text (cat_features),
+    hist_gb as category codes (categorical_features). Every other model gets a float matrix."""
 
     def __init__(self, spec, seed):
         self.spec, self.seed = spec, seed
 
-    def _model_input(self, X):
-        return self.prep_.transform(self.features_.transform(X)).to_numpy(dtype=float)
+    def _model_input(self, X, prepared=None):
+        if prepared is None:
+            prepared = self.prep_.transform(self.features_.transform(X))
+        name = self.spec["name"]
+        cats = [c for c in prepared.columns if isinstance(prepared[c].dtype, pd.CategoricalDtype)]
+        if not cats:
+            return prepared.to_numpy(dtype=float)
+        if name not in NATIVE_CATEGORIES:
+            codes = {c: prepared[c].cat.codes.astype(float).where(prepared[c].notna()) for c in cats}
+            return prepared.assign(**codes).to_numpy(dtype=float)
+        # Positional names: column names with JSON characters or brackets upset lightgbm and xgboost.
+        frame = prepared.set_axis([f"f{i}" for i in range(prepared.shape[1])], axis=1)
+        if name == "catboost":
+            for col in self.native_cats_:
+                frame[col] = frame[col].astype(object).where(frame[col].notna(), "__missing__")
+        return frame
+
+    def _new_model(self):
+        model = make_model(self.spec, self.seed)
+        if self.spec["name"] == "catboost" and self.native_cats_:
+            model.set_params(cat_features=self.native_cats_)
+        if self.spec["name"] == "hist_gb" and self.hist_cats_:
+            model.set_params(categorical_features=self.hist_cats_)
+        return model
 
     def _boosting_rounds(self, X, y, w):
-        """Early stopping on an inner split of the fitting rows; returns the rounds to use on all of them."""
+        """Early stopping (on METRIC, see stopping_metric) on an inner split of the fitting rows; returns
+        the rounds to use on all of them."""
         name = self.spec["name"]
-        if not TRAIN["early_stopping"] or name not in ("xgboost", "hist_gb") or len(y) < 50:
+        if not TRAIN["early_stopping"] or name not in ("xgboost", "lightgbm", "catboost", "hist_gb") or len(y) < 50:
             return None
         strat = y if TASK_TYPE != "regression" and np.bincount(y).min() >= 2 else None
         inner_fit, inner_eval = train_test_split(np.arange(len(y)), test_size=TRAIN["inner_valid_fraction"],
                                                  random_state=self.seed, stratify=strat)
-        probe = make_model(self.spec, self.seed)
-        w_fit = None if w is None else w[inner_fit]
-        if name == "xgboost":
-            probe.set_params(early_stopping_rounds=TRAIN["early_stopping_rounds"])
-            probe.fit(X[inner_fit], y[inner_fit], sample_weight=w_fit,
-                      eval_set=[(X[inner_eval], y[inner_eval])], verbose=False)
-            rounds = probe.best_iteration + 1
+        X_fit, y_fit, w_fit = take_rows(X, inner_fit), y[inner_fit], None if w is None else w[inner_fit]
+        X_eval, y_eval = take_rows(X, inner_eval), y[inner_eval]
+        patience = TRAIN["early_stopping_rounds"]
+        probe = self._new_model()
+        if name == "hist_gb":
+            probe.set_params(early_stopping=True, n_iter_no_change=patience)
+            probe.fit(X_fit, y_fit, sample_weight=w_fit, X_val=X_eval, y_val=y_eval)
+            rounds = max(1, probe.n_iter_ - patience)
         else:
-            probe.set_params(early_stopping=True, n_iter_no_change=TRAIN["early_stopping_rounds"])
-            probe.fit(X[inner_fit], y[inner_fit], sample_weight=w_fit,
-                      X_val=X[inner_eval], y_val=y[inner_eval])
-            rounds = max(1, probe.n_iter_ - TRAIN["early_stopping_rounds"])
+            n_classes = len(self.classes_) if self.classes_ is not None else 0
+            metric = stopping_metric(name, n_classes, len(inner_eval))
+            if name == "xgboost":
+                probe.set_params(early_stopping_rounds=patience, eval_metric=metric)
+                probe.fit(X_fit, y_fit, sample_weight=w_fit, eval_set=[(X_eval, y_eval)], verbose=False)
+                rounds = probe.best_iteration + 1
+            elif name == "lightgbm":
+                import lightgbm
+
+                probe.set_params(metric=metric)
+                probe.fit(X_fit, y_fit, sample_weight=w_fit, eval_X=X_eval, eval_y=y_eval,
+                          callbacks=[lightgbm.early_stopping(patience, verbose=False)])
+                rounds = probe.best_iteration_ or probe.n_estimators_
+            else:
+                probe.set_params(eval_metric=metric)
+                probe.fit(X_fit, y_fit, sample_weight=w_fit, eval_set=(X_eval, y_eval),
+                          early_stopping_rounds=patience)
+                rounds = probe.get_best_iteration() + 1
         # The final model sees all fitting rows, so it can afford a few more rounds.
         return max(10, int(round(rounds / (1 - TRAIN["inner_valid_fraction"]))))
 
     def fit(self, X, y):
+        name = self.spec["name"]
         self.classes_ = np.unique(y) if TASK_TYPE != "regression" else None
         if self.classes_ is not None:
             y = np.searchsorted(self.classes_, y)  # codes must be contiguous even if a class is absent here
         y, self.inverse_ = to_target_space(y)
         self.features_ = FeatureBuilder(FEATURES)
         frame = self.features_.fit_transform(X, y)
-        self.prep_ = build_preprocessor(MODEL_STYLE[self.spec["name"]])
+        self.prep_ = build_preprocessor(MODEL_STYLE[name])
         prepared = self.prep_.fit_transform(frame, y)
-        Xm = prepared.to_numpy(dtype=float)
+        cat_pos = [i for i, c in enumerate(prepared.columns) if isinstance(prepared[c].dtype, pd.CategoricalDtype)]
+        self.native_cats_ = [f"f{i}" for i in cat_pos] if name == "catboost" else []
+        self.hist_cats_ = []
+        if name == "hist_gb":
+            # Native categorical splits for categories/ordinal codes that fit in the histogram bins.
+            if cat_pos:
+                self.hist_cats_ = [i for i in cat_pos if len(prepared.iloc[:, i].cat.categories) < 250]
+            elif PREPROCESS["tree_cat_encoding"] == "ordinal":
+                self.hist_cats_ = [i for i, c in enumerate(prepared.columns) if c.startswith("cat__")
+                                   and np.nan_to_num(prepared[c].to_numpy(dtype=float), nan=0).max() < 250]
+        Xm = self._model_input(None, prepared)
         w = sample_weights(y)
-        self.model_ = make_model(self.spec, self.seed)
-        if self.spec["name"] == "hist_gb" and PREPROCESS["tree_cat_encoding"] == "ordinal":
-            # Native categorical splits for ordinal-encoded columns that fit in the histogram bins.
-            cats = [i for i, c in enumerate(prepared.columns)
-                    if c.startswith("cat__") and np.nan_to_num(prepared[c].to_numpy(), nan=0).max() < 250]
-            if cats:
-                self.model_.set_params(categorical_features=cats)
+        self.model_ = self._new_model()
         if self.classes_ is not None and len(self.classes_) < 2:
             self.constant_ = True  # one class only: nothing to learn
             return self
         self.constant_ = False
         rounds = self._boosting_rounds(Xm, y, w)
         if rounds is not None:
-            key = "n_estimators" if self.spec["name"] == "xgboost" else "max_iter"
+            key = {"hist_gb": "max_iter", "catboost": "iterations"}.get(name, "n_estimators")
+            if name == "catboost" and "n_estimators" in self.spec.get("params", {}):
+                key = "n_estimators"  # catboost refuses both spellings at once
             self.model_.set_params(**{key: rounds})
-            if self.spec["name"] == "hist_gb":
+            if name == "hist_gb":
                 self.model_.set_params(early_stopping=False)
         if w is not None and has_fit_parameter(self.model_, "sample_weight"):
             self.model_.fit(Xm, y, sample_weight=w)
@@ -536,18 +685,10 @@ def blend(results):
     return [sum(spec.get("weight", 1.0) * preds[i] for spec, preds in results) / total for i in range(n_out)]
 
 
-TUNED = {}  # choices tuned while validating, reused by the final refit
-
-
-def decision_threshold(X_fit, y_fit):
-    """Binary label metrics (F1): the P(class 1) cut-off that maximises the metric on out-of-fold
-    predictions of the fitting rows (3-fold), so the validation rows play no part in choosing it."""
-    oof = np.zeros(len(y_fit))
-    for inner_fit, inner_eval in StratifiedKFold(3, shuffle=True, random_state=SEED).split(X_fit, y_fit):
-        preds = fit_predict_each(X_fit.iloc[inner_fit], y_fit[inner_fit], [X_fit.iloc[inner_eval]])
-        oof[inner_eval] = blend(preds)[0][:, 1]
-    grid = np.unique(np.quantile(oof, np.linspace(0.02, 0.98, 97)))
-    scores = [compute_metric(y_fit, (oof >= t).astype(int)) for t in grid]
+def best_threshold(p_positive, y):
+    """The P(class 1) cut-off that maximises the (label) metric on these predictions."""
+    grid = np.unique(np.quantile(p_positive, np.linspace(0.02, 0.98, 97)))
+    scores = [compute_metric(y, (p_positive >= t).astype(int)) for t in grid]
     return float(grid[int(np.argmax(scores))])
 
 
@@ -559,39 +700,56 @@ def apply_threshold(proba, threshold):
     return np.column_stack([1 - shifted, shifted])
 
 
-def uses_threshold(y_fit):
+def uses_threshold(y):
     return (TRAIN["decision_threshold"] != "none" and TASK_TYPE == "binary" and METRIC_NEEDS == "label"
-            and np.bincount(y_fit, minlength=2).min() >= 3)
+            and np.bincount(y, minlength=2).min() >= 3)
 
 
-def fit_predict(X_fit, y_fit, X_apply_list, per_model=None):
-    """Blend of every model fitted on X_fit, for each frame of X_apply_list (threshold-shifted for F1)."""
-    preds = blend(per_model if per_model is not None else fit_predict_each(X_fit, y_fit, X_apply_list))
-    if uses_threshold(y_fit):
-        if TRAIN["decision_threshold"] != "auto":
-            t = float(TRAIN["decision_threshold"])
-        elif "threshold" in TUNED:
-            t = TUNED["threshold"]  # the refit on all rows reuses the cut-off tuned on the TRAIN part
-        else:
-            t = TUNED["threshold"] = decision_threshold(X_fit, y_fit)
-        print(f"decision threshold on P(class 1): {t:.4f}")
-        preds = [apply_threshold(p, t) for p in preds]
-    return preds
+def thresholded(units, unit_preds, y, test_pred):
+    """Binary label metrics (F1): each fold's cut-off is tuned on the out-of-fold predictions of the OTHER
+    folds of its repeat (so its own rows play no part); the test's on every out-of-fold prediction."""
+    if TRAIN["decision_threshold"] != "auto":
+        t = float(TRAIN["decision_threshold"])
+        return [apply_threshold(p, t) for p in unit_preds], (None if test_pred is None else
+                                                              apply_threshold(test_pred, t))
+    out = []
+    for i, (r, _, _, held) in enumerate(units):
+        others = [j for j, u in enumerate(units) if u[0] == r and j != i]
+        if not others:  # one hold-out split: nothing else to tune on, keep 0.5
+            out.append(unit_preds[i])
+            continue
+        p = np.concatenate([unit_preds[j][:, 1] for j in others])
+        t = best_threshold(p, np.concatenate([y[units[j][3]] for j in others]))
+        out.append(apply_threshold(unit_preds[i], t))
+    t_all = best_threshold(np.concatenate([p[:, 1] for p in unit_preds]),
+                           np.concatenate([y[u[3]] for u in units]))
+    print(f"decision threshold on P(class 1) for the test rows: {t_all:.4f}")
+    return out, (None if test_pred is None else apply_threshold(test_pred, t_all))
 
 
-# The shared validation protocol: same rows, same seed, same fraction in every script of a run.
-stratify = y_all if TASK_TYPE != "regression" and np.bincount(y_all).min() >= 2 else None
-train_idx, valid_idx = train_test_split(np.arange(len(train_df)), test_size=VALID_FRACTION,
-                                        random_state=SEED, stratify=stratify)
-X_train_part, X_valid = X_all.iloc[train_idx], X_all.iloc[valid_idx]
-y_train_part, y_valid = y_all[train_idx], y_all[valid_idx]
-
-per_model = fit_predict_each(X_train_part, y_train_part, [X_valid])
-for spec, preds in per_model:
-    print(f"model {spec['name']} (weight {spec.get('weight', 1.0)}): validation {METRIC} = "
-          f"{compute_metric(y_valid, metric_input(preds[0])):.6f}")
-VALID_PRED = fit_predict(X_train_part, y_train_part, [X_valid], per_model=per_model)[0]
-print(f"Final Validation Performance: {compute_metric(y_valid, metric_input(VALID_PRED))!r}")
+# The engine's protocol: every model is fitted on the other folds and predicts its fold's rows; the
+# test predictions are the mean of the fold models (no refit), so the score and the test share models.
+UNITS = fold_units(TRAIN_ROWS, y_all)
+PREDICT_TEST = os.environ.get("MLESTAR_SUBMIT", "1") != "0" and X_test is not None
+unit_preds, model_preds, test_sum = [], {}, 0.0
+for r, k, fit, held in UNITS:
+    apply_to = [X_all.iloc[held]] + ([X_test] if PREDICT_TEST else [])
+    per_model = fit_predict_each(X_all.iloc[fit], y_all[fit], apply_to)
+    for spec, preds in per_model:
+        model_preds.setdefault(spec["name"], []).append(preds[0])
+    blended = blend(per_model)
+    unit_preds.append(blended[0])
+    if PREDICT_TEST:
+        test_sum = test_sum + blended[1]
+TEST_PRED = test_sum / len(UNITS) if PREDICT_TEST else None
+for name, preds in model_preds.items():
+    print(f"model {name}: validation {METRIC} = {fold_mean_score(UNITS, preds, y_all):.6f} (mean of folds)")
+if uses_threshold(y_all):
+    unit_preds, TEST_PRED = thresholded(UNITS, unit_preds, y_all, TEST_PRED)
+OOF_PATH = "oof.csv"  # None: keep the predictions in memory (an ensemble embedding this script)
+if OOF_PATH:
+    write_oof(UNITS, unit_preds, TRAIN_ROWS, OOF_PATH)
+print(f"Final Validation Performance: {fold_mean_score(UNITS, unit_preds, y_all)!r}")
 '''
 
 
@@ -642,12 +800,10 @@ PREDICT_CODE = (
     SUBMISSION_CODE
     + """
 
-SUBMISSION_PATH = "submission.csv"  # None: compute TEST_PRED without writing (ensembles do that)
-TEST_PRED = None
-if os.environ.get("MLESTAR_SUBMIT", "1") != "0" and X_test is not None:
-    TEST_PRED = fit_predict(X_all, y_all, [X_test])[0]  # refit on every training row
-    if SUBMISSION_PATH:
-        write_submission(TEST_PRED, SUBMISSION_PATH)
+SUBMISSION_PATH = "submission.csv"  # None: keep TEST_PRED in memory (an ensemble embedding this script)
+if TEST_PRED is not None and SUBMISSION_PATH:
+    write_test_pred(TEST_PRED)
+    write_submission(TEST_PRED, SUBMISSION_PATH)
 """
 )
 

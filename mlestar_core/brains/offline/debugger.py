@@ -32,6 +32,8 @@ _MEMORY = re.compile(r"MemoryError|out of memory|Cannot allocate|Killed|memory l
 _TIMEOUT = re.compile(r"timed? ?out|timeout|time limit|deadline", re.I)
 _LIB_OF_MODEL = {
     "xgboost": ("xgboost",),
+    "lightgbm": ("lightgbm",),
+    "catboost": ("catboost", "CatBoostError"),
     "hist_gb": ("_hist_gradient_boosting",),
     "random_forest": ("ensemble/_forest", "RandomForest"),
     "extra_trees": ("ensemble/_forest", "ExtraTrees"),
@@ -168,6 +170,7 @@ def _lighter(ctx: BrainContext, spec: dict[str, Any]) -> dict[str, Any]:
     for key, cap in (
         ("n_estimators", 300 if name in ("random_forest", "extra_trees") else 1000),
         ("max_iter", 1000),
+        ("iterations", 1000),  # catboost
     ):
         if key in p:
             p[key] = max(50, min(cap, int(p[key]) // 2))
@@ -175,6 +178,13 @@ def _lighter(ctx: BrainContext, spec: dict[str, Any]) -> dict[str, Any]:
         p["max_depth"] = min(p["max_depth"], 8)
     if name in ("random_forest", "extra_trees"):
         p["max_depth"] = p.get("max_depth") or 16
+    if name == "lightgbm":
+        p["num_leaves"] = min(int(p.get("num_leaves", 31)), 31)
+        p["max_bin"] = min(int(p.get("max_bin", 255)), 127)
+    if name == "catboost":
+        p["depth"] = min(int(p.get("depth", 6)), 6)
+        p["max_ctr_complexity"] = 1  # no combinations of categoricals: the costliest part of a round
+        p["border_count"] = min(int(p.get("border_count", 254)), 128)
     return {**spec, "params": p}
 
 

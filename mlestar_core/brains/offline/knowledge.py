@@ -2,8 +2,11 @@
 
 Relevance is a transparent score built from what the task profile tells us (task type, rows,
 feature count, categorical/text share, missingness), following well-known practice: gradient
-boosting leads on medium/large mixed tables, linear and kernel models shine on small numeric
-ones, forests are robust all-rounders, kNN/MLP need scaled numeric inputs and enough rows.
+boosting leads on medium/large mixed tables (LightGBM on large ones, CatBoost when many features
+are categorical; CatBoost's ordered boosting holds up on small tables too), linear and kernel
+models shine on small numeric ones, forests are robust all-rounders, kNN/MLP need scaled numeric
+inputs and enough rows. Retrieval (`diverse_ranking`) then spreads the picks over kinds of model,
+so the M candidates (and the L solution tracks built from them) are not all boosting libraries.
 """
 
 from __future__ import annotations
@@ -61,6 +64,19 @@ def _xgb(p: TaskProfile) -> float:
     return _gbdt(p) + 0.01
 
 
+def _lgbm(p: TaskProfile) -> float:
+    # Leaf-wise trees: the fastest and often the best from a few thousand rows up, the first to overfit tiny
+    # tables.
+    return _gbdt(p) + 0.02 * (p.n_rows >= 2000) + 0.02 * (p.n_rows >= 10000) - 0.04 * (p.n_rows < 1000)
+
+
+def _catboost(p: TaskProfile) -> float:
+    # Ordered target statistics make categoricals (high-cardinality ones too) its strength; ordered
+    # boosting and robust defaults suit small tables; its symmetric trees cost more on huge ones.
+    s = 0.05 * (p.categorical_share > 0.2) + 0.03 * p.high_cardinality + 0.03 * (p.n_rows < 2000)
+    return _gbdt(p) + s - 0.04 * (p.n_rows > 100000)
+
+
 def _forest(p: TaskProfile) -> float:
     return 0.04 * (p.n_rows < 5000) + 0.02 * (p.categorical_share > 0.2) - 0.05 * (p.n_rows > 50000)
 
@@ -86,6 +102,8 @@ def _mlp(p: TaskProfile) -> float:
 
 _ADJUST = {
     "xgboost": _xgb,
+    "lightgbm": _lgbm,
+    "catboost": _catboost,
     "hist_gb": _gbdt,
     "random_forest": _forest,
     "extra_trees": _forest,
@@ -105,8 +123,40 @@ CARDS: tuple[KnowledgeCard, ...] = (
         "it rarely overfits. Best on medium to large mixed-type tables.",
         "from xgboost import XGBClassifier\n"
         "model = XGBClassifier(n_estimators=2000, learning_rate=0.05, max_depth=6, subsample=0.8,\n"
-        "                      colsample_bytree=0.8, tree_method='hist', early_stopping_rounds=50)\n"
+        "                      colsample_bytree=0.8, tree_method='hist', enable_categorical=True,\n"
+        "                      eval_metric='auc', early_stopping_rounds=50)\n"
         "model.fit(X_tr, y_tr, eval_set=[(X_inner, y_inner)], verbose=False)",
+        0.90,
+    ),
+    KnowledgeCard(
+        "lightgbm",
+        "LightGBM (leaf-wise gradient boosting)",
+        "Histogram gradient boosting that grows each tree leaf by leaf: usually the fastest and among "
+        "the most accurate learners on medium to large tables, with native missing values and native "
+        "categorical splits on pandas category columns (no one-hot needed). num_leaves and "
+        "min_child_samples bound the complexity; a moderate learning rate with early stopping on the "
+        "task's metric picks the number of rounds. Leaf-wise growth can overfit very small tables.",
+        "import lightgbm as lgb\n"
+        "X_tr[cat_cols] = X_tr[cat_cols].astype('category')  # the same categories for X_inner, X_test\n"
+        "model = lgb.LGBMClassifier(n_estimators=2000, learning_rate=0.05, num_leaves=31,\n"
+        "                           min_child_samples=20, subsample=0.8, subsample_freq=1,\n"
+        "                           colsample_bytree=0.8, verbosity=-1)\n"
+        "model.fit(X_tr, y_tr, eval_X=X_inner, eval_y=y_inner, eval_metric='auc',\n"
+        "          callbacks=[lgb.early_stopping(50, verbose=False)])",
+        0.91,
+    ),
+    KnowledgeCard(
+        "catboost",
+        "CatBoost (ordered boosting with native categoricals)",
+        "Gradient boosting on symmetric trees that encodes categorical columns itself with ordered "
+        "target statistics: high-cardinality categoricals and their combinations are used without "
+        "target leakage and without one-hot or target encoding. Ordered boosting and strong defaults "
+        "make it robust on small tables as well; usually the strongest choice when many features are "
+        "categorical, slower per round than LightGBM on very large tables.",
+        "from catboost import CatBoostClassifier\n"
+        "model = CatBoostClassifier(iterations=2000, learning_rate=0.05, depth=6, l2_leaf_reg=3,\n"
+        "                           cat_features=cat_cols, eval_metric='AUC', verbose=0)\n"
+        "model.fit(X_tr, y_tr, eval_set=(X_inner, y_inner), early_stopping_rounds=50)",
         0.90,
     ),
     KnowledgeCard(
@@ -202,6 +252,42 @@ def rank_cards(task: Task, interpretable_only: bool = False) -> list[tuple[Knowl
     return sorted(scored, key=lambda cs: (-cs[1], order[cs[0].family]))
 
 
+# Kinds of model: two picks of one kind learn much the same function, so retrieval spreads over kinds.
+KIND: dict[str, str] = {
+    "xgboost": "boosting",
+    "lightgbm": "boosting",
+    "catboost": "boosting",
+    "hist_gb": "boosting",
+    "random_forest": "bagging",
+    "extra_trees": "bagging",
+    "linear": "linear",
+    "svm": "kernel",
+    "knn": "neighbours",
+    "mlp": "neural",
+}
+# Relevance given up per card of the same kind already picked: a second boosting library still
+# beats a weak forest, a third one rarely beats a decent model of another kind.
+VARIETY_PENALTY = 0.2
+
+
+def diverse_ranking(task: Task, interpretable_only: bool = False) -> list[tuple[KnowledgeCard, float]]:
+    """Every card in retrieval order: greedily the most relevant after VARIETY_PENALTY per card of the
+    same kind already chosen (deterministic; the scores returned are the plain relevances)."""
+    remaining = rank_cards(task, interpretable_only)
+    chosen: list[tuple[KnowledgeCard, float]] = []
+    picked: dict[str, int] = {}
+
+    def adjusted(i: int) -> tuple[float, int]:
+        card, score = remaining[i]
+        return score - VARIETY_PENALTY * picked.get(KIND[card.family], 0), -i  # ties: the earlier card
+
+    while remaining:
+        card, score = remaining.pop(max(range(len(remaining)), key=adjusted))
+        chosen.append((card, score))
+        picked[KIND[card.family]] = picked.get(KIND[card.family], 0) + 1
+    return chosen
+
+
 def to_model_card(card: KnowledgeCard, score: float) -> ModelCard:
     return ModelCard(
         name=card.title,
@@ -219,8 +305,9 @@ def family_of(card: ModelCard) -> str:
     text = f"{card.family} {card.name}".lower()
     hints = [
         ("xgb", "xgboost"),
-        ("lightgbm", "hist_gb"),
-        ("catboost", "hist_gb"),
+        ("lightgbm", "lightgbm"),
+        ("lgbm", "lightgbm"),
+        ("catboost", "catboost"),
         ("histgradient", "hist_gb"),
         ("gradient", "hist_gb"),
         ("random forest", "random_forest"),

@@ -29,7 +29,7 @@ _SET_LINE = re.compile(r"^[ \t>*\-]*set\s*:\s*(?P<body>.*)$", re.I | re.M)
 ENUMS: dict[str, tuple[str, ...]] = {
     "num_impute": ("mean", "median", "constant", "most_frequent"),
     "scaler": ("standard", "robust", "quantile", "none"),
-    "tree_cat_encoding": ("ordinal", "target", "onehot"),
+    "tree_cat_encoding": ("native", "ordinal", "target", "onehot"),
     "linear_cat_encoding": ("onehot", "target", "ordinal"),
     "text_analyzer": ("word", "char_wb"),
     "target_transform": ("none", "log1p", "sqrt"),

@@ -17,7 +17,7 @@ from ...metrics import improvement
 from ...model import AttemptSummary
 from ..base import BrainContext
 from .constraints import INTERPRETABLE_FAMILIES, forbidden_columns, wants_interpretable
-from .defaults import GBDT, STYLE, main_model, model_spec, n_rows, resolve_family
+from .defaults import GBDT, NATIVE_CATEGORIES, STYLE, main_model, model_spec, n_rows, resolve_family
 from .knowledge import rank_cards
 from .plans import Settings, apply_settings, format_set_line, parse_set_line
 from .templates import read_config
@@ -44,6 +44,15 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "reg_lambda": (0.0, 1000.0),
     "reg_alpha": (0.0, 1000.0),
     "max_leaf_nodes": (4, 255),
+    "num_leaves": (4, 255),
+    "min_child_samples": (1, 500),
+    "iterations": (50, 6000),
+    "depth": (2, 10),
+    "l2_leaf_reg": (0.0, 100.0),
+    "rsm": (0.1, 1.0),
+    "min_data_per_group": (1, 500),
+    "cat_smooth": (0.0, 200.0),
+    "cat_l2": (0.0, 200.0),
     "min_samples_leaf": (1, 500),
     "l2_regularization": (0.0, 1000.0),
     "C": (1e-4, 1e4),
@@ -103,7 +112,8 @@ def _generic_moves(block: str, config: Any) -> list[Move]:
             if (
                 isinstance(value, bool)
                 or not isinstance(value, (int, float))
-                or key in ("max_iter", "n_estimators", "n_jobs", "verbose")
+                or key in ("max_iter", "n_estimators", "iterations", "n_jobs", "verbose", "subsample_freq")
+                or key in ("max_ctr_complexity", "border_count", "max_bin")
             ):
                 continue
             for factor in (1.5, 1 / 1.5):
@@ -220,6 +230,71 @@ def _family_moves(ctx: BrainContext, spec: dict[str, Any]) -> list[Move]:
                 {f"{name}.subsample": 0.7, f"{name}.colsample_bytree": 0.6},
             ),
             Move("Add an L1 penalty on leaf weights to ignore weak features.", {f"{name}.reg_alpha": 1.0}),
+        ]
+    if name == "lightgbm":
+        lr, trees, leaves = get("learning_rate", 0.1), get("n_estimators", 100), get("num_leaves", 31)
+        return [
+            Move(
+                "Halve the learning rate and double the tree budget: smaller steps generalise better and "
+                "early stopping still picks the count.",
+                {
+                    f"{name}.learning_rate": max(lr_floor, round(lr / 2, 4)),
+                    f"{name}.n_estimators": min(6000, trees * 2),
+                },
+            ),
+            Move(
+                f"{'Fewer' if small else 'More'} leaves per tree: "
+                f"{'leaf-wise growth overfits small data' if small else 'richer interactions on more rows'}.",
+                {f"{name}.num_leaves": max(4, leaves // 2) if small else min(255, leaves * 2)},
+                reversible=True,
+            ),
+            Move(
+                "Regularise leaves: more rows per leaf and a stronger L2 penalty smooth noisy splits.",
+                {
+                    f"{name}.min_child_samples": min(500, get("min_child_samples", 20) * 2),
+                    f"{name}.reg_lambda": max(5.0, get("reg_lambda", 0.0) * 5),
+                },
+                reversible=True,
+            ),
+            Move(
+                "More randomness per tree (row and column subsampling) to decorrelate trees.",
+                {f"{name}.subsample": 0.7, f"{name}.subsample_freq": 1, f"{name}.colsample_bytree": 0.6},
+            ),
+            Move(
+                "Smoother categorical splits: more rows per category group and stronger smoothing.",
+                {
+                    f"{name}.min_data_per_group": min(500, get("min_data_per_group", 100) * 2),
+                    f"{name}.cat_smooth": min(200.0, get("cat_smooth", 10.0) * 3),
+                },
+                reversible=True,
+            ),
+            Move("Add an L1 penalty on leaf weights to ignore weak features.", {f"{name}.reg_alpha": 1.0}),
+        ]
+    if name == "catboost":
+        lr, iters, depth = get("learning_rate", 0.05), get("iterations", 1000), get("depth", 6)
+        return [
+            Move(
+                "Halve the learning rate and double the iteration budget (early stopping picks the count).",
+                {
+                    f"{name}.learning_rate": max(lr_floor, round(lr / 2, 4)),
+                    f"{name}.iterations": min(6000, iters * 2),
+                },
+            ),
+            Move(
+                f"{'Shallower' if small else 'Deeper'} symmetric trees: "
+                f"{'small data overfits deep interactions' if small else 'more rows support richer ones'}.",
+                {f"{name}.depth": max(2, depth - 2) if small else min(10, depth + 2)},
+                reversible=True,
+            ),
+            Move(
+                "Stronger L2 regularisation of the leaf values.",
+                {f"{name}.l2_leaf_reg": min(100.0, get("l2_leaf_reg", 3.0) * 3)},
+                reversible=True,
+            ),
+            Move(
+                "Random subspace per split level (rsm) to decorrelate trees.",
+                {f"{name}.rsm": 0.5},
+            ),
         ]
     if name == "hist_gb":
         lr, iters, leaves = get("learning_rate", 0.1), get("max_iter", 100), get("max_leaf_nodes", 31)
@@ -340,6 +415,15 @@ def _preprocess_moves(ctx: BrainContext, cfg: dict[str, Any], models: list[dict[
                     {"linear_cat_encoding": "target"},
                 )
             )
+    native = {m["name"] for m in models if m.get("weight", 1.0) > 0} & NATIVE_CATEGORIES
+    if cats and native and cfg.get("tree_cat_encoding") != "native":
+        moves.append(
+            Move(
+                f"Native categoricals for {', '.join(sorted(native))}: category columns split by the library "
+                "itself (categories fixed on the fitting rows) instead of integer codes.",
+                {"tree_cat_encoding": "native"},
+            )
+        )
     if cats and styles & {"gbdt", "tree"}:
         if cfg.get("tree_cat_encoding") != "target":
             moves.append(
@@ -363,6 +447,14 @@ def _preprocess_moves(ctx: BrainContext, cfg: dict[str, Any], models: list[dict[
                 {"rare_min_frequency": max(20, cfg.get("rare_min_frequency", 5) * 4)},
             )
         )
+        if native and cfg.get("tree_cat_encoding") == "native":
+            moves.append(
+                Move(
+                    "Integer (ordinal) codes instead of native categorical splits: plain threshold splits "
+                    "overfit many-level columns less.",
+                    {"tree_cat_encoding": "ordinal"},
+                )
+            )
     if missing and (styles - {"gbdt"}):
         moves.append(
             Move(
@@ -469,7 +561,7 @@ def _train_moves(ctx: BrainContext, cfg: dict[str, Any], models: list[dict[str, 
     task = ctx.task
     names = {m["name"] for m in models}
     moves: list[Move] = []
-    randomised = names & {"xgboost", "hist_gb", "random_forest", "extra_trees", "mlp"}
+    randomised = names & {"xgboost", "lightgbm", "catboost", "hist_gb", "random_forest", "extra_trees", "mlp"}
     if randomised and cfg.get("n_seeds", 1) < 3:
         moves.append(
             Move(
@@ -592,6 +684,13 @@ def plan_next(ctx: BrainContext, code: str, block: str, history: list[AttemptSum
             continue
         tried.add(_canon(s))
         gain = improvement(h.score, h.baseline, hib) if h.ok else None
+        if gain is not None and h.folds_compared:
+            # The paired per-fold scores decide what is evidence: a better mean that most folds disagree
+            # with is noise to build on, and a worse mean that most folds prefer is no reason to turn back.
+            won_most = 2 * h.folds_won > h.folds_compared
+            lost_most = 2 * h.folds_won < h.folds_compared
+            if (gain > 0 and not won_most) or (gain < 0 and not lost_most):
+                gain = 0.0
         scored.append((s, gain))
     best: tuple[Settings, float] | None = None
     for s, g in scored:

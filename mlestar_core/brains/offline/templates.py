@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 from typing import Any
 
+from ...evaluation import FOLDS_SOURCE
 from ...metrics import get_metric, metric_source
 from ...script import ScriptError, fence, get_block
 from ..base import BrainContext
@@ -164,8 +165,13 @@ def render_header(
         "",
         'warnings.filterwarnings("ignore")',
         "",
-        f"SEED = int(os.environ.get(\"MLESTAR_SEED\", {ctx.seed!r}))  # ablation repeats draw other splits",
-        f"VALID_FRACTION = {ctx.valid_fraction!r}",
+        f"SEED = int(os.environ.get(\"MLESTAR_SEED\", {ctx.seed!r}))  # model seed (ablation repeats vary it)",
+        "# The evaluation protocol (docs/protocol.md): the engine's ./input/folds.csv decides which rows each",
+        "# fold validates; without it (a solution run on its own) the same folds are made with these settings.",
+        f"FOLD_SEED = {ctx.seed!r}",
+        f"N_FOLDS = {ctx.n_folds!r}",
+        f"N_REPEATS = {ctx.n_repeats!r}",
+        f"VALID_FRACTION = {ctx.valid_fraction!r}  # used when N_FOLDS == 1 (one hold-out split)",
         'INPUT_DIR = "./input"',
         f"TRAIN_FILE = {task.train_file!r}",
         f"TEST_FILE = {task.test_file!r}",
@@ -193,6 +199,12 @@ def render_header(
         METRIC_INPUT.rstrip(),
         "",
         "",
+        FOLDS_SOURCE.strip(),
+        "",
+        "",
+        PROTOCOL_CODE.rstrip(),
+        "",
+        "",
     ]
     return "\n".join(lines)
 
@@ -208,6 +220,63 @@ def metric_input(pred):
     if TASK_TYPE == "binary":
         return pred[:, 1]
     return pred
+'''
+
+
+PROTOCOL_CODE = '''\
+def read_folds(train_rows, y):
+    """(repeat, position, fold) of the rows to validate: from the engine's ./input/folds.csv (rows are
+    train-file row numbers; train_rows maps them to positions in y), else made here the same way."""
+    path = os.path.join(INPUT_DIR, "folds.csv")
+    if not os.path.exists(path):
+        return make_folds(y, TASK_TYPE != "regression", N_FOLDS, N_REPEATS, FOLD_SEED, VALID_FRACTION)
+    folds = pd.read_csv(path)
+    position = pd.Series(np.arange(len(train_rows)), index=train_rows)
+    folds = folds[folds["row"].isin(position.index)]
+    return (folds["repeat"].to_numpy(), position.loc[folds["row"].to_numpy()].to_numpy(),
+            folds["fold"].to_numpy())
+
+
+def fold_units(train_rows, y):
+    """One (repeat, fold, fit positions, held-out positions) per fold: fit on the other folds only."""
+    repeat, position, fold = read_folds(train_rows, y)
+    units = []
+    for r in sorted(set(repeat.tolist())):
+        in_r = repeat == r
+        for k in sorted(set(fold[in_r].tolist()) - {-1}):
+            units.append((r, k, position[in_r & (fold != k)], position[in_r & (fold == k)]))
+    return units
+
+
+def prediction_frame(pred):
+    """Predictions as the protocol writes them: `prediction`, or one probability column per class label."""
+    pred = np.asarray(pred, dtype=float)
+    if TASK_TYPE == "regression":
+        return pd.DataFrame({"prediction": pred.reshape(len(pred))})
+    return pd.DataFrame(pred, columns=[str(v) for v in CLASS_VALUES])
+
+
+def write_oof(units, unit_preds, train_rows, path="oof.csv"):
+    """oof.csv: repeat, row (train-file row number), predictions; the engine scores it."""
+    parts = []
+    for (r, _, _, held), pred in zip(units, unit_preds):
+        frame = prediction_frame(pred)
+        frame.insert(0, "row", train_rows[held])
+        frame.insert(0, "repeat", r)
+        parts.append(frame)
+    pd.concat(parts, ignore_index=True).to_csv(path, index=False)
+
+
+def write_test_pred(pred, path="test_pred.csv"):
+    frame = prediction_frame(pred)
+    frame.insert(0, "row", np.arange(len(frame)))
+    frame.to_csv(path, index=False)
+
+
+def fold_mean_score(units, unit_preds, y):
+    """The protocol's validation score: the metric on each fold's held-out rows, averaged."""
+    return float(np.mean([compute_metric(y[held], metric_input(pred))
+                          for (_, _, _, held), pred in zip(units, unit_preds)]))
 '''
 
 
@@ -241,13 +310,8 @@ def read_configs(code: str) -> dict[str, Any]:
 
 
 BASELINE_BODY = """\
-# The trivial baseline: class prior probabilities / majority class / training mean, on the shared split.
-from sklearn.model_selection import train_test_split
-
-stratify = y_all if TASK_TYPE != "regression" and np.bincount(y_all).min() >= 2 else None
-train_idx, valid_idx = train_test_split(np.arange(len(train_df)), test_size=VALID_FRACTION,
-                                        random_state=SEED, stratify=stratify)
-y_train_part, y_valid = y_all[train_idx], y_all[valid_idx]
+# The trivial baseline: class prior probabilities / majority class / training mean, fold by fold.
+UNITS = fold_units(TRAIN_ROWS, y_all)
 
 
 def constant_prediction(y, n_rows):
@@ -258,8 +322,9 @@ def constant_prediction(y, n_rows):
     return np.tile(prior, (n_rows, 1))
 
 
-VALID_PRED = constant_prediction(y_train_part, len(y_valid))
-print(f"Final Validation Performance: {compute_metric(y_valid, metric_input(VALID_PRED))!r}")
+UNIT_PREDS = [constant_prediction(y_all[fit], len(held)) for _, _, fit, held in UNITS]
+write_oof(UNITS, UNIT_PREDS, TRAIN_ROWS)
+print(f"Final Validation Performance: {fold_mean_score(UNITS, UNIT_PREDS, y_all)!r}")
 """
 
 
@@ -269,7 +334,9 @@ def baseline_script(ctx: BrainContext) -> str:
         SUBMISSION_CODE
         + """
 if os.environ.get("MLESTAR_SUBMIT", "1") != "0" and test_df is not None:
-    write_submission(constant_prediction(y_all, len(test_df)), "submission.csv")
+    TEST_PRED = constant_prediction(y_all, len(test_df))
+    write_test_pred(TEST_PRED)
+    write_submission(TEST_PRED, "submission.csv")
 """
     )
     return "".join(

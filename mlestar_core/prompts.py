@@ -2,19 +2,26 @@
 
 A template is plain text with named `{placeholders}` (literal braces doubled, `{{ }}`), filled
 with `str.format_map`. `render` is strict: a missing field raises `PromptError` naming every
-missing field, an unknown role is refused. `task_fields` builds the fields every role shares
-from a `Task` and the user's pinned constraints. Pure: no network, no store, no model calls.
+missing field, an unknown role is refused. `task_fields` (or `context_fields`, from a
+BrainContext) builds the fields every role shares from a `Task`, the user's pinned constraints
+and the script limits, among them `{protocol}` (the engine's evaluation protocol of
+docs/protocol.md, spelled out for this task) and `{packages}` (the ML packages installed for the
+interpreter that runs the scripts). No network, no store, no model calls; the one side effect
+is the cached package probe of `environment_info`.
 """
 
 from __future__ import annotations
 
+import os
 import string
+import sys
 from pathlib import Path
 from typing import Any
 
 from . import metrics
+from .environment_info import describe_environment, installed_packages
 from .model import AblationResult, AttemptSummary, EnsembleAttempt, SolutionSummary, Task
-from .task import describe_task
+from .task import describe_task, sorted_classes
 
 PROMPTS_DIR = Path(__file__).resolve().parents[1] / "prompts"
 
@@ -134,9 +141,24 @@ def submission_format(task: Task) -> str:
     return text + "."
 
 
-def task_fields(task: Task, constraints: list[str], *, seed: int = 42,
-                valid_fraction: float = 0.2) -> dict[str, str]:
-    """The fields every role template shares, as text."""
+DEFAULT_TIMEOUT = 300.0  # seconds per script (RunConfig.script_timeout)
+DEFAULT_MEMORY_MB = 4096  # address-space cap per script (RunConfig.memory_mb)
+BIG_DATA_ROWS = 100_000  # above this many training rows the protocol asks for subsampling
+_MAX_LISTED_CLASSES = 100  # more class labels than this are described, not listed
+
+
+def task_fields(task: Task, constraints: list[str], *, seed: int = 42, valid_fraction: float = 0.2,
+                timeout: float | None = None, memory_mb: int | None = None, cores: int | None = None,
+                python: str | None = None, n_folds: int | None = None,
+                n_repeats: int | None = None) -> dict[str, str]:
+    """The fields every role template shares, as text.
+
+    The keyword arguments after `valid_fraction` only shape `{protocol}` and `{packages}`:
+    `timeout` (seconds per script), `memory_mb` (memory cap per script), `cores` (threads a
+    script may use, its `MLESTAR_THREADS`), `python` (the interpreter that runs the scripts),
+    `n_folds` / `n_repeats` (the run's folds, when known). None means the default: 300 s,
+    4096 MB, os.cpu_count(), sys.executable, and "read K from folds.csv".
+    """
     m = metrics.get_metric(task.metric)
     return {
         "task_name": task.name,
@@ -151,7 +173,269 @@ def task_fields(task: Task, constraints: list[str], *, seed: int = 42,
         "constraints": format_constraints(constraints),
         "seed": str(seed),
         "valid_fraction": str(valid_fraction),
+        "packages": packages_text(python),
+        "protocol": protocol_text(task, seed=seed, valid_fraction=valid_fraction, timeout=timeout,
+                                  memory_mb=memory_mb, cores=cores, python=python, n_folds=n_folds,
+                                  n_repeats=n_repeats),
     }
+
+
+def context_fields(ctx: Any, **extra: Any) -> dict[str, Any]:
+    """`task_fields` for a BrainContext, merged with `extra` (the role's own fields).
+
+    Reads `ctx.task`, `ctx.constraints`, `ctx.seed` and `ctx.valid_fraction`, and, when the
+    context has them, `ctx.n_folds`, `ctx.n_repeats`, `ctx.script_timeout` (seconds),
+    `ctx.memory_mb`, `ctx.threads` (cores per script) and `ctx.python` (the scripts'
+    interpreter); a missing attribute or None means the default of `task_fields`.
+    """
+    fields = task_fields(ctx.task, ctx.constraints, seed=ctx.seed, valid_fraction=ctx.valid_fraction,
+                         timeout=getattr(ctx, "script_timeout", None),
+                         memory_mb=getattr(ctx, "memory_mb", None),
+                         cores=getattr(ctx, "threads", None),
+                         python=getattr(ctx, "python", None),
+                         n_folds=getattr(ctx, "n_folds", None),
+                         n_repeats=getattr(ctx, "n_repeats", None))
+    return {**fields, **extra}
+
+
+def packages_text(python: str | None = None) -> str:
+    """The ML packages installed for the scripts' interpreter, with versions (`{packages}`)."""
+    return describe_environment(python or sys.executable)
+
+
+def prediction_columns(task: Task) -> list[str]:
+    """The prediction columns of oof.csv / test_pred.csv: `prediction` for regression, else the
+    class labels in encoded order (index i is class code i of `compute_metric`)."""
+    if task.task_type == "regression":
+        return ["prediction"]
+    return sorted_classes(task.classes)
+
+
+def _metric_input_text(task: Task, m: metrics.Metric, cols: list[str]) -> str:
+    """What compute_metric is given for one fold, for this task."""
+    if task.task_type == "regression":
+        return ("`y_true` = the fold's target values, `y_pred` = the predicted values (the `prediction` "
+                "column).")
+    if cols and len(cols) <= _MAX_LISTED_CLASSES:
+        codes = ", ".join(f"`{c}` → {i}" for i, c in enumerate(cols))
+    else:
+        codes = "the class labels in sorted order → 0..k-1"
+    y_true = f"`y_true` = the fold's targets as class codes ({codes})"
+    if m.needs == "label":
+        return (f"{y_true}; `y_pred` = predicted class codes, the arg-max of the class-probability "
+                "columns (`valid_pred.argmax(axis=1)`). The engine, too, takes the arg-max of the class "
+                "columns of `oof.csv`: to use a tuned decision threshold (tuned on fit rows only), shift "
+                "the probabilities so that their arg-max gives the thresholded class.")
+    if task.task_type == "binary":
+        positive = f"`{cols[-1]}`" if cols else "the positive class"
+        return (f"{y_true}; `y_pred` = the predicted probability of class {positive} (code 1), i.e. "
+                "`valid_pred[:, 1]` with the columns in the order above.")
+    return (f"{y_true}; `y_pred` = the (n, k) matrix of class probabilities, columns in the order above, "
+            "each row summing to 1.")
+
+
+def _metric_arg(task: Task, m: metrics.Metric) -> str:
+    """The expression turning a fold's prediction array `valid_pred` into compute_metric's y_pred."""
+    if task.task_type == "regression":
+        return "valid_pred[:, 0]"
+    if m.needs == "label":
+        return "valid_pred.argmax(axis=1)"
+    return "valid_pred[:, 1]" if task.task_type == "binary" else "valid_pred"
+
+
+def _fast_learners(packages: dict[str, str]) -> str:
+    """Histogram-based boosting learners among the installed packages."""
+    learners = []
+    if "scikit-learn" in packages:
+        learners.append("scikit-learn's `HistGradientBoosting*`")
+    if "lightgbm" in packages:
+        learners.append("LightGBM")
+    if "xgboost" in packages:
+        learners.append('XGBoost with `tree_method="hist"`')
+    if not learners:
+        return "histogram-based boosting if an installed package offers it"
+    return "histogram-based boosting (" + ", ".join(learners) + ")"
+
+
+def _folds_text(n_folds: int | None, n_repeats: int | None) -> str:
+    if not n_folds:
+        return "K and the number of repeats come from the file: read them, do not assume them."
+    repeats = max(1, int(n_repeats or 1))
+    if n_folds == 1:
+        text = "This run uses one hold-out split (validated rows fold 0, the others fold -1)"
+    else:
+        text = f"This run uses K = {n_folds} folds"
+    text += f", repeated {repeats} times" if repeats > 1 else ", one repetition"
+    fits = int(n_folds) * repeats
+    return text + f": {fits} fit{'s' if fits != 1 else ''} per script. Still read them from the file."
+
+
+def protocol_text(task: Task, *, seed: int = 42, valid_fraction: float = 0.2, timeout: float | None = None,
+                  memory_mb: int | None = None, cores: int | None = None, python: str | None = None,
+                  n_folds: int | None = None, n_repeats: int | None = None) -> str:
+    """The engine's evaluation protocol (docs/protocol.md) for this task, as a prompt section.
+
+    Shared by every code-writing role (`{protocol}`): folds.csv, per-fold training, the metric
+    and how it is called, the exact oof.csv / test_pred.csv / submission.csv contents, the
+    environment variables, the limits, large-data advice, the sandbox, the installed packages
+    and a sketch of the fold loop. Arguments as in `task_fields`.
+    """
+    timeout = DEFAULT_TIMEOUT if timeout is None else float(timeout)
+    memory_mb = DEFAULT_MEMORY_MB if memory_mb is None else int(memory_mb)
+    cores = max(1, int(cores)) if cores else max(1, os.cpu_count() or 1)
+    python = python or sys.executable
+    m = metrics.get_metric(task.metric)
+    direction = "higher is better" if m.higher_is_better else "lower is better"
+    files = input_files(task)
+    cols = prediction_columns(task)
+    classify = task.task_type != "regression"
+    listed = not classify or 0 < len(cols) <= _MAX_LISTED_CLASSES
+    col_text = ",".join(cols) if listed else "<one column per class label>"
+    has_test = bool(task.test_file)
+
+    if not classify:
+        columns_rule = "one column `prediction` holding the predicted value (finite numbers)"
+    else:
+        names = (f"exactly {', '.join(f'`{c}`' for c in cols)}" if listed
+                 else "one per class of the training target")
+        columns_rule = (f"one column per class, named by the class label as text, {names} (labels as written "
+                        "in the train file; `1`, `1.0` and `\"1\"` are the same label); each holds the "
+                        "predicted probability of that class, in [0, 1], each row summing to 1; keep every "
+                        "class column even when a class is absent from a fold's fit rows (probability 0)")
+
+    lines = [
+        "## Evaluation protocol (the engine scores a script from the files it writes, not from what it prints)",
+        "",
+        "### Folds: `./input/folds.csv`",
+        "The engine writes `./input/folds.csv` before the script runs, and every script of this run gets the "
+        "same file, so scores are compared fold by fold. Always train and validate on these folds; never "
+        "make your own split of the training rows (no `train_test_split`, `KFold`, … for validation).",
+        f"- Columns `repeat,row,fold`. `row` is the 0-based position of a data row in `./input/{files[0]}` "
+        "(header excluded). Only rows with a target appear; rows that do not appear are never trained or "
+        "scored on.",
+        "- `fold` ≥ 0 is the fold in which the row is validated; `fold = -1` marks a row that is only ever "
+        f"trained on (used when a single hold-out split, validating {valid_fraction:g} of the rows, replaces "
+        "the K folds on large data).",
+        "- `repeat` numbers repeated K-fold (0 when there is one repetition). "
+        + _folds_text(n_folds, n_repeats),
+        "",
+        "### Training: one model per (repeat, fold)",
+        "For each repeat r and each fold k ≥ 0 of that repeat, the fit rows are the rows of repeat r whose "
+        "fold is not k (fold -1 rows included) and the validation rows are those whose fold is k. Fit "
+        "everything on the fit rows only: imputers, scalers, encoders, target or group statistics, feature "
+        "selection, the model, and early stopping (with an inner split of the fit rows, never the "
+        "validation fold). Then predict the validation rows, and the test rows when submitting. Never fit "
+        "anything on validation or test rows, and never use the target or anything derived from it as a "
+        "feature.",
+        "",
+        f"### Metric: {m.title} (`{task.metric}`), {direction}",
+        "The engine scores with exactly this function (the metric code grading uses). Embed it verbatim and "
+        "call it once per (repeat, fold) on that fold's validation predictions:",
+        "```python",
+        metrics.metric_source(task.metric, task.task_type).rstrip(),
+        "```",
+        "It takes " + _metric_input_text(task, m, cols),
+        "Print the mean over all (repeat, fold) of these per-fold values exactly once, as the line "
+        "`Final Validation Performance: <score>` (a plain number). The engine recomputes the same figure "
+        "from `oof.csv`; the printed number is only the script's claim: a disagreement is recorded and the "
+        "engine's number counts.",
+        "",
+        "### Files the script writes (in its working folder `./`, nowhere else)",
+        f"- `oof.csv`, always: columns `repeat,row,{col_text}`; exactly one line per (`repeat`, `row`) of "
+        "folds.csv with fold ≥ 0 (no missing, extra or duplicated lines; any order), predicted by the model "
+        "of that row's fold, which never saw the row.",
+        f"- Prediction columns: {columns_rule}.",
+    ]
+    if has_test:
+        lines.append(
+            f"- When submitting (`MLESTAR_SUBMIT`, below): `test_pred.csv` with columns `row,{col_text}`, "
+            "one line per test row (`row` = 0-based position in the test file), holding the average of the "
+            "test predictions of all the (repeat, fold) models (no refit on all rows); and "
+            f"`./submission.csv`, made from those averaged predictions: {submission_format(task)}")
+    else:
+        lines.append("- This task has no test file: write neither `test_pred.csv` nor `./submission.csv`.")
+    lines += [
+        "- A missing, unreadable or misaligned `oof.csv`, a missing class column, NaN or infinite values, or "
+        "probabilities outside [0, 1] fail the script, whatever it prints.",
+        "",
+        "### Environment variables (read them exactly like this)",
+        f'- `SEED = int(os.environ.get("MLESTAR_SEED", {seed}))`: the model seed; pass it to every random '
+        "state. It does not change the folds.",
+        '- `SUBMIT = os.environ.get("MLESTAR_SUBMIT", "1") != "0"`: only when true, predict the test file '
+        "and write `test_pred.csv` and `./submission.csv`; when false, skip the test file entirely.",
+        f'- `THREADS = int(os.environ.get("MLESTAR_THREADS", {cores}))`: the cores to use; pass it as '
+        "`n_jobs` / `nthread` / `thread_count` / `num_threads` (never -1).",
+        "",
+        "### Limits",
+        f"- Time: the whole script (every fold, plus the test predictions) is killed after {timeout:g} s. "
+        "Each of the (repeat, fold) fits gets only a share of that; aim to finish within half the limit.",
+        f"- Memory: {memory_mb} MB of address space for the script's process (threads and the virtual memory "
+        "that libraries reserve count too); beyond it the script dies.",
+        f"- Cores: {cores} (`MLESTAR_THREADS`).",
+        "",
+        "### Large data",
+        f"If the training file has more than {BIG_DATA_ROWS:,} rows: search features and settings on a "
+        "subsample of the fit rows, use fewer boosting rounds with a higher learning rate, prefer "
+        f"{_fast_learners(installed_packages(python))}, and never load more than needed (only the columns "
+        "used, compact dtypes such as float32, no duplicate copies of big frames). Every validation row and "
+        "every test row is still predicted.",
+    ]
+    if task.n_train_rows > BIG_DATA_ROWS:
+        lines.append(f"This task's training file has about {task.n_train_rows:,} rows: this applies.")
+    lines += [
+        "",
+        "### Sandbox",
+        f"- Read only from `./input/` ({', '.join(f'`{f}`' for f in files)} and `folds.csv`); write only "
+        "into the working folder `./`. No other paths, no downloads, no network access, no `pip install`.",
+        "- Never call `exit()`, `quit()`, `sys.exit()` or `os._exit()`, and do not hide errors in "
+        "`try:`/`except:`; let them raise so they can be debugged.",
+        "",
+        "### Installed packages (of the interpreter that runs the script)",
+        packages_text(python) + " Import nothing that is not installed.",
+        "",
+        "### Sketch of the fold loop (adapt it; in a fenced script the loop belongs in the `train` block, the "
+        "test averaging and the files in `predict`)",
+        "```python",
+        f'SEED = int(os.environ.get("MLESTAR_SEED", {seed}))',
+        f'THREADS = int(os.environ.get("MLESTAR_THREADS", {cores}))',
+        'SUBMIT = os.environ.get("MLESTAR_SUBMIT", "1") != "0"',
+        f"PRED_COLUMNS = {cols!r}" if listed else "PRED_COLUMNS = CLASS_LABELS  # sorted class labels, as text",
+        "# y: numpy array of the target, " + ("as class codes (the position of its label in PRED_COLUMNS)"
+                                               if classify else "as numbers"),
+        'folds = pd.read_csv("./input/folds.csv")',
+        "oof_parts, fold_scores, test_preds = [], [], []",
+        'for r in sorted(folds["repeat"].unique()):',
+        '    in_repeat = folds[folds["repeat"] == r]',
+        '    for k in sorted(in_repeat.loc[in_repeat["fold"] >= 0, "fold"].unique()):',
+        '        fit_rows = in_repeat.loc[in_repeat["fold"] != k, "row"].to_numpy()',
+        '        valid_rows = in_repeat.loc[in_repeat["fold"] == k, "row"].to_numpy()',
+        "        # fit every step on train.iloc[fit_rows] only, then predict train.iloc[valid_rows]:",
+        "        # valid_pred, an array of shape (len(valid_rows), len(PRED_COLUMNS))",
+        f"        fold_scores.append(compute_metric(y[valid_rows], {_metric_arg(task, m)}))",
+        "        part = pd.DataFrame(valid_pred, columns=PRED_COLUMNS)",
+        '        part.insert(0, "row", valid_rows)',
+        '        part.insert(0, "repeat", r)',
+        "        oof_parts.append(part)",
+    ]
+    if has_test:
+        lines += [
+            "        if SUBMIT:",
+            "            test_preds.append(test_pred)  # the same fitted model on the test rows, same shape",
+        ]
+    lines += [
+        'pd.concat(oof_parts).to_csv("oof.csv", index=False)',
+        'print(f"Final Validation Performance: {np.mean(fold_scores)}")',
+    ]
+    if has_test:
+        lines += [
+            "if SUBMIT:",
+            "    averaged = pd.DataFrame(np.mean(test_preds, axis=0), columns=PRED_COLUMNS)",
+            '    averaged.insert(0, "row", np.arange(len(averaged)))',
+            '    averaged.to_csv("test_pred.csv", index=False)',
+            "    # and ./submission.csv from the averaged predictions, in the task's submission format",
+        ]
+    lines.append("```")
+    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ from fakes import (
 from google import genai
 from google.genai import errors, types
 
-from mlestar_core import prompts
+from mlestar_core import evaluation, prompts
 from mlestar_core.brains.llm.answers import (
     parse_ablation,
     parse_block_body,
@@ -51,6 +51,7 @@ from mlestar_core.brains.llm.clients import FatalError, Request, TransientError
 from mlestar_core.brains.llm.gemini import GeminiClient
 from mlestar_core.brains.llm.openai_compat import OpenAIClient
 from mlestar_core.brains.llm.settings import LLMSettings
+from mlestar_core.metrics import metric_source
 from mlestar_core.model import AblationResult, AttemptSummary, EnsembleAttempt, SolutionSummary, Task
 from mlestar_core.script import block_names, blocks, get_block, parse_score, replace_block
 from mlestar_core.task import load_task
@@ -300,16 +301,20 @@ def test_calls_are_recorded_before_answering_and_numbered_under_concurrency(comm
 
 
 def role_fields(task: Task, expert: ScriptedExpert, *, seed: int = 42, valid_fraction: float = 0.2,
-                m: int = 2, model_name: str = MODEL_NAMES[0], plan: str = "Average the two models.",
+                n_folds: int | None = None, n_repeats: int | None = None, m: int = 2,
+                model_name: str = MODEL_NAMES[0], plan: str = "Average the two models.",
                 history: list[AttemptSummary] | None = None, block: str = "model") -> dict[str, dict[str, str]]:
     """Fields for every role, built as the LLM brain builds them, around the expert's own scripts."""
-    base = expert.script(MODEL_NAMES[0], seed=seed, valid_fraction=valid_fraction)
-    reference = expert.script(MODEL_NAMES[1], seed=seed, valid_fraction=valid_fraction)
+    settings = dict(seed=seed, valid_fraction=valid_fraction, n_folds=n_folds or 5, n_repeats=n_repeats or 1,
+                    metric_code=metric_source(task.metric, task.task_type))
+    base = expert.script(MODEL_NAMES[0], **settings)
+    reference = expert.script(MODEL_NAMES[1], **settings)
     results = [AblationResult("model", "a shallow decision tree", 0.93, 0.98, 0.05),
                AblationResult("preprocess", "no scaling", 0.979, 0.98, 0.001),
                AblationResult("features", "raw measurements only", None, 0.98, None)]
     solutions = [SolutionSummary("A", base, 0.98), SolutionSummary("B", reference, 0.97)]
-    common = prompts.task_fields(task, ["Keep scripts fast."], seed=seed, valid_fraction=valid_fraction)
+    common = prompts.task_fields(task, ["Keep scripts fast."], seed=seed, valid_fraction=valid_fraction,
+                                 n_folds=n_folds, n_repeats=n_repeats, cores=1)
     extra: dict[str, dict[str, str]] = {
         "retrieve_models": {"m": str(m)},
         "write_initial_solution": {"model_name": model_name, "model_example": "clf.fit(X, y)"},
@@ -378,12 +383,28 @@ def test_retrieval_answer_lists_exactly_m_models(task: Task, expert: ScriptedExp
 
 
 def test_initial_script_follows_the_prompt(task: Task, expert: ScriptedExpert) -> None:
-    code = parse_script(expert.answer("write_initial_solution", render("write_initial_solution", task, expert,
-                                                                        seed=7, valid_fraction=0.25)))
+    code = parse_script(expert.answer("write_initial_solution", render(
+        "write_initial_solution", task, expert, seed=7, valid_fraction=0.25, n_folds=3, n_repeats=2)))
     assert block_names(code) == STANDARD_BLOCKS
-    assert 'SEED = int(os.environ.get("MLESTAR_SEED", 7))' in code and "VALID_FRACTION = 0.25" in code
+    assert 'SEED = int(os.environ.get("MLESTAR_SEED", 7))' in code
+    assert 'SUBMIT = os.environ.get("MLESTAR_SUBMIT", "1") != "0"' in code
+    assert 'THREADS = int(os.environ.get("MLESTAR_THREADS", 1))' in code  # the prompt's cores
+    # K, the repeats and the hold-out share only shape the folds made without ./input/folds.csv
+    assert "N_FOLDS = 3\nN_REPEATS = 2\n" in code and "VALID_FRACTION = 0.25" in code and "FOLD_SEED = 7" in code
+    assert 'pd.read_csv("./input/folds.csv")' in get_block(code, "load")
+    assert metric_source(task.metric, task.task_type).strip() in code  # the protocol's metric, verbatim
+    train = get_block(code, "train")
+    assert "compute_metric(" in train and '"oof.csv"' in train and "for k in sorted(" in train
+    assert "train_test_split(" not in train  # no split of its own: the folds come from the file
+    predict = get_block(code, "predict")
+    assert '"test_pred.csv"' in predict and "np.mean(test_preds, axis=0)" in predict
     assert code.count("Final Validation Performance") == 1
     assert "LogisticRegression(" in get_block(code, "model")
+    hold_out = parse_script(expert.answer("write_initial_solution", render("write_initial_solution", task, expert,
+                                                                            n_folds=1)))
+    assert "N_FOLDS = 1\nN_REPEATS = 1\n" in hold_out
+    unknown = parse_script(expert.answer("write_initial_solution", render("write_initial_solution", task, expert)))
+    assert "N_FOLDS = 5\nN_REPEATS = 1\n" in unknown  # K left to the file: the defaults
     kinds = {"Extra trees (sklearn.ensemble.ExtraTreesClassifier)": "ExtraTreesClassifier(",
              "Random forest (sklearn.ensemble.RandomForestClassifier)": "RandomForestClassifier(",
              "LightGBM (lightgbm.LGBMClassifier)": "GradientBoostingClassifier("}
@@ -400,8 +421,8 @@ def test_merge_returns_the_base(task: Task, expert: ScriptedExpert) -> None:
 
 
 def test_debug_returns_a_complete_script(task: Task, expert: ScriptedExpert) -> None:
-    code = parse_script(expert.answer("debug", render("debug", task, expert)))
-    assert block_names(code) == STANDARD_BLOCKS and "roc_auc_score(" in code
+    code = parse_script(expert.answer("debug", render("debug", task, expert, n_folds=4)))
+    assert block_names(code) == STANDARD_BLOCKS and "roc_auc_score(" in code and "N_FOLDS = 4" in code
 
 
 def test_checks_find_nothing_and_write_no_code(task: Task, expert: ScriptedExpert) -> None:
@@ -456,12 +477,14 @@ def test_block_choice_and_refinement_plans_vary(task: Task, expert: ScriptedExpe
     features_plan = expert.answer("plan_refinement", render("plan_refinement", task, expert, block="features"))
     assert "`features`" in features_plan
     fields = role_fields(task, expert)["plan_ensemble"]
-    ensemble_plans = set()
+    ensemble_plans = []
     for k in range(3):
         history_text = prompts.format_ensemble_history([EnsembleAttempt("Average.", 0.98)] * k)
-        ensemble_plans.add(expert.answer("plan_ensemble", prompts.render("plan_ensemble", **{
-            **fields, "history": history_text})))
-    assert len(ensemble_plans) == 3
+        ensemble_plans.append(parse_text(expert.answer("plan_ensemble", prompts.render("plan_ensemble", **{
+            **fields, "history": history_text})), "plan"))
+    assert len(set(ensemble_plans)) == 3
+    # the first round is free-form (implemented and run), the others name an engine strategy
+    assert [evaluation.strategy_in(p) for p in ensemble_plans] == [None, "caruana", "weights"]
 
 
 def test_refinement_bodies_fit_the_block(task: Task, expert: ScriptedExpert) -> None:
@@ -490,7 +513,48 @@ def test_refinement_bodies_fit_the_block(task: Task, expert: ScriptedExpert) -> 
     assert parse_block_body(expert.answer("implement_refinement", prompt), "model").strip() != current.strip()
 
 
+def test_ensemble_scripts_combine_the_solutions_models(task: Task, expert: ScriptedExpert) -> None:
+    fields = role_fields(task, expert)["implement_ensemble"]
+
+    def ensemble(plan: str, **changes: Any) -> str:
+        prompt = prompts.render("implement_ensemble", **{**fields, "plan": plan, **changes})
+        return parse_script(expert.answer("implement_ensemble", prompt))
+
+    # a free-form plan: the equal-weight soft vote of the solutions' own model blocks
+    free = ensemble("Average the two models.")
+    assert block_names(free) == STANDARD_BLOCKS
+    model = get_block(free, "model")
+    base = role_fields(task, expert)["merge"]["base_code"]
+    assert all(line.strip() in model for line in get_block(base, "model").splitlines())  # embedded unchanged
+    assert "LogisticRegression(" in model and "RandomForestClassifier(" in model
+    assert "WEIGHTS = [1.0, 1.0]" in model and 'voting="soft"' in model
+    assert get_block(free, "train") == get_block(base, "train")  # the same fold loop as every script
+    # the engine's chosen strategy, with its `Set:` line: the members get the engine's weights
+    chosen = ensemble("Greedy selection (strategy='caruana').\nSet: strategy='caruana', weights=[0.75, 0.25]")
+    assert "WEIGHTS = [0.75, 0.25]" in get_block(chosen, "model")
+    mismatch = ensemble("Set: strategy='weights', weights=[0.2, 0.3, 0.5]")  # not one weight per member
+    assert "WEIGHTS = [1.0, 1.0]" in get_block(mismatch, "model")
+    stacked = get_block(ensemble("Set: strategy='stacking'"), "model")
+    assert "StackingClassifier(" in stacked and "final_estimator=LogisticRegression(" in stacked
+    for code in (free, chosen, mismatch):
+        compile(code, "ensemble.py", "exec")
+    # solutions without a `model` definition are left out; with none left, a linear and a forest model
+    foreign = prompts.format_solutions([SolutionSummary("X", "print('no blocks here')\n", 0.9)])
+    fallback = get_block(ensemble("Average them.", solutions=foreign), "model")
+    assert "LogisticRegression(" in fallback and "RandomForestClassifier(" in fallback
+
+
 # --------------------------------------------------------------------------- the expert's scripts run
+
+N_ROWS_TEST = len(pd.read_csv(DEMO / "test.csv"))
+
+
+def engine_protocol(task: Task, n_folds: int, n_repeats: int, seed: int = 42) -> evaluation.RunProtocol:
+    """The folds (and truth) the engine would write for the demo's train file."""
+    rows, y, classes = evaluation.read_truth(task, DEMO / "train.csv")
+    protocol = evaluation.Protocol(task.task_type, task.metric, task.higher_is_better, n_folds, n_repeats, classes,
+                                   len(rows), seed)
+    return evaluation.RunProtocol(protocol, evaluation.fold_table(protocol, y, rows), rows, y)
 
 
 @dataclass
@@ -498,6 +562,7 @@ class ScriptRun:
     code: str
     workdir: Path
     proc: subprocess.CompletedProcess[str]
+    protocol: evaluation.RunProtocol  # the folds the run was (or should have been) validated on
 
     @property
     def score(self) -> float | None:
@@ -507,63 +572,121 @@ class ScriptRun:
     def submission(self) -> Path:
         return self.workdir / "submission.csv"
 
+    @property
+    def test_pred(self) -> Path:
+        return self.workdir / "test_pred.csv"
 
-def run_script(code: str, workdir: Path, *, submit: bool = True, with_test: bool = True) -> ScriptRun:
+    def engine(self) -> evaluation.Evaluation:
+        """The engine's verdict on the run's oof.csv."""
+        return evaluation.Scorer(self.protocol).evaluate_workdir(self.workdir)[0]
+
+
+def run_script(code: str, workdir: Path, protocol: evaluation.RunProtocol, *, submit: bool = True,
+               with_test: bool = True, with_folds: bool = True) -> ScriptRun:
     (workdir / "input").mkdir(parents=True)
     for name in INPUT_FILES:
         if with_test or name != "test.csv":
             shutil.copy(DEMO / name, workdir / "input" / name)
+    if with_folds:
+        protocol.folds.to_csv(workdir / "input" / evaluation.FOLDS_FILE, index=False)
     (workdir / "script.py").write_text(code, encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLESTAR_")}
     env.update({"MLESTAR_SUBMIT": "1" if submit else "0", "OMP_NUM_THREADS": "1"})
     proc = subprocess.run([sys.executable, "script.py"], cwd=workdir, env=env, capture_output=True, text=True,
                           timeout=120)
-    return ScriptRun(code, workdir, proc)
+    return ScriptRun(code, workdir, proc, protocol)
 
 
 @pytest.fixture(scope="module")
 def runs(task: Task, expert: ScriptedExpert, tmp_path_factory: pytest.TempPathFactory) -> dict[str, ScriptRun]:
-    """The expert's scripts, run concurrently in their own work dirs."""
-    scripts: dict[str, tuple[str, bool, bool]] = {}
+    """The expert's scripts (their prompts leave K to folds.csv), run concurrently in their own work dirs:
+    most on the engine's 3-fold x 2 folds.csv, one on a hold-out split, one without folds.csv."""
+    repeated, hold_out, plain = (engine_protocol(task, 3, 2), engine_protocol(task, 1, 1),
+                                 engine_protocol(task, 5, 1))
+    scripts: dict[str, tuple[str, evaluation.RunProtocol, dict[str, bool]]] = {}
     for name in MODEL_NAMES:
         answer = expert.answer("write_initial_solution", render("write_initial_solution", task, expert,
                                                                 model_name=name))
-        scripts[name.split(" (")[0]] = (parse_script(answer), True, True)
+        scripts[name.split(" (")[0]] = (parse_script(answer), repeated, {})
     ensemble = expert.answer("implement_ensemble", render("implement_ensemble", task, expert))
-    scripts["ensemble"] = (parse_script(ensemble), True, True)
+    scripts["ensemble"] = (parse_script(ensemble), repeated, {})
+    chosen = expert.answer("implement_ensemble", render(
+        "implement_ensemble", task, expert, plan="Stacking.\nSet: strategy='stacking'"))
+    scripts["stacking ensemble"] = (parse_script(chosen), repeated, {})
     base = scripts["Logistic regression"][0]
     variants = parse_ablation(expert.answer("write_ablation", render("write_ablation", task, expert)), base)
-    scripts["ablated model"] = (variants[0].code, False, False)
+    scripts["ablated model"] = (variants[0].code, repeated, {"submit": False, "with_test": False})
     plan = expert.answer("extract_block", render("extract_block", task, expert))
     body = parse_block_body(expert.answer("implement_refinement", render(
         "implement_refinement", task, expert, plan=parse_block_choice(plan, base).plan)), "model")
-    scripts["refined"] = (replace_block(base, "model", body), True, True)
-    scripts["logistic again, no submission"] = (base, False, True)
-    scripts["logistic, no test.csv"] = (base, True, False)
+    scripts["refined"] = (replace_block(base, "model", body), repeated, {})
+    scripts["logistic again, no submission"] = (base, repeated, {"submit": False})
+    scripts["logistic, no test.csv"] = (base, repeated, {"with_test": False})
+    scripts["logistic, hold-out split"] = (base, hold_out, {})
+    scripts["logistic, no folds.csv"] = (base, plain, {"with_folds": False})
     root = tmp_path_factory.mktemp("expert_runs")
     with ThreadPoolExecutor(4) as pool:
-        futures = {key: pool.submit(run_script, code, root / f"run{i}", submit=submit, with_test=with_test)
-                   for i, (key, (code, submit, with_test)) in enumerate(scripts.items())}
+        futures = {key: pool.submit(run_script, code, root / f"run{i}", protocol, **options)
+                   for i, (key, (code, protocol, options)) in enumerate(scripts.items())}
         return {key: f.result() for key, f in futures.items()}
 
 
-@pytest.mark.parametrize("key", ["Logistic regression", "Random forest", "ensemble", "refined"])
-def test_scripts_score_and_write_a_submission(key: str, runs: dict[str, ScriptRun]) -> None:
-    run = runs[key]
+def assert_protocol_files(run: ScriptRun, *, submitted: bool) -> None:
+    """oof.csv as the engine reads it, the printed score equal to the engine's, and the test files."""
     assert run.proc.returncode == 0, run.proc.stderr[-3000:]
     assert run.proc.stdout.count("Final Validation Performance") == 1
-    assert run.score is not None and run.score > 0.9
-    sub = pd.read_csv(run.submission)
+    oof = pd.read_csv(run.workdir / evaluation.OOF_FILE)
+    assert list(oof.columns) == ["repeat", "row", "0", "1"]
+    validated = run.protocol.validated
+    assert sorted(zip(oof["repeat"], oof["row"], strict=True)) == \
+        sorted(zip(validated["repeat"], validated["row"], strict=True))  # every validated row once per repeat
+    assert oof[["0", "1"]].sum(axis=1).round(9).eq(1).all()
+    verdict = run.engine()
+    assert verdict.error is None and verdict.score is not None and verdict.score > 0.9
+    assert len(verdict.fold_scores) == len(run.protocol.units())
+    assert not evaluation.claim_disagrees(run.score, verdict.score), (run.score, verdict.score)
+    if not submitted:
+        assert not run.submission.exists() and not run.test_pred.exists()
+        return
     test = pd.read_csv(DEMO / "test.csv")
+    pred = pd.read_csv(run.test_pred)
+    assert list(pred.columns) == ["row", "0", "1"] and pred["row"].tolist() == list(range(N_ROWS_TEST))
+    assert evaluation.read_test_pred(run.test_pred, run.protocol.protocol, N_ROWS_TEST).shape == (N_ROWS_TEST, 2)
+    sub = pd.read_csv(run.submission)
     assert list(sub.columns) == ["id", "malignant"]
     assert len(sub) == len(test) and sub["id"].tolist() == test["id"].tolist()
     assert sub["malignant"].between(0, 1).all() and sub["malignant"].nunique() > 2
+    assert sub["malignant"].to_numpy() == pytest.approx(pred["1"].to_numpy())  # the mean of the fold models
+
+
+@pytest.mark.parametrize("key", ["Logistic regression", "Random forest", "ensemble", "stacking ensemble",
+                                 "refined", "logistic, hold-out split", "logistic, no folds.csv"])
+def test_scripts_follow_the_protocol_and_write_a_submission(key: str, runs: dict[str, ScriptRun]) -> None:
+    assert_protocol_files(runs[key], submitted=True)
+
+
+def test_the_engine_folds_win_and_standalone_folds_match_the_engine(runs: dict[str, ScriptRun]) -> None:
+    # the script's own settings say 5 folds, one repeat; the engine's file says 3 folds x 2: the file is followed
+    first = runs["Logistic regression"]
+    assert "N_FOLDS = 5\nN_REPEATS = 1\n" in first.code
+    assert set(pd.read_csv(first.workdir / "oof.csv")["repeat"]) == {0, 1} and len(first.engine().fold_scores) == 6
+    # a hold-out split validates fold 0 only (fold -1 rows are fitted on, never predicted)
+    hold_out = runs["logistic, hold-out split"]
+    assert len(pd.read_csv(hold_out.workdir / "oof.csv")) == len(hold_out.protocol.validated)
+    assert len(hold_out.engine().fold_scores) == 1
+    # without folds.csv the script makes the same folds the engine would (checked in assert_protocol_files)
+    standalone = runs["logistic, no folds.csv"]
+    assert not (standalone.workdir / "input" / "folds.csv").exists()
+    assert len(pd.read_csv(standalone.workdir / "oof.csv")) == len(standalone.protocol.validated)
 
 
 def test_ensemble_averages_logistic_regression_and_random_forest(runs: dict[str, ScriptRun]) -> None:
     model = get_block(runs["ensemble"].code, "model")
     assert "LogisticRegression(" in model and "RandomForestClassifier(" in model and 'voting="soft"' in model
     assert block_names(runs["ensemble"].code) == STANDARD_BLOCKS
+    scores = {key: runs[key].score for key in ("Logistic regression", "Random forest", "ensemble",
+                                               "stacking ensemble")}
+    assert len(set(scores.values())) == 4, scores  # the ensembles really combine, on the same folds
 
 
 def test_ablated_script_runs_without_submission(runs: dict[str, ScriptRun]) -> None:
@@ -571,14 +694,15 @@ def test_ablated_script_runs_without_submission(runs: dict[str, ScriptRun]) -> N
     assert run.proc.returncode == 0, run.proc.stderr[-3000:]
     assert run.score is not None and 0.5 < run.score < 1.0
     assert run.score != runs["Logistic regression"].score
-    assert not run.submission.exists()
+    assert not run.submission.exists() and not run.test_pred.exists()
+    assert run.engine().score == pytest.approx(run.score)
 
 
 def test_scripts_are_deterministic_and_honour_submit_and_missing_test(runs: dict[str, ScriptRun]) -> None:
     first, again, no_test = (runs["Logistic regression"], runs["logistic again, no submission"],
                              runs["logistic, no test.csv"])
     for run in (again, no_test):
-        assert run.proc.returncode == 0, run.proc.stderr[-3000:]
+        assert_protocol_files(run, submitted=False)
         assert run.score == first.score
-        assert not run.submission.exists()
+        assert (pd.read_csv(run.workdir / "oof.csv").equals(pd.read_csv(first.workdir / "oof.csv")))
     assert runs["refined"].score != first.score

@@ -90,8 +90,9 @@ class LLMBrain(Brain):
     # ------------------------------------------------------------------------------ plumbing
 
     def _fields(self, ctx: BrainContext, **extra: Any) -> dict[str, Any]:
-        return {**prompts.task_fields(ctx.task, ctx.constraints, seed=ctx.seed,
-                                      valid_fraction=ctx.valid_fraction), **extra}
+        # The run's folds (ctx.n_folds / n_repeats) and, when the context has them, the limits reach
+        # the prompts' {protocol} section.
+        return prompts.context_fields(ctx, **extra)
 
     def _clean(self, text: str | None) -> str | None:
         return None if text is None else redact(text, self._secrets)

@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO ?= demo_tasks/customer-churn
 
-.PHONY: setup run test lint bench bench-quality clean browser
+.PHONY: setup run test lint bench bench-quality bench-automl clean browser
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ bench: setup
 # Held-out quality on the demo tasks vs default XGBoost (about 10 minutes).
 bench-quality: setup
 	$(PY) bench/bench_quality.py --budget 150
+
+# Agent vs default XGBoost, random forest, FLAML and AutoGluon on 10 public tables, 120 s per task and
+# contender (about 70 minutes; FLAML and AutoGluon live in bench/.venv-automl). Results: bench/results/.
+bench-automl: setup
+	bash bench/setup_automl.sh && $(PY) bench/bench_automl.py --budget 120
 
 clean:
 	rm -rf $(VENV) runs out .pytest_cache .ruff_cache

@@ -124,7 +124,6 @@ class Pipeline:
         self.exec_wall = 0.0
         self.budget_hit = False
         self._outer_costs: list[float] = []  # wall time of each finished outer step (sizes further ones)
-        self._candidate_walls: list[float] = []  # initial candidates' run times (an ensemble may run them)
 
     # -- plumbing --------------------------------------------------------------------
     def emit(self, kind: str, payload: dict[str, Any] | None = None) -> None:
@@ -149,10 +148,10 @@ class Pipeline:
         return self.config.time_budget - self.time_used()
 
     def _reserve(self) -> float:
-        """Time kept back for the ensemble and the final step (hold-out and full-data runs, in parallel):
-        the final script may be an ensemble that runs every track's solution in turn."""
-        members = sorted([s.wall_time for s in self._track_best.values()] + self._candidate_walls, reverse=True)
-        final = sum(members[:ENSEMBLE_MEMBERS]) or self._slowest
+        """Time kept back for the final step (hold-out and full-data runs, in parallel): enough for the
+        tracks' solutions in turn, i.e. an ensemble of the L tracks (a larger ensemble is only written
+        when the time left still fits its members: see _ensemble_library)."""
+        final = sum(s.wall_time for s in self._track_best.values())
         return 5.0 + 1.3 * max(final, self._slowest)
 
     def _room_for_another_outer(self, t: int) -> bool:
@@ -432,7 +431,6 @@ class Pipeline:
             cards = self._step("retrieve", "retrieve", self._retrieve)
             candidates = [Scored.from_dict(c) for c in self._step("init", "init",
                                                                   lambda: self._initial(cards))]
-            self._candidate_walls = [c.wall_time for c in candidates if c.score is not None]
             solutions = self._tracks(candidates)
             # The ensemble's library: the refined tracks plus the initial candidates (distinct model families).
             ensembles = self._ensemble(solutions + candidates)
@@ -748,6 +746,10 @@ class Pipeline:
         """R rounds of ensemble strategies over the refined solutions; the best, if it beats every single
         solution, is written out as a real script (scored on the stored out-of-fold predictions)."""
         library = self._ensemble_library(solutions)
+        done, first = self.store.step_result(self.run_id, "ens/r0")
+        if done and first and first.get("members"):  # resumed: the rounds already scored keep their members
+            by_id = {s.script_id: s for s in solutions}
+            library = [by_id[m] for m in first["members"] if m in by_id] or library
         if len(library) < 2 or self.config.ensemble_rounds < 1:
             return []
         sols = [SolutionSummary(s.label or f"solution {i + 1}", self._code(s.script_id), s.score)
@@ -772,12 +774,21 @@ class Pipeline:
             return [Scored.from_dict(r) for r in rounds if r.get("script_id") and r["score"] is not None]
 
     def _ensemble_library(self, solutions: list[Scored]) -> list[Scored]:
-        """The refined solutions whose out-of-fold predictions are stored, distinct, best first."""
+        """The solutions whose out-of-fold predictions are stored, distinct, best first, as many as the
+        final runs of an ensemble of them still fit in the time left (it runs each member in turn)."""
         seen: dict[int, Scored] = {}
+        room = (self.time_left() - 5.0) / 1.3
+        walls = 0.0
         for s in self._best_first(solutions):
-            if s.script_id not in seen and self._stored_preds(s.script_id) is not None:
-                seen[s.script_id] = s
-        return list(seen.values())[:ENSEMBLE_MEMBERS]
+            if len(seen) >= ENSEMBLE_MEMBERS:
+                break
+            if s.script_id in seen or self._stored_preds(s.script_id) is None:
+                continue
+            if seen and walls + s.wall_time > room:
+                continue
+            seen[s.script_id] = s
+            walls += s.wall_time
+        return list(seen.values())
 
     def _ensemble_round(self, r: int, library: list[Scored], sols: list[SolutionSummary],
                         history: list[EnsembleAttempt]) -> dict[str, Any]:

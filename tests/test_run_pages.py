@@ -462,7 +462,7 @@ def gated_run(home: Path) -> Iterator[tuple[Store, str, threading.Thread]]:
     boot_services()
     store = Store(home)
     config = RunConfig(num_models=1, outer_steps=1, inner_steps=2, num_solutions=1, ensemble_rounds=0,
-                       workers=2, ablation_repeats=1, require_approval=True, script_timeout=120)
+                       workers=2, ablation_repeats=1, require_approval=True, script_timeout=120, n_folds=3)
     rid = create_run(store, load_task(ROOT / "demo_tasks" / "breast-cancer"), config, out_dir=home.parent / "out")
     thread = threading.Thread(target=lambda: Pipeline(store, rid).run(), daemon=True)
     thread.start()

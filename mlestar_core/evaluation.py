@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -22,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .metrics import get_metric, is_better, metric_function
+from .metrics import get_metric, improvement, is_better, metric_function
 from .model import Task
 from .task import label_str, read_csv, sorted_classes
 
@@ -368,6 +369,11 @@ class RunProtocol:
         pos = pd.Series(np.arange(len(self.rows)), index=self.rows)
         return self.y[pos.loc[self.validated["row"].to_numpy()].to_numpy()]
 
+    def unit_keys(self) -> list[tuple[int, int]]:
+        """(repeat, fold) of each unit, in the order of `units()` and of every fold-score list."""
+        v = self.validated
+        return [(int(r), int(f)) for r, f in sorted(set(zip(v["repeat"], v["fold"], strict=True)))]
+
     def units(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """(fit positions, held positions) into the `keys` order, one per (repeat, fold): what an
         ensemble fits on and applies to when it is scored out of fold."""
@@ -560,6 +566,39 @@ class Scorer:
         return ev, (pred if ev.score is not None else None)
 
 
+FOLD_LINE = re.compile(r"^Fold score: repeat=(\d+) fold=(\d+) value=(\S+)\s*$", re.M)
+
+
+def hopeless(stdout: str, baseline_folds: list[float | None], unit_keys: list[tuple[int, int]],
+             higher_is_better: bool) -> str | None:
+    """Why a running attempt cannot catch up with its baseline, or None.
+
+    From the `Fold score:` lines printed so far (at least half the folds, and two): even if every fold
+    still to come gained as much as the attempt's best fold so far, the fold mean could not beat the
+    baseline's."""
+    index = {key: i for i, key in enumerate(unit_keys)}
+    deltas: dict[int, float] = {}
+    for m in FOLD_LINE.finditer(stdout):
+        i = index.get((int(m.group(1)), int(m.group(2))))
+        try:
+            value = float(m.group(3))
+        except ValueError:
+            continue
+        if i is None or i >= len(baseline_folds) or baseline_folds[i] is None or not math.isfinite(value):
+            continue
+        deltas[i] = improvement(value, baseline_folds[i], higher_is_better) or 0.0
+    n = len(unit_keys)
+    if len(deltas) < max(2, (n + 1) // 2):
+        return None
+    best = max(0.0, max(deltas.values()))
+    if sum(deltas.values()) + (n - len(deltas)) * best > 0:
+        return None
+    lost = sum(d < 0 for d in deltas.values())
+    mean_loss = -sum(deltas.values()) / len(deltas)
+    return (f"after {len(deltas)} of {n} folds it lost {lost} to its baseline by {mean_loss:.4g} on average; even "
+            "if every remaining fold gained as much as its best one, it could not catch up")
+
+
 def claim_disagrees(claimed: float | None, measured: float | None) -> bool:
     """A printed score that does not match the engine's (beyond float noise)."""
     if measured is None:
@@ -651,8 +690,6 @@ def probe_seconds(stdout: str) -> float | None:
 
 def strategy_in(plan: str) -> str | None:
     """The engine strategy a plan names (`strategy='caruana'`), or None for a free-form plan."""
-    import re
-
     m = re.search(r"strategy\s*[=:]\s*['\"]?([a-z_]+)", plan, re.I)
     if m and m.group(1).lower() in ENSEMBLE_STRATEGIES:
         return m.group(1).lower()

@@ -67,6 +67,9 @@ class Job:
     timeout: float | None = None  # seconds; None -> executor default
     script_name: str = "script.py"
     label: str = ""  # free text for logs
+    # Called with the stdout printed so far while the script runs; a returned reason stops it early
+    # (the pipeline stops a refinement attempt that, fold by fold, can no longer catch up).
+    stop_check: Callable[[str], str | None] | None = None
 
 
 @dataclass
@@ -88,6 +91,7 @@ class ExecResult:
     fold_scores: list[float | None] | None = None
     protocol_error: str | None = None
     score_note: str | None = None
+    early_stop: str | None = None  # why the script was stopped before it finished (Job.stop_check)
 
     @property
     def ok(self) -> bool:
@@ -105,6 +109,8 @@ class ExecResult:
             return f"Memory cap{cap} exceeded: the script ran out of memory (MemoryError or killed)."
         if self.killed_reason == "cancelled":
             return "Cancelled: the run was stopped before the script finished."
+        if self.killed_reason == "early_stop":
+            return f"Stopped early: {self.early_stop or 'it could no longer beat its baseline'}."
         if self.exit_code is None:
             return "The script could not be started."
         if self.exit_code < 0:
@@ -258,6 +264,8 @@ class _Run:
         self.peak_rss = 0  # bytes, summed over the tree
         self.peak_vms = 0  # bytes, direct child only: that is what RLIMIT_AS bounds
         self.known: dict[int, psutil.Process] = {}  # descendants seen, to catch any that left the group
+        self.early_stop: str | None = None  # the stop_check's reason, when it fired
+        self.stdout_seen = -1  # stdout size at the last stop_check
 
     def request_kill(self, reason: str) -> None:
         with self.lock:
@@ -444,7 +452,8 @@ class LocalExecutor:
 
         run.pgid = proc.pid  # start_new_session makes the child its group's leader
         watchdog = threading.Thread(
-            target=self._watch, args=(run, start, timeout), name="mlestar-watchdog", daemon=True
+            target=self._watch, args=(run, start, timeout, job.stop_check, out_path), name="mlestar-watchdog",
+            daemon=True,
         )
         try:  # whatever happens from here on, the process group must not outlive this call
             try:
@@ -479,8 +488,9 @@ class LocalExecutor:
         )
         return result
 
-    def _watch(self, run: _Run, start: float, timeout: float | None) -> None:
-        """Enforce the deadline and cancellation, and sample memory, until the child exits."""
+    def _watch(self, run: _Run, start: float, timeout: float | None,
+               stop_check: Callable[[str], str | None] | None = None, out_path: Path | None = None) -> None:
+        """Enforce the deadline and cancellation, sample memory and ask `stop_check`, until the child exits."""
         limited = timeout is not None and timeout > 0 and math.isfinite(timeout)
         deadline = start + timeout if limited else math.inf
         next_sample = 0.0
@@ -500,6 +510,8 @@ class LocalExecutor:
                     run.sample()
                 except Exception:  # a failed sample must never stop deadline enforcement
                     log.exception("memory sample failed")
+                if stop_check is not None and out_path is not None and run.reason is None:
+                    self._ask_stop_check(run, stop_check, out_path)
                 next_sample = now + _SAMPLE_INTERVAL
             wake_at = next_sample
             if run.reason is None:
@@ -508,6 +520,23 @@ class LocalExecutor:
                 wake_at = min(wake_at, run.term_at + self.kill_grace)
             run.wake.wait(max(0.005, wake_at - time.monotonic()))
             run.wake.clear()
+
+    def _ask_stop_check(self, run: _Run, stop_check: Callable[[str], str | None], out_path: Path) -> None:
+        try:
+            size = out_path.stat().st_size
+        except OSError:
+            return
+        if size == run.stdout_seen:  # nothing new printed since the last look
+            return
+        run.stdout_seen = size
+        try:
+            why = stop_check(_read_capped(out_path, self.output_cap))
+        except Exception:  # a broken predicate must never stop deadline enforcement
+            log.exception("stop check failed")
+            return
+        if why:
+            run.early_stop = why
+            run.request_kill("early_stop")
 
     def _reap_group(self, run: _Run) -> None:
         """After the direct child exited, make sure nothing it started lives on."""
@@ -552,4 +581,5 @@ class LocalExecutor:
             killed_reason=reason,
             timeout=timeout,
             memory_mb=self.memory_mb,
+            early_stop=run.early_stop if reason == "early_stop" else None,
         )

@@ -247,14 +247,15 @@ class Pipeline:
         return max(5.0, min(self.config.script_timeout, left))
 
     def _job(self, script_id: int, code: str, purpose: str, data_dir: Path, submit: bool = False,
-             timeout: float | None = None, env: dict[str, str] | None = None) -> Job:
+             timeout: float | None = None, env: dict[str, str] | None = None,
+             stop_check: Callable[[str], str | None] | None = None) -> Job:
         workdir = self.run_dir / "work" / f"{script_id:05d}-{purpose}"
         if workdir.exists():  # a re-run after resume starts clean
             shutil.rmtree(workdir, ignore_errors=True)
         return Job(code=code, workdir=workdir, inputs=data_dir,
                    env={"MLESTAR_SUBMIT": "1" if submit else "0", **(env or {})},
                    timeout=timeout if timeout is not None else self._timeout(),
-                   label=f"{purpose} #{script_id}")
+                   label=f"{purpose} #{script_id}", stop_check=stop_check)
 
     def _record_execution(self, script_id: int, job: Job, res: ExecResult, purpose: str) -> None:
         if self._cancelled():
@@ -272,15 +273,19 @@ class Pipeline:
         return run.get("control") == "stop"
 
     def _run_scripts(self, specs: list[tuple[str, str, int | None, str]], *, debug: bool = True,
-                     data_dir: Path | None = None) -> list[Scored]:
+                     data_dir: Path | None = None, stop_check: Callable[[str], str | None] | None = None
+                     ) -> list[Scored]:
         """Run (code, role, parent_id, label) scripts in parallel; crashing ones go to the debugger."""
         data_dir = data_dir or self._data().search_dir
         codes = [s[0] for s in specs]
         ids = [self.store.add_script(self.run_id, role, code, label=label, parent_id=parent)
                for code, role, parent, label in specs]
-        results = self._execute([(sid, code) for sid, code in zip(ids, codes, strict=True)], data_dir)
+        results = self._execute([(sid, code) for sid, code in zip(ids, codes, strict=True)], data_dir,
+                                stop_check=stop_check)
         for round_ in range(self.config.max_debug_rounds if debug else 0):
-            failing = [i for i, r in enumerate(results) if not r.ok and r.killed_reason != "cancelled"]
+            # Nothing to repair in a script the user cancelled or the engine stopped for being hopeless.
+            failing = [i for i, r in enumerate(results)
+                       if not r.ok and r.killed_reason not in ("cancelled", "early_stop")]
             if not failing:
                 break
             retry: list[tuple[int, str]] = []
@@ -291,14 +296,14 @@ class Pipeline:
                                                label=f"{specs[i][3]} (debug {round_ + 1})")
                 codes[i], ids[i] = fixed, new_id
                 retry.append((new_id, fixed))
-            for i, res in zip(failing, self._execute(retry, data_dir), strict=True):
+            for i, res in zip(failing, self._execute(retry, data_dir, stop_check=stop_check), strict=True):
                 results[i] = res
         return [Scored(ids[i], r.score if r.ok else None, r.wall_time, specs[i][3], list(r.fold_scores or []))
                 for i, r in enumerate(results)]
 
-    def _execute(self, scripts: list[tuple[int, str]], data_dir: Path,
-                 env: dict[str, str] | None = None) -> list[ExecResult]:
-        jobs = [self._job(sid, code, "search", data_dir, env=env) for sid, code in scripts]
+    def _execute(self, scripts: list[tuple[int, str]], data_dir: Path, env: dict[str, str] | None = None,
+                 stop_check: Callable[[str], str | None] | None = None) -> list[ExecResult]:
+        jobs = [self._job(sid, code, "search", data_dir, env=env, stop_check=stop_check) for sid, code in scripts]
         results = [self._engine_score(sid, job, res)
                    for (sid, _), job, res in zip(scripts, jobs, self._run_many(jobs), strict=True)]
         for (sid, _), job, res in zip(scripts, jobs, results, strict=True):
@@ -309,7 +314,8 @@ class Pipeline:
         """The engine's score from the script's oof.csv replaces the one it printed (kept as its claim)."""
         claimed = res.score
         if res.exit_code != 0 or self.scorer is None:
-            return dataclasses.replace(res, claimed_score=claimed, score=None if self.scorer else res.score)
+            return dataclasses.replace(res, claimed_score=claimed, score=None if self.scorer else res.score,
+                                       score_note=res.early_stop)
         ev, pred = self.scorer.evaluate_workdir(job.workdir)
         if ev.error is not None:
             return dataclasses.replace(res, claimed_score=claimed, score=None, protocol_error=ev.error,
@@ -718,18 +724,30 @@ class Pipeline:
             return {"attempt_id": aid, "script_id": current.script_id, "score": None, "plan": plan,
                     "ok": False, "wall_time": 0.0, "decision": decision}
         (res,) = self._run_scripts([(new_code, "refine", current.script_id,
-                                     f"track {t + 1} step {outer + 1}.{inner + 1}: {block}")])
-        status = "ok" if res.score is not None else "failed"
+                                     f"track {t + 1} step {outer + 1}.{inner + 1}: {block}")],
+                                   stop_check=self._hopeless_check(current))
+        stopped = any(e["killed_reason"] == "early_stop" for e in self.store.executions_of(res.script_id))
+        status = "ok" if res.score is not None else "stopped early" if stopped else "failed"
         aid = self.store.add_attempt(self.run_id, track=t, outer_step=outer, inner_step=inner, block=block,
                                      plan=plan, decision=decision, status=status, script_id=res.script_id,
                                      parent_script_id=current.script_id, score=res.score,
                                      baseline=current.score)
         self.emit("attempt_scored", {"id": aid, "track": t, "outer": outer, "inner": inner, "block": block,
-                                     "score": res.score, "baseline": current.score, "decision": decision})
+                                     "score": res.score, "baseline": current.score, "decision": decision,
+                                     "status": status})
         self._update_best([res.score])
         return {"attempt_id": aid, "script_id": res.script_id, "score": res.score, "plan": plan,
                 "ok": res.score is not None, "wall_time": res.wall_time, "decision": decision,
                 "fold_scores": res.fold_scores}
+
+    def _hopeless_check(self, baseline: Scored) -> Callable[[str], str | None] | None:
+        """Stops an attempt early once its printed fold scores show it cannot beat its baseline."""
+        if self.protocol is None or len(baseline.fold_scores) < 2:
+            return None
+        keys, folds, hib = self.protocol.unit_keys(), list(baseline.fold_scores), self.hib
+        if len(keys) != len(folds):
+            return None
+        return lambda stdout: evaluation.hopeless(stdout, folds, keys, hib)
 
     def _await_decision(self, key: str, block: str, plan: str, block_code: str) -> dict[str, Any]:
         did = self.store.request_decision(self.run_id, key, block, plan, block_code)

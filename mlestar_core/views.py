@@ -510,6 +510,8 @@ def describe_event(kind: str, p: dict[str, Any]) -> str:
             f" ({_first_line(p.get('reason'), 100)})" if p.get("reason") else "")
     if kind == "attempt_scored":
         where = f"{_track(p)}, attempt {int(p.get('outer', 0)) + 1}.{int(p.get('inner', 0)) + 1}"
+        if p.get("status") == "stopped early":
+            return f"{where} on {p.get('block')}: stopped early — its first folds showed it could not catch up"
         if p.get("score") is None:
             return f"{where}: failed" + (f" — {_first_line(p.get('error'))}" if p.get("error") else "")
         decision = f" [{p['decision']}]" if p.get("decision") and p.get("decision") != "auto" else ""
@@ -945,17 +947,31 @@ def track_results(steps: Sequence[StepState], attempts: Sequence[Row]) -> list[d
 
 
 def ensemble_view(rounds: Sequence[Row], steps: Sequence[StepState], attempts: Sequence[Row],
-                  events: Sequence[Row]) -> EnsembleView:
-    members = track_results(steps, attempts)
+                  events: Sequence[Row], scripts: Sequence[Row] = (), executions: Sequence[Row] = ()) -> EnsembleView:
+    """Rounds (strategy, weights, score, the script when one was written) and the solutions they combine:
+    the members the engine scored the rounds on when known, else each track's refined solution."""
+    member_ids = next((json.loads(x["members_json"]) for x in rounds if x.get("members_json")
+                       and json.loads(x["members_json"])), [])
+    if member_ids and scripts:
+        labels = {sc["id"]: sc.get("label") or f"script #{sc['id']}" for sc in scripts}
+        scores = {e["script_id"]: e["score"] for e in executions if e["purpose"] in ("search", "", None)}
+        members = [{"label": labels.get(m, f"script #{m}"), "score": scores.get(m), "script_id": m}
+                   for m in member_ids]
+    else:
+        members = track_results(steps, attempts)
     seen: set[Any] = set()
     distinct = []
     for m in members:  # the pipeline ensembles distinct scripts only
         if m["script_id"] not in seen and m["score"] is not None:
             seen.add(m["script_id"])
             distinct.append(m)
-    r = pd.DataFrame([{"round": int(x["round"]) + 1, "strategy": x.get("plan") or "", "score": x.get("score"),
-                       "script_id": x.get("script_id")} for x in sorted(rounds, key=lambda x: x["round"])],
-                     columns=["round", "strategy", "score", "script_id"])
+    rows = []
+    for x in sorted(rounds, key=lambda x: x["round"]):
+        weights = json.loads(x.get("weights_json") or "null")
+        rows.append({"round": int(x["round"]) + 1, "strategy": x.get("plan") or "", "score": x.get("score"),
+                     "script_id": x.get("script_id"), "method": x.get("strategy") or "",
+                     "weights": ", ".join(f"{w:.2f}" for w in weights) if weights else ""})
+    r = pd.DataFrame(rows, columns=["round", "strategy", "score", "script_id", "method", "weights"])
     return EnsembleView(r, pd.DataFrame(distinct, columns=["label", "score", "script_id"]), final_summary(events))
 
 

@@ -20,7 +20,8 @@ st.caption(views.PHASE_BY_KEY["ensemble"].explanation)
 def body() -> None:
     events = store.events_after(info.id)
     view = views.ensemble_view(store.table("ensemble_rounds", info.id), views.steps_from_rows(store.steps(info.id)),
-                               store.table("attempts", info.id), events)
+                               store.table("attempts", info.id), events, store.table("scripts", info.id),
+                               store.table("executions", info.id))
     rounds_planned = int(info.config.get("ensemble_rounds") or 0)
     if view.rounds.empty:
         if rounds_planned == 0:
@@ -36,12 +37,20 @@ def body() -> None:
     else:
         st.subheader("Ensembles vs the single solutions they combine")
         st.plotly_chart(ensemble_chart(view, info), key="ensemble.chart")
-        st.caption("Light bars: each track's refined solution given to the ensemble; dark bars: ensemble rounds; "
+        st.caption("Light bars: the single solutions given to the ensemble; dark bars: ensemble rounds; "
                    f"the final choice is highlighted ({info.direction}).")
         for _, r in view.rounds.iterrows():
             with st.container(border=True):
                 a, b = st.columns([4, 1], vertical_alignment="top")
-                a.markdown(f"**Round {r['round']}** · script #{r['script_id']}")
+                if r["method"]:  # scored by the engine on the stored out-of-fold predictions
+                    written = f" · written as script #{int(r['script_id'])}" if r["script_id"] == r["script_id"] \
+                        and r["script_id"] else ""
+                    a.markdown(f"**Round {r['round']}** · {r['method']}"
+                               + (f" · weights {r['weights']}" if r["weights"] else "") + written)
+                    a.caption("Scored by the engine on the members' stored out-of-fold predictions (weights and "
+                              "stackers fitted on the other folds): no script had to run.")
+                else:
+                    a.markdown(f"**Round {r['round']}** · script #{r['script_id']}")
                 a.markdown(str(r["strategy"]))
                 b.metric(info.metric_title, fmt_score(None if r["score"] != r["score"] else r["score"]))
         if not view.members.empty:

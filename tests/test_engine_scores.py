@@ -109,3 +109,21 @@ def test_the_chosen_ensemble_is_a_script_that_reproduces_the_engines_score(tmp_p
     # Run for real, the script's out-of-fold predictions score what the engine computed from stored ones.
     assert ran.score == pytest.approx(best["score"], rel=1e-9)
     assert ran.fold_scores == pytest.approx(best["fold_scores"], rel=1e-9)
+
+
+def test_an_attempt_that_cannot_catch_up_is_stopped_early(tmp_path: Path) -> None:
+    pipe = _pipeline(tmp_path, "breast-cancer")
+    brain, ctx = pipe.brain, pipe.ctx
+    card = next(c for c in brain.retrieve_models(ctx, 4) if c.family == "linear")
+    (good,) = pipe._run_scripts([(brain.write_initial_solution(ctx, card), "initial", None, "linear")])
+    assert good.score is not None and len(good.fold_scores) >= 2
+    # An attempt whose first folds are far worse, and which would then take long to finish.
+    keys = pipe.protocol.unit_keys()
+    lines = "".join(f'print("Fold score: repeat={r} fold={k} value=0.3", flush=True)\n' for r, k in keys[:-1])
+    slow_and_bad = f"import time\n{lines}time.sleep(120)\n" + _script(pipe)
+    (res,) = pipe._run_scripts([(slow_and_bad, "refine", good.script_id, "hopeless")],
+                               stop_check=pipe._hopeless_check(good))
+    assert res.score is None
+    row = _execution(pipe, res.script_id)
+    assert row["killed_reason"] == "early_stop" and "could not catch up" in row["score_note"]
+    assert len([s for s in pipe.store.table("scripts", pipe.run_id) if s["role"] == "debug"]) == 0  # not "repaired"

@@ -205,3 +205,26 @@ def test_strategy_in_plan() -> None:
     assert ev.strategy_in("Combine them.\nSet: strategy='caruana'") == "caruana"
     assert ev.strategy_in("strategy: stacking") == "stacking"
     assert ev.strategy_in("Average the solutions with a voting classifier") is None
+
+
+# ---------------------------------------------------------------- stopping hopeless attempts early
+
+
+def _folds_printed(values: list[float]) -> str:
+    return "".join(f"model x: ...\nFold score: repeat=0 fold={k} value={v!r}\n" for k, v in enumerate(values))
+
+
+def test_hopeless_attempt_is_recognised_from_its_first_folds() -> None:
+    keys = [(0, k) for k in range(5)]
+    base = [0.80, 0.82, 0.78, 0.81, 0.79]
+    assert ev.hopeless(_folds_printed([0.70]), base, keys, True) is None  # one fold says little
+    assert ev.hopeless(_folds_printed([0.70, 0.75]), base, keys, True) is None  # fewer than half the folds
+    why = ev.hopeless(_folds_printed([0.70, 0.75, 0.70]), base, keys, True)
+    assert why and "lost 3" in why
+    # One fold far better than its baseline: the rest could still make up for the losses.
+    assert ev.hopeless(_folds_printed([0.79, 0.81, 0.95]), base, keys, True) is None
+    # Lower is better: the same numbers are now gains.
+    assert ev.hopeless(_folds_printed([0.70, 0.75, 0.70]), base, keys, False) is None
+    # Lines for other units or garbage are ignored.
+    assert ev.hopeless("Fold score: repeat=9 fold=0 value=0.1\nFold score: repeat=0 fold=0 value=nan\n",
+                       base, keys, True) is None

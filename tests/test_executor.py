@@ -412,3 +412,25 @@ def test_relative_python_path_is_resolved(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.chdir(exe.parent.parent)
     ex = LocalExecutor(workers=1, python=os.path.join(exe.parent.name, exe.name))
     assert ex.run(Job(code=SCORE, workdir=tmp_path)).ok
+
+
+def test_stop_check_stops_a_running_script(tmp_path: Path) -> None:
+    code = textwrap.dedent("""
+        import time
+        for k in range(20):
+            print(f"Fold score: repeat=0 fold={k} value=0.1", flush=True)
+            time.sleep(0.3)
+        print("Final Validation Performance: 0.1")
+    """)
+    seen: list[str] = []
+
+    def check(stdout: str) -> str | None:
+        seen.append(stdout)
+        return "it cannot catch up" if stdout.count("Fold score") >= 3 else None
+
+    with LocalExecutor(workers=1, timeout=60) as ex:
+        res = ex.run(Job(code=code, workdir=tmp_path / "w", stop_check=check))
+    assert res.killed_reason == "early_stop" and not res.ok
+    assert res.early_stop == "it cannot catch up" and "Stopped early: it cannot catch up" in res.error_text()
+    assert "Final Validation Performance" not in res.stdout and res.stdout.count("Fold score") < 20
+    assert seen and all("Final Validation Performance" not in s for s in seen)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 
@@ -376,6 +377,12 @@ def test_ensemble_view_of_the_real_run(real: dict) -> None:
         _, checks = real["store"].step_result(real["id"], f"t{track}/checks")
         assert m["script_id"] == (kept[-1]["script_id"] if kept else checks["script_id"])
     assert view.final is not None and view.final["final_label"]
+    # With the scripts at hand, the members are the ones the engine scored the round on, with its weights.
+    full = views.ensemble_view(real["ensemble_rounds"], real["steps"], real["attempts"], real["events"],
+                               real["scripts"], real["executions"])
+    (rnd,) = real["ensemble_rounds"]
+    assert full.members["script_id"].tolist() == json.loads(rnd["members_json"])
+    assert full.rounds["method"].iloc[0] == "caruana" and full.rounds["weights"].iloc[0]
 
 
 def test_ensemble_view_before_any_round(run_builder: RunBuilder) -> None:

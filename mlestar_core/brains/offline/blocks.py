@@ -732,6 +732,7 @@ def thresholded(units, unit_preds, y, test_pred):
 UNITS = fold_units(TRAIN_ROWS, y_all)
 PREDICT_TEST = os.environ.get("MLESTAR_SUBMIT", "1") != "0" and X_test is not None
 unit_preds, model_preds, test_sum = [], {}, 0.0
+FOLD_SCORES_FINAL = not uses_threshold(y_all)  # a tuned threshold changes the fold scores after the loop
 for r, k, fit, held in UNITS:
     apply_to = [X_all.iloc[held]] + ([X_test] if PREDICT_TEST else [])
     per_model = fit_predict_each(X_all.iloc[fit], y_all[fit], apply_to)
@@ -739,6 +740,11 @@ for r, k, fit, held in UNITS:
         model_preds.setdefault(spec["name"], []).append(preds[0])
     blended = blend(per_model)
     unit_preds.append(blended[0])
+    if FOLD_SCORES_FINAL:  # progress the engine reads while the script runs (a hopeless attempt is stopped)
+        try:
+            print(f"Fold score: repeat={r} fold={k} value={compute_metric(y_all[held], metric_input(blended[0]))!r}")
+        except ValueError:  # e.g. a fold with one class for ROC-AUC
+            pass
     if PREDICT_TEST:
         test_sum = test_sum + blended[1]
 TEST_PRED = test_sum / len(UNITS) if PREDICT_TEST else None

@@ -191,6 +191,15 @@ def _add_model_move(ctx: BrainContext, models: list[dict[str, Any]]) -> Move | N
     return None
 
 
+def _slower_learning(name: str, lr: float, lr_floor: float, rounds_key: str, rounds: int) -> Move:
+    """The boosting move every library shares: smaller steps, more of them (early stopping picks the count)."""
+    return Move(
+        "Halve the learning rate and double the round budget: smaller steps generalise better and "
+        "early stopping still picks the count.",
+        {f"{name}.learning_rate": max(lr_floor, round(lr / 2, 4)), f"{name}.{rounds_key}": min(6000, rounds * 2)},
+    )
+
+
 def _family_moves(ctx: BrainContext, spec: dict[str, Any]) -> list[Move]:
     name, p = spec["name"], dict(spec.get("params", {}))
     small = n_rows(ctx) < 2000
@@ -203,14 +212,7 @@ def _family_moves(ctx: BrainContext, spec: dict[str, Any]) -> list[Move]:
     if name == "xgboost":
         lr, trees, depth = get("learning_rate", 0.3), get("n_estimators", 100), get("max_depth", 6)
         return [
-            Move(
-                "Halve the learning rate and double the tree budget: smaller steps generalise better and "
-                "early stopping still picks the count.",
-                {
-                    f"{name}.learning_rate": max(lr_floor, round(lr / 2, 4)),
-                    f"{name}.n_estimators": min(6000, trees * 2),
-                },
-            ),
+            _slower_learning(name, lr, lr_floor, "n_estimators", trees),
             Move(
                 f"{'Shallower' if small else 'Deeper'} trees: "
                 f"{'small data overfits deep interactions' if small else 'more rows support richer ones'}.",
@@ -234,14 +236,7 @@ def _family_moves(ctx: BrainContext, spec: dict[str, Any]) -> list[Move]:
     if name == "lightgbm":
         lr, trees, leaves = get("learning_rate", 0.1), get("n_estimators", 100), get("num_leaves", 31)
         return [
-            Move(
-                "Halve the learning rate and double the tree budget: smaller steps generalise better and "
-                "early stopping still picks the count.",
-                {
-                    f"{name}.learning_rate": max(lr_floor, round(lr / 2, 4)),
-                    f"{name}.n_estimators": min(6000, trees * 2),
-                },
-            ),
+            _slower_learning(name, lr, lr_floor, "n_estimators", trees),
             Move(
                 f"{'Fewer' if small else 'More'} leaves per tree: "
                 f"{'leaf-wise growth overfits small data' if small else 'richer interactions on more rows'}.",
@@ -273,13 +268,7 @@ def _family_moves(ctx: BrainContext, spec: dict[str, Any]) -> list[Move]:
     if name == "catboost":
         lr, iters, depth = get("learning_rate", 0.05), get("iterations", 1000), get("depth", 6)
         return [
-            Move(
-                "Halve the learning rate and double the iteration budget (early stopping picks the count).",
-                {
-                    f"{name}.learning_rate": max(lr_floor, round(lr / 2, 4)),
-                    f"{name}.iterations": min(6000, iters * 2),
-                },
-            ),
+            _slower_learning(name, lr, lr_floor, "iterations", iters),
             Move(
                 f"{'Shallower' if small else 'Deeper'} symmetric trees: "
                 f"{'small data overfits deep interactions' if small else 'more rows support richer ones'}.",
@@ -299,13 +288,7 @@ def _family_moves(ctx: BrainContext, spec: dict[str, Any]) -> list[Move]:
     if name == "hist_gb":
         lr, iters, leaves = get("learning_rate", 0.1), get("max_iter", 100), get("max_leaf_nodes", 31)
         return [
-            Move(
-                "Halve the learning rate and double the iteration budget (early stopping picks the count).",
-                {
-                    f"{name}.learning_rate": max(lr_floor, round(lr / 2, 4)),
-                    f"{name}.max_iter": min(6000, iters * 2),
-                },
-            ),
+            _slower_learning(name, lr, lr_floor, "max_iter", iters),
             Move(
                 f"{'Fewer' if small else 'More'} leaves per tree: "
                 f"{'less variance on small data' if small else 'richer interactions on more rows'}.",

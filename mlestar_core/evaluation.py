@@ -280,7 +280,7 @@ class Evaluation:
 
 
 def choose_folds(n_rows: int, probe_seconds: float | None = None, time_budget: float | None = None,
-                 workers: int = 1, scripts_expected: int = 40) -> tuple[int, int, str]:
+                 workers: int = 1, scripts_expected: int = 20) -> tuple[int, int, str]:
     """(K, repeats, reason): 5 folds on small tables, repeated on tiny ones, fewer folds or a single
     hold-out split on large ones or when the measured probe fit says K-fold cannot fit the budget."""
     if n_rows < 30:
@@ -295,13 +295,14 @@ def choose_folds(n_rows: int, probe_seconds: float | None = None, time_budget: f
         k, r = 3, 1
     else:
         k, r = 1, 1
-    reason = f"{n_rows} rows"
+    reason = f"chosen for {n_rows} rows"
     if probe_seconds is not None and time_budget is not None:
-        # A script fits K x repeats models (plus overhead); the search needs room for ~scripts_expected of them.
+        # A script fits K x repeats models (plus overhead); a minimal search (candidates, a merge, an outer step
+        # per track) runs about scripts_expected of them.
         def cost(k_: int, r_: int) -> float:
             return (2.0 + 1.6 * probe_seconds * max(1, k_) * r_) * scripts_expected / max(1, workers)
 
-        room = 0.6 * time_budget
+        room = 0.8 * time_budget  # reliable scores first: fewer folds only when a minimal search cannot fit
         while cost(k, r) > room and (r > 1 or k > 1):
             if r > 1:
                 r -= 1
@@ -311,7 +312,7 @@ def choose_folds(n_rows: int, probe_seconds: float | None = None, time_budget: f
                 k = 2
             else:
                 k = 1
-        reason += f", a probe fit of {probe_seconds:.2f} s and a {time_budget:g} s budget"
+        reason += f", a measured probe fit of {probe_seconds:.2f} s and a {time_budget:g} s budget"
     return k, r, reason
 
 
@@ -666,9 +667,12 @@ if {task.task_type == "regression"!r}:
 keep = y.notna().to_numpy()
 X, y = df[keep].drop(columns=[c for c in [{task.id_column!r}] if c in df.columns]), y[keep]
 for col in X.columns:
-    if X[col].dtype == object or str(X[col].dtype).startswith(("string", "category")):
+    if not pd.api.types.is_numeric_dtype(X[col]):
         X[col] = pd.factorize(X[col])[0].astype(float)
-X = X.apply(pd.to_numeric, errors="coerce")
+X = X.apply(pd.to_numeric, errors="coerce").astype(float)
+X = X.loc[:, X.notna().any() & (X.nunique() > 1)]  # nothing to split on in empty or constant columns
+if X.shape[1] == 0:
+    X = pd.DataFrame({{"constant": np.zeros(len(y))}})
 n = int(len(X) * 0.8)
 model = (HistGradientBoostingRegressor if {task.task_type == "regression"!r} else HistGradientBoostingClassifier)(
     max_iter=100, early_stopping=False, random_state=0)

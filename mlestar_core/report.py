@@ -36,7 +36,7 @@ def _describe_protocol(p: dict[str, Any]) -> str:
     if int(p.get("n_folds") or 0) <= 1:
         return f"one hold-out split of {p.get('n_rows')} rows"
     rep = f" × {p['n_repeats']} repeats" if int(p.get("n_repeats") or 1) > 1 else ""
-    return f"{p['n_folds']}-fold cross-validation{rep} over {p.get('n_rows')} rows ({p.get('reason', '')})"
+    return f"{p['n_folds']}-fold cross-validation{rep} over {p.get('n_rows')} rows ({p.get('reason') or 'set'})"
 
 
 def write_report(store: Store, run_id: str, summary: dict[str, Any], out_dir: Path) -> Path:

@@ -228,3 +228,20 @@ def test_hopeless_attempt_is_recognised_from_its_first_folds() -> None:
     # Lines for other units or garbage are ignored.
     assert ev.hopeless("Fold score: repeat=9 fold=0 value=0.1\nFold score: repeat=0 fold=0 value=nan\n",
                        base, keys, True) is None
+
+
+def test_the_probe_fit_runs_on_text_empty_and_constant_columns(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    task = _task(tmp_path / "input")
+    df = pd.read_csv(tmp_path / "input" / "train.csv")
+    df["city"] = ["a", "b", None, "c"] * 50  # pandas 3 reads this as its string dtype, not object
+    df["empty"] = np.nan
+    df["same"] = 1
+    df.to_csv(tmp_path / "input" / "train.csv", index=False)
+    (tmp_path / "probe.py").write_text(ev.probe_script(task))
+    out = subprocess.run([sys.executable, "probe.py"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    seconds = ev.probe_seconds(out.stdout)
+    assert seconds is not None and seconds > 0

@@ -20,12 +20,10 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from . import evaluation, grading
@@ -33,55 +31,30 @@ from .brains import Brain, BrainUnavailable, CostCapReached, make_brain
 from .brains.base import BrainCallRecord, BrainContext, step_scope
 from .brains.offline.templates import baseline_script
 from .config import RunConfig
+from .engine_scoring import EngineScoring
+from .ensemble_phase import EnsemblePhase
 from .executor import ExecResult, Job, LocalExecutor
 from .metrics import best_index, improvement, is_better
 from .model import (
     AblationResult,
     AttemptSummary,
-    EnsembleAttempt,
     ModelCard,
-    SolutionSummary,
     Task,
     task_from_dict,
 )
 from .report import write_report
 from .rundata import RunData, prepare_run_data
 from .script import ScriptError, get_block, replace_block
+from .steps import BudgetExhausted, Scored, StopRequested
 from .store import Store
 
 EventListener = Callable[[str, dict[str, Any]], None]
-ENSEMBLE_MEMBERS = 4  # solutions an ensemble may combine (the final script runs each of them)
 
 
-class StopRequested(Exception):
-    """The user asked the run to stop."""
+class Pipeline(EngineScoring, EnsemblePhase):
+    """The MLE-STAR loop for one run; evaluation plumbing and the ensemble phase live in their mixins."""
 
 
-class BudgetExhausted(Exception):
-    """Not enough time left for another step: wrap up with the best solution so far."""
-
-
-@dataclass
-class Scored:
-    """A script and the engine's validation score of it (what steps hand to each other)."""
-
-    script_id: int
-    score: float | None
-    wall_time: float = 0.0
-    label: str = ""
-    fold_scores: list[float | None] = dataclasses.field(default_factory=list)  # paired comparisons
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"script_id": self.script_id, "score": self.score, "wall_time": self.wall_time,
-                "label": self.label, "fold_scores": self.fold_scores}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Scored:
-        return cls(int(d["script_id"]), d.get("score"), float(d.get("wall_time") or 0.0),
-                   d.get("label", ""), list(d.get("fold_scores") or []))
-
-
-class Pipeline:
     def __init__(self, store: Store, run_id: str, *, executor: LocalExecutor | None = None,
                  brain: Brain | None = None, listener: EventListener | None = None,
                  api_key: str | None = None) -> None:
@@ -310,31 +283,6 @@ class Pipeline:
             self._record_execution(sid, job, res, "search")
         return results
 
-    def _engine_score(self, script_id: int, job: Job, res: ExecResult) -> ExecResult:
-        """The engine's score from the script's oof.csv replaces the one it printed (kept as its claim)."""
-        claimed = res.score
-        if res.exit_code != 0 or self.scorer is None:
-            return dataclasses.replace(res, claimed_score=claimed, score=None if self.scorer else res.score,
-                                       score_note=res.early_stop)
-        ev, pred = self.scorer.evaluate_workdir(job.workdir)
-        if ev.error is not None:
-            return dataclasses.replace(res, claimed_score=claimed, score=None, protocol_error=ev.error,
-                                       fold_scores=ev.fold_scores, score_note=ev.error)
-        note = None
-        if evaluation.claim_disagrees(claimed, ev.score):
-            note = (f"the script printed {claimed!r}; the engine measured {ev.score!r} from its "
-                    f"{evaluation.OOF_FILE} and uses that")
-            self.emit("score_disagreement", {"script_id": script_id, "claimed": claimed, "measured": ev.score})
-        preds = self.run_dir / "preds"
-        preds.mkdir(exist_ok=True)
-        np.save(preds / f"{script_id}.npy", pred)
-        return dataclasses.replace(res, claimed_score=claimed, score=ev.score, fold_scores=ev.fold_scores,
-                                   score_note=note)
-
-    def _stored_preds(self, script_id: int) -> np.ndarray | None:
-        path = self.run_dir / "preds" / f"{script_id}.npy"
-        return np.load(path) if path.is_file() else None
-
     def _run_many(self, jobs: list[Job]) -> list[ExecResult]:
         started = time.monotonic()
         results = self.executor.run_many(jobs)
@@ -359,39 +307,6 @@ class Pipeline:
             self.data = data
             self._set_protocol(self._protocol(data))
         return self.data
-
-    def _protocol(self, data: RunData) -> evaluation.RunProtocol:
-        """The run's folds, written once before any search script runs (resume reads them back)."""
-        data_dir = data.search_dir.parent
-        existing = evaluation.load_protocol(data_dir)
-        if existing is not None:
-            return existing
-        search_task = data.task_for(self.task, "search")
-        probe = None
-        if self.config.time_budget is not None:
-            job = self._job(0, evaluation.probe_script(search_task), "probe", data.search_dir, timeout=60.0)
-            res = self._run_many([job])[0]
-            probe = evaluation.probe_seconds(res.stdout)
-        k, repeats, reason = evaluation.choose_folds(
-            search_task.n_train_rows or data.n_search, probe, self.config.time_budget, self.config.workers)
-        if self.config.n_folds is not None:
-            k, repeats, reason = self.config.n_folds, self.config.n_fold_repeats, "set for this run"
-        n_rows = search_task.n_train_rows or data.n_search
-        k, repeats = max(1, min(int(k), 20, max(1, n_rows // 2))), max(1, min(int(repeats), 10))
-        protocol = evaluation.Protocol(self.task.task_type, self.task.metric, self.hib, k, repeats, [], 0,
-                                       self.config.seed, self.config.valid_fraction, probe, reason)
-        extra = [d for d in [data.holdout_dir] if d is not None]
-        return evaluation.write_protocol(search_task, data_dir, data.search_dir, extra, protocol, data.full_dir)
-
-    def _set_protocol(self, rp: evaluation.RunProtocol) -> None:
-        self.protocol = rp
-        self.scorer = evaluation.Scorer(rp)
-        self.ctx.n_folds, self.ctx.n_repeats = rp.protocol.n_folds, rp.protocol.n_repeats
-        run = self.store.get_run(self.run_id) or {}
-        if not run.get("protocol_json"):
-            self.store.update_run(self.run_id, protocol_json=json.dumps(rp.protocol.to_dict()))
-            self.emit("protocol", {"description": rp.protocol.describe(), "reason": rp.protocol.reason,
-                                   "n_folds": rp.protocol.n_folds, "n_repeats": rp.protocol.n_repeats})
 
     # -- the algorithm -----------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -740,15 +655,6 @@ class Pipeline:
                 "ok": res.score is not None, "wall_time": res.wall_time, "decision": decision,
                 "fold_scores": res.fold_scores}
 
-    def _hopeless_check(self, baseline: Scored) -> Callable[[str], str | None] | None:
-        """Stops an attempt early once its printed fold scores show it cannot beat its baseline."""
-        if self.protocol is None or len(baseline.fold_scores) < 2:
-            return None
-        keys, folds, hib = self.protocol.unit_keys(), list(baseline.fold_scores), self.hib
-        if len(keys) != len(folds):
-            return None
-        return lambda stdout: evaluation.hopeless(stdout, folds, keys, hib)
-
     def _await_decision(self, key: str, block: str, plan: str, block_code: str) -> dict[str, Any]:
         did = self.store.request_decision(self.run_id, key, block, plan, block_code)
         self.store.update_run(self.run_id, status="waiting")
@@ -759,113 +665,6 @@ class Pipeline:
                 self.store.update_run(self.run_id, status="running")
                 return d
             time.sleep(0.3)
-
-    def _ensemble(self, solutions: list[Scored]) -> list[Scored]:
-        """R rounds of ensemble strategies over the refined solutions; the best, if it beats every single
-        solution, is written out as a real script (scored on the stored out-of-fold predictions)."""
-        library = self._ensemble_library(solutions)
-        done, first = self.store.step_result(self.run_id, "ens/r0")
-        if done and first and first.get("members"):  # resumed: the rounds already scored keep their members
-            by_id = {s.script_id: s for s in solutions}
-            library = [by_id[m] for m in first["members"] if m in by_id] or library
-        if len(library) < 2 or self.config.ensemble_rounds < 1:
-            return []
-        sols = [SolutionSummary(s.label or f"solution {i + 1}", self._code(s.script_id), s.score)
-                for i, s in enumerate(library)]
-        history: list[EnsembleAttempt] = []
-        rounds: list[dict[str, Any]] = []
-        try:
-            for r in range(self.config.ensemble_rounds):
-                res = self._step(f"ens/r{r}", "ensemble", partial(self._ensemble_round, r, library, sols,
-                                                                  list(history)), cheap=True)
-                history.append(EnsembleAttempt(res["plan"], res["score"]))
-                rounds.append(res)
-            scored = [r for r in rounds if r["score"] is not None]
-            best = max(scored, key=lambda r: r["score"] if self.hib else -r["score"], default=None)
-            if best is None or not is_better(best["score"], library[0].score, self.hib):
-                return [Scored.from_dict(r) for r in scored if r.get("script_id")]
-            if best.get("script_id"):  # a free-form round already wrote and ran its script
-                return [Scored.from_dict(best)]
-            return [Scored.from_dict(self._step("ens/script", "ensemble",
-                                                partial(self._ensemble_script, best, library, sols), cheap=True))]
-        except BudgetExhausted:
-            return [Scored.from_dict(r) for r in rounds if r.get("script_id") and r["score"] is not None]
-
-    def _ensemble_library(self, solutions: list[Scored]) -> list[Scored]:
-        """The solutions whose out-of-fold predictions are stored, distinct, best first, as many as the
-        final runs of an ensemble of them still fit in the time left (it runs each member in turn)."""
-        seen: dict[int, Scored] = {}
-        room = (self.time_left() - 5.0) / 1.3
-        walls = 0.0
-        for s in self._best_first(solutions):
-            if len(seen) >= ENSEMBLE_MEMBERS:
-                break
-            if s.script_id in seen or self._stored_preds(s.script_id) is None:
-                continue
-            if seen and walls + s.wall_time > room:
-                continue
-            seen[s.script_id] = s
-            walls += s.wall_time
-        return list(seen.values())
-
-    def _ensemble_round(self, r: int, library: list[Scored], sols: list[SolutionSummary],
-                        history: list[EnsembleAttempt]) -> dict[str, Any]:
-        self.store.clear_partial("ensemble_rounds", self.run_id, round=r)
-        plan = self.brain.plan_ensemble(self.ctx, sols, history)
-        strategy = evaluation.strategy_in(plan)
-        label = f"ensemble round {r + 1}"
-        if strategy is not None and self.scorer is not None:
-            # Scored by the engine on the stored out-of-fold predictions: no script runs for this round.
-            preds = [self._stored_preds(s.script_id) for s in library]
-            ids = [s.script_id for s in library]
-            result = evaluation.ensemble(strategy, ids, [p for p in preds if p is not None], self.scorer)
-            score = result.evaluation.score
-            rid = self.store.add_ensemble_round(self.run_id, r, plan, None, score, strategy=strategy,
-                                                members=ids, weights=result.weights,
-                                                fold_scores=result.evaluation.fold_scores)
-            self.emit("ensemble_round", {"id": rid, "round": r, "plan": plan, "score": score, "script_id": None,
-                                         "strategy": strategy, "weights": result.weights,
-                                         "milliseconds": round(1000 * result.seconds, 1)})
-            self._update_best([score])
-            return {"script_id": 0, "score": score, "wall_time": sum(s.wall_time for s in library),
-                    "label": label, "plan": plan, "strategy": strategy, "weights": result.weights,
-                    "members": ids, "round_id": rid, "fold_scores": result.evaluation.fold_scores}
-        if self.time_left() < self._reserve():  # a script to run needs the full reserve, unlike the above
-            self._budget_hit("budget_exhausted", {"at_step": f"ens/r{r}", "time_left": self.time_left()})
-            raise BudgetExhausted(f"ens/r{r}")
-        try:  # a free-form plan: the brain writes the script and it runs like any other
-            code = self.brain.implement_ensemble(self.ctx, sols, plan)
-        except ValueError as exc:  # the brain had no usable script: this round fails, the run goes on
-            rid = self.store.add_ensemble_round(self.run_id, r, plan, None, None)
-            self.emit("ensemble_round", {"id": rid, "round": r, "plan": plan, "score": None, "script_id": None,
-                                         "error": str(exc)})
-            return {"script_id": None, "score": None, "wall_time": 0.0, "label": label, "plan": plan}
-        (res,) = self._run_scripts([(code, "ensemble", None, label)])
-        rid = self.store.add_ensemble_round(self.run_id, r, plan, res.script_id, res.score,
-                                            fold_scores=res.fold_scores)
-        self.emit("ensemble_round", {"id": rid, "round": r, "plan": plan, "score": res.score,
-                                     "script_id": res.script_id})
-        self._update_best([res.score])
-        return {**res.to_dict(), "plan": plan}
-
-    def _ensemble_script(self, best: dict[str, Any], library: list[Scored], sols: list[SolutionSummary]
-                         ) -> dict[str, Any]:
-        """Write the chosen ensemble as a runnable script. Every library member stays in it (even at weight 0),
-        so the script refits the weights on the same predictions and reproduces the engine's score."""
-        weights = best.get("weights")
-        keep = list(range(len(library)))
-        settings = f"strategy={best['strategy']!r}"
-        if weights is not None:
-            settings += f", weights={[round(w, 4) for w in weights]!r}"
-        plan = f"{best['plan'].rstrip()}\nSet: {settings}"
-        members = [sols[i] for i in keep]
-        code = self.brain.implement_ensemble(self.ctx, members, plan)
-        sid = self.store.add_script(self.run_id, "ensemble", code, label=f"ensemble ({best['strategy']})")
-        self.store.set_ensemble_script(best["round_id"], sid)
-        self.emit("ensemble_written", {"script_id": sid, "strategy": best["strategy"], "score": best["score"],
-                                       "members": [library[i].script_id for i in keep]})
-        return {"script_id": sid, "score": best["score"], "label": f"ensemble ({best['strategy']})",
-                "wall_time": sum(library[i].wall_time for i in keep), "fold_scores": best.get("fold_scores") or []}
 
     def _best_so_far(self) -> list[Scored]:
         """Every scored solution-like script so far (used when the budget ends early)."""

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .evaluation import claim_disagrees
 from .metrics import get_metric
 from .store import Store
 from .views import time_by_phase_text
@@ -24,11 +25,13 @@ def scores_by_stage(store: Store, run_id: str) -> list[tuple[str, float | None, 
     """(stage, score, script id) rows in pipeline order: the backbone of the report and the UI."""
     scripts = store.table("scripts", run_id)
     execs = {e["script_id"]: e for e in store.table("executions", run_id) if e["purpose"] == "search"}
+    # An ensemble written after the engine scored its round on stored predictions carries that score.
+    rounds = {r["script_id"]: r["score"] for r in store.table("ensemble_rounds", run_id) if r.get("script_id")}
     rows: list[tuple[str, float | None, int | None]] = []
     for s in scripts:
         if s["role"] in ("baseline", "initial", "merge", "ensemble"):
             e = execs.get(s["id"])
-            rows.append((f"{s['role']}: {s['label']}", e["score"] if e else None, s["id"]))
+            rows.append((f"{s['role']}: {s['label']}", e["score"] if e else rounds.get(s["id"]), s["id"]))
     return rows
 
 
@@ -65,10 +68,19 @@ def write_report(store: Store, run_id: str, summary: dict[str, Any], out_dir: Pa
     if protocol:
         lines.append(f"- Evaluation (owned by the engine): {_describe_protocol(protocol)}; every score below is "
                      "computed by the engine from the out-of-fold predictions the script wrote (oof.csv)")
-    disagreements = [e for e in execs if e.get("score_note")]
+    disagreements = [e for e in execs if e["score"] is not None and e["purpose"] == "search"
+                     and claim_disagrees(e.get("claimed_score"), e["score"])]
     if disagreements:
         lines.append(f"- {len(disagreements)} script(s) printed a score the engine did not measure "
                      f"(e.g. script #{disagreements[0]['script_id']}: {disagreements[0]['score_note']})")
+    refused = [e for e in execs if e["exit_code"] == 0 and e["score"] is None and e.get("score_note")]
+    if refused:
+        lines.append(f"- {len(refused)} script(s) ran but wrote predictions the engine refused (e.g. script "
+                     f"#{refused[0]['script_id']}: {refused[0]['score_note']})")
+    stopped = [e for e in execs if e.get("killed_reason") == "early_stop"]
+    if stopped:
+        lines.append(f"- {len(stopped)} refinement attempt(s) stopped early: their first folds showed they could "
+                     "not catch up with their baseline")
     phases = time_by_phase_text(store.steps(run_id))
     if phases:
         lines.append(f"- Where the time went (tracks run side by side, so phases overlap): {phases}")

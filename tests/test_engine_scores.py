@@ -16,6 +16,7 @@ from mlestar_core.brains.base import BrainContext
 from mlestar_core.brains.offline.templates import baseline_script
 from mlestar_core.config import RunConfig
 from mlestar_core.pipeline import Pipeline, create_run
+from mlestar_core.report import write_report
 from mlestar_core.store import Store
 from mlestar_core.task import load_task
 
@@ -58,6 +59,8 @@ def test_a_false_printed_score_is_replaced_by_the_measured_one(tmp_path: Path) -
     assert _execution(pipe, good.script_id)["score_note"] is None
     kinds = [e["kind"] for e in pipe.store.events_after(pipe.run_id)]
     assert kinds.count("score_disagreement") == 1
+    report = write_report(pipe.store, pipe.run_id, {}, tmp_path / "report").read_text()
+    assert "1 script(s) printed a score the engine did not measure" in report and "0.999" in report
     assert len(good.fold_scores) == pipe.protocol.protocol.n_folds * pipe.protocol.protocol.n_repeats
 
 
@@ -126,4 +129,6 @@ def test_an_attempt_that_cannot_catch_up_is_stopped_early(tmp_path: Path) -> Non
     assert res.score is None
     row = _execution(pipe, res.script_id)
     assert row["killed_reason"] == "early_stop" and "could not catch up" in row["score_note"]
+    report = write_report(pipe.store, pipe.run_id, {}, tmp_path / "report").read_text()
+    assert "1 refinement attempt(s) stopped early" in report and "printed a score" not in report
     assert len([s for s in pipe.store.table("scripts", pipe.run_id) if s["role"] == "debug"]) == 0  # not "repaired"

@@ -163,7 +163,9 @@ def default_preprocess(ctx: BrainContext, family: str | None = None) -> dict[str
 def default_features(ctx: BrainContext) -> dict[str, Any]:
     has_text = bool(ctx.task.columns_of("text"))
     return {
-        "datetime_parts": ["year", "month", "day", "dayofweek", "elapsed_days"],
+        # The hour is in by default: on timestamps it often carries the most signal (bike rentals by hour of
+        # the day); on plain dates it is a constant column the models ignore.
+        "datetime_parts": ["year", "month", "day", "dayofweek", "hour", "elapsed_days"],
         "text_stats": has_text,
         "text_svd_components": 16 if has_text else 0,
         "text_max_features": 5000,

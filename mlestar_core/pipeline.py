@@ -239,6 +239,7 @@ class Pipeline(EngineScoring, EnsemblePhase):
                 self._slowest = max(self._slowest, res.wall_time)
         self.emit("script_executed", {"execution_id": eid, "script_id": script_id, "purpose": purpose,
                                       "score": res.score, "ok": res.ok, "wall_time": res.wall_time,
+                                      "stopped_early": res.killed_reason == "early_stop",
                                       "error": None if res.ok else res.error_text(300)})
 
     def _cancelled(self) -> bool:

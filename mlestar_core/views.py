@@ -401,23 +401,26 @@ def score_series(events: Sequence[Row], higher_is_better: bool) -> pd.DataFrame:
 @dataclass(frozen=True)
 class ScriptCounts:
     run: int
-    failed: int
+    failed: int  # crashed, timed out or refused by the engine (not the attempts it stopped on purpose)
+    stopped: int = 0  # refinement attempts the engine stopped early: they could no longer catch up
 
     @property
     def ok(self) -> int:
-        return self.run - self.failed
+        return self.run - self.failed - self.stopped
 
 
 def script_counts(events: Sequence[Row]) -> ScriptCounts:
-    """Script executions (every purpose) and how many failed, from script_executed events."""
+    """Script executions (every purpose), how many failed and how many were stopped early."""
     runs = [e["payload"] for e in events if e["kind"] == "script_executed"]
-    return ScriptCounts(len(runs), sum(1 for p in runs if not p.get("ok")))
+    stopped = sum(1 for p in runs if p.get("stopped_early"))
+    return ScriptCounts(len(runs), sum(1 for p in runs if not p.get("ok")) - stopped, stopped)
 
 
 def script_counts_from_rows(executions: Iterable[Row]) -> ScriptCounts:
     rows = list(executions)
+    stopped = sum(1 for r in rows if r.get("killed_reason") == "early_stop")
     return ScriptCounts(len(rows), sum(1 for r in rows if r["exit_code"] != 0 or
-                                       (r["purpose"] == "search" and r["score"] is None)))
+                                       (r["purpose"] == "search" and r["score"] is None)) - stopped, stopped)
 
 
 # -- validation vs locked hold-out ----------------------------------------------------------------

@@ -142,7 +142,9 @@ def dashboard() -> None:
     m2.metric("Trivial baseline", fmt_score(run["baseline_score"]), help="Class prior or mean, same folds.")
     m3.metric("Scripts run", counts.run)
     m4.metric("Scripts failed", counts.failed, help="Crashes, timeouts and scripts without a score; "
-              "crashing candidates go to the debugger.")
+              "crashing candidates go to the debugger."
+              + (f" Not counted: {counts.stopped} refinement attempt(s) the engine stopped early because "
+                 "they could no longer catch up." if counts.stopped else ""))
     m5.metric("Brain", info.brain or "offline", delta=views.brain_model(info.brain, info.config) or None,
               delta_color="off", delta_arrow="off", help=f"In use: {info.brain_label}")
 

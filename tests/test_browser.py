@@ -256,6 +256,7 @@ def test_run_pages_live_with_approval(app: App, page) -> None:  # noqa: ANN001
         assert "Traceback" not in main_text(page), name
         screenshot(page, name)
     nav_to(page, "Run dashboard")
+    page.get_by_text("Locked hold-out score").first.wait_for(timeout=30_000)  # the live part renders last
     assert "Locked hold-out score" in main_text(page) and "RMSE (lower is better ↓)" in main_text(page)
 
     nav_to(page, "History")

@@ -284,7 +284,7 @@ def test_attempt_groups_of_the_real_run(real: dict) -> None:
         assert [a.inner for a in g.attempts] == [0, 1]
         assert sum(a.kept for a in g.attempts) <= 1
         for a in g.attempts:
-            assert a.decision == "auto" and a.status == "ok"
+            assert a.decision == "auto" and a.status in ("ok", "stopped early")
             if a.gain is not None:
                 assert (a.gain > 0) == is_better(a.score, a.baseline, True)
         if g.kept:

@@ -142,7 +142,7 @@ def test_script_counts_match_the_executions(real: dict) -> None:
     counts = views.script_counts(real["events"])
     assert counts.run == len(real["executions"]) > 0
     assert counts == views.script_counts_from_rows(real["executions"])
-    assert counts.ok == counts.run - counts.failed
+    assert counts.ok == counts.run - counts.failed - counts.stopped  # stopped early: neither ok nor failed
 
 
 # -- validation vs hold-out ---------------------------------------------------------------------------

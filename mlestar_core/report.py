@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .evaluation import claim_disagrees
+from .evaluation import Protocol, claim_disagrees
 from .metrics import get_metric
 from .store import Store
 from .views import time_by_phase_text
@@ -35,13 +35,6 @@ def scores_by_stage(store: Store, run_id: str) -> list[tuple[str, float | None, 
     return rows
 
 
-def _describe_protocol(p: dict[str, Any]) -> str:
-    if int(p.get("n_folds") or 0) <= 1:
-        return f"one hold-out split of {p.get('n_rows')} rows"
-    rep = f" × {p['n_repeats']} repeats" if int(p.get("n_repeats") or 1) > 1 else ""
-    return f"{p['n_folds']}-fold cross-validation{rep} over {p.get('n_rows')} rows ({p.get('reason') or 'set'})"
-
-
 def write_report(store: Store, run_id: str, summary: dict[str, Any], out_dir: Path) -> Path:
     run = store.get_run(run_id) or {}
     task = json.loads(run.get("task_json") or "{}")
@@ -66,7 +59,8 @@ def write_report(store: Store, run_id: str, summary: dict[str, Any], out_dir: Pa
                      f"{task.get('task_type')} task (choose another with --metric).")
     protocol = json.loads(run.get("protocol_json") or "null")
     if protocol:
-        lines.append(f"- Evaluation (owned by the engine): {_describe_protocol(protocol)}; every score below is "
+        described = f"{Protocol.from_dict(protocol).describe()} ({protocol.get('reason') or 'set for this run'})"
+        lines.append(f"- Evaluation (owned by the engine): {described}; every score below is "
                      "computed by the engine from the out-of-fold predictions the script wrote (oof.csv)")
     disagreements = [e for e in execs if e["score"] is not None and e["purpose"] == "search"
                      and claim_disagrees(e.get("claimed_score"), e["score"])]

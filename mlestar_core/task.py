@@ -7,13 +7,15 @@ here too (`label_str`, `sorted_classes`, `normalize_ids`) so every layer stringi
 
 from __future__ import annotations
 
+import csv
 import difflib
+import io
 import re
 import shutil
 import stat
 import warnings
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -24,6 +26,10 @@ from . import metrics
 from .model import ColumnKind, ColumnProfile, SubmissionKind, Task, TaskError, TaskType
 
 PROFILE_ROWS = 200_000  # rows read for profiling; bigger files are only streamed for counts/labels
+MAX_FILE_BYTES = 2_000_000_000  # load_task's default size limit per file
+# Every model is scored on rows it was not trained on (K-fold, at least 2 folds): with fewer labelled
+# rows a fold holds a handful of rows and the score is noise (a two-row table scored accuracy 0.0).
+MIN_TRAIN_ROWS = 20
 MAX_CLASSES = 20  # integer targets with at most this many values default to classification
 DESCRIPTION_FILES = ("description.md", "task.txt", "description.txt")
 _SAMPLE_RE = re.compile(r"^sample[_ -]?submission.*\.csv$", re.I)
@@ -102,16 +108,172 @@ def _check_file(path: Path, role: str, max_bytes: int) -> None:
     size = path.stat().st_size
     if size > max_bytes:
         raise TaskError(
-            f"{path.name} is {_fmt_bytes(size)}, over the {_fmt_bytes(max_bytes)} limit; "
-            "use a smaller sample of the data or raise the size limit."
+            f"{path.name} is {_fmt_bytes(size)}, over the {_fmt_bytes(max_bytes)} limit per file; "
+            "use a smaller sample of the data."
         )
     if size == 0:
         raise TaskError(f"{path.name} is empty (0 bytes); add a header row and data rows.")
 
 
+SNIFF_BYTES = 64 * 1024  # the head of a CSV checked for format problems before pandas reads it
+_DELIMITERS = {";": "semicolons (;)", "\t": "tabs", "|": "pipes (|)"}
+# Signatures of files people rename to .csv by mistake: the message can say what the file is.
+_MAGIC = [
+    (b"PK\x03\x04", "a zip archive or an Excel .xlsx workbook"),
+    (b"\xd0\xcf\x11\xe0", "an old-style Excel .xls workbook"),
+    (b"PAR1", "a Parquet file"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"%PDF", "a PDF document"),
+    (b"SQLite format 3", "an SQLite database"),
+]
+_TO_CSV_HINT = "export the table as a CSV file (comma-separated, UTF-8) and use that"
+
+
+def _utf8_problem(blocks: Iterable[bytes], complete: bool = True) -> tuple[int, bytes, int] | None:
+    """(line number, that line's bytes, the offending byte) of the first non-UTF-8 byte, or None.
+
+    Streams the blocks, so a big file is checked without holding it. `complete=False` means the
+    blocks are only the head of the file: a character cut at the very end is not an error.
+    """
+    line_no, carry = 1, b""
+    for block in blocks:
+        data = carry + block
+        try:
+            data.decode("utf-8")
+            good, carry = data, b""
+        except UnicodeDecodeError as e:
+            if e.reason == "unexpected end of data" and len(data) - e.start < 4:
+                good, carry = data[: e.start], data[e.start:]  # a character split across two blocks
+            else:
+                start = data.rfind(b"\n", 0, e.start) + 1
+                end = data.find(b"\n", e.start)
+                return (line_no + data.count(b"\n", 0, e.start), data[start: end if end >= 0 else len(data)],
+                        data[e.start])
+        line_no += good.count(b"\n")
+    if carry and complete:
+        start = carry.rfind(b"\n") + 1
+        return line_no, carry[start:], carry[0]
+    return None
+
+
+def _encoding_message(name: str, problem: tuple[int, bytes, int]) -> str:
+    line_no, line, byte = problem
+    try:
+        char = bytes([byte]).decode("cp1252")
+        shown = line.decode("cp1252", errors="replace").strip()
+        guess = (f"byte 0x{byte:02x}, which is {char!r} in Latin-1 / Windows-1252 (the usual encoding of CSV "
+                 f"files saved by Excel on Windows)")
+        fix = f"pd.read_csv({name!r}, encoding='cp1252').to_csv({name!r}, index=False)"
+    except UnicodeDecodeError:
+        shown = line.decode("utf-8", errors="replace").strip()
+        guess = f"byte 0x{byte:02x}, which is not UTF-8 (the file uses another encoding)"
+        fix = f"pd.read_csv({name!r}, encoding='<its encoding>').to_csv({name!r}, index=False)"
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    return (f"{name} is not UTF-8 text: line {line_no} ({shown}) has {guess}. Re-save it as UTF-8: in Excel, "
+            f"Save As → 'CSV UTF-8 (Comma delimited)'; in pandas, {fix}.")
+
+
+def check_csv_bytes(head: bytes, name: str, *, complete: bool) -> None:
+    """Raise a TaskError for the CSV format problems pandas gets wrong or explains badly.
+
+    `head` is the file's first bytes (all of it when `complete`). Checked: binary files and
+    UTF-16 named .csv, non-UTF-8 text (the message says which encoding it looks like), another
+    delimiter than the comma (pandas reads such a file as one column), Excel's `sep=` line,
+    duplicate column names (pandas silently renames them to `a.1`) and rows with more fields
+    than the header (pandas then takes the first column as the index and shifts every value).
+    """
+    if not head:
+        return
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise TaskError(f"{name} is UTF-16 text (Excel's 'Unicode Text'), not UTF-8; re-save it as UTF-8 — in "
+                        "Excel, Save As → 'CSV UTF-8 (Comma delimited)'.")
+    kind = next((k for magic, k in _MAGIC if head.startswith(magic)), None)
+    controls = sum(head.count(bytes([b])) for b in range(32) if b not in (9, 10, 12, 13))
+    if kind or b"\x00" in head or controls > 0.05 * len(head):
+        # A NUL byte never occurs in UTF-8 text, nor do many other control characters.
+        kind = kind or "a binary file, e.g. an Excel workbook or a zip"
+        raise TaskError(f"{name} is not a text CSV (it looks like {kind}); {_TO_CSV_HINT}.")
+    problem = _utf8_problem([head], complete=complete)
+    if problem is not None:
+        raise TaskError(_encoding_message(name, problem))
+    text = head.decode("utf-8", errors="ignore").removeprefix("\ufeff")
+    if not complete:  # the last line may be cut in the middle: leave it to pandas
+        text = text[: text.rfind("\n") + 1]
+    first_line = text.split("\n", 1)[0].rstrip("\r")
+    sep = re.fullmatch(r"sep=(.)", first_line)
+    if sep:
+        raise TaskError(f"{name} starts with Excel's {first_line!r} line; delete that first line and save the "
+                        "file with commas between the columns.")
+    reader = csv.reader(io.StringIO(text))
+    try:
+        header = next((row for row in reader if row), None)
+        if header is None:
+            return
+        header_line = reader.line_num
+        if len(header) == 1:
+            _check_delimiter(name, header[0], text)
+        _check_duplicates(name, header)
+        for row in reader:
+            if len(row) > len(header):
+                raise TaskError(
+                    f"{name} is not a valid CSV at line {reader.line_num}: that row has {len(row)} fields but "
+                    f"the header (line {header_line}) has {len(header)}. Check that row for an extra comma "
+                    "(quote values that contain commas, e.g. \"Smith, John\") or add the missing column name "
+                    "to the header.")
+    except csv.Error:
+        return  # e.g. a field over the csv module's size limit: pandas reads it and reports what is wrong
+
+
+def _check_delimiter(name: str, header: str, text: str) -> None:
+    counts = {d: header.count(d) for d in _DELIMITERS}
+    delim = max(counts, key=lambda d: counts[d])
+    if counts[delim] == 0:
+        return  # a single-column file
+    rows = [r for r in csv.reader(io.StringIO(text), delimiter=delim) if r][:2]
+    if len(rows) == 2 and len(rows[1]) != len(rows[0]):
+        return  # the header happens to contain that character, but the rows do not split on it
+    # Not read with that delimiter: every script of a run reads the files with pandas' default comma.
+    decimal = " (add decimal=',' if numbers are written like 1,5)" if delim == ";" else ""
+    raise TaskError(
+        f"{name} separates its columns with {_DELIMITERS[delim]}, not commas (its header reads "
+        f"{header[:80]!r}), so it would be read as a single column. Save it as a comma-separated CSV, e.g. "
+        f"pd.read_csv({name!r}, sep={delim!r}).to_csv({name!r}, index=False){decimal}, and load it again.")
+
+
+def _check_duplicates(name: str, header: list[str]) -> None:
+    positions: dict[str, list[int]] = {}
+    for i, col in enumerate(header, start=1):
+        if col.strip():  # unnamed columns (a saved index) become "Unnamed: 0", "Unnamed: 1": not duplicates
+            positions.setdefault(col, []).append(i)
+    dups = {col: pos for col, pos in positions.items() if len(pos) > 1}
+    if dups:
+        listed = "; ".join(f"{col!r} (columns {', '.join(map(str, pos))})" for col, pos in dups.items())
+        first = next(iter(dups))
+        raise TaskError(f"{name} has duplicate column names: {listed}. pandas would silently rename the second "
+                        f"one to '{first}.1'; rename the columns so every name is unique (or drop the copy).")
+
+
+def check_csv_file(path: Path) -> None:
+    """`check_csv_bytes` on the head of a CSV file on disk (a fast check of its first SNIFF_BYTES)."""
+    with open(path, "rb") as f:
+        head = f.read(SNIFF_BYTES + 1)
+    check_csv_bytes(head[:SNIFF_BYTES], path.name, complete=len(head) <= SNIFF_BYTES)
+
+
+def _stream(path: Path, block: int = 1 << 20) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        while chunk := f.read(block):
+            yield chunk
+
+
+_FIELDS_RE = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
+
+
 def read_csv(path: Path, *, nrows: int | None = None, usecols: list[str] | None = None,
              dtype: Any = None, keep_default_na: bool = True) -> pd.DataFrame:
     """pandas.read_csv (C engine) whose failures become TaskErrors naming the file and line."""
+    check_csv_file(path)
     try:
         return pd.read_csv(path, engine="c", nrows=nrows, usecols=usecols, dtype=dtype,
                            keep_default_na=keep_default_na, low_memory=False)
@@ -120,6 +282,19 @@ def read_csv(path: Path, *, nrows: int | None = None, usecols: list[str] | None 
             from None
     except pd.errors.ParserError as e:
         msg = str(e).strip().splitlines()[-1] if str(e).strip() else "unknown parse error"
+        fields = _FIELDS_RE.search(msg)
+        if fields:  # past the checked head: the same words as check_csv_bytes
+            expected, line, saw = fields.groups()
+            raise TaskError(
+                f"{path.name} is not a valid CSV at line {line}: that row has {saw} fields but the header has "
+                f"{expected}. Check that row for an extra comma (quote values that contain commas, e.g. "
+                "\"Smith, John\") or add the missing column name to the header.") from None
+        quote = re.search(r"EOF inside string starting at row (\d+)", msg)
+        if quote:  # pandas counts rows from 0 (the header): row n is line n + 1
+            raise TaskError(
+                f"{path.name} is not a valid CSV at line {int(quote.group(1)) + 1}: a quote (\") opened in that "
+                "row is never closed, so the rest of the file would be read as one value. Close the quote, or "
+                "remove it.") from None
         m = re.search(r"line (\d+)", msg)
         where = f" at line {m.group(1)}" if m else ""
         raise TaskError(
@@ -127,7 +302,10 @@ def read_csv(path: Path, *, nrows: int | None = None, usecols: list[str] | None 
             "a missing field or an unbalanced quote."
         ) from None
     except UnicodeDecodeError:
-        raise TaskError(f"{path.name} is not UTF-8 text; re-save it as a UTF-8 encoded CSV.") from None
+        problem = _utf8_problem(_stream(path))  # past the checked head: find the line
+        if problem is None:
+            raise TaskError(f"{path.name} is not UTF-8 text; re-save it as a UTF-8 encoded CSV.") from None
+        raise TaskError(_encoding_message(path.name, problem)) from None
     except ValueError as e:  # e.g. usecols naming a column the file lacks
         raise TaskError(f"{path.name}: {e}") from None
 
@@ -429,14 +607,16 @@ def load_task(
     task_type: str | None = None,
     id_column: str | None = None,
     name: str | None = None,
-    max_bytes: int = 2_000_000_000,
+    max_bytes: int | None = None,
     test_path: str | Path | None = None,
     sample_submission_path: str | Path | None = None,
 ) -> Task:
     """Read a task folder or a single CSV and derive everything a run needs.
 
-    Keyword arguments override whatever would be derived from the files and the description.
+    Keyword arguments override whatever would be derived from the files and the description;
+    `max_bytes` is the size limit per file (default MAX_FILE_BYTES).
     """
+    max_bytes = MAX_FILE_BYTES if max_bytes is None else max_bytes
     path = Path(path).expanduser()
     if not path.exists():
         raise TaskError(f"{path} does not exist; pass a task folder (with train.csv) or a CSV file.")
@@ -499,8 +679,12 @@ def load_task(
     if target is not None:
         if target not in train_cols:
             raise TaskError(f"target column {target!r} is not in {train_file}; "
-                            f"{_similar(target, train_cols)}.")
-    else:
+                            f"{_similar(target, train_cols)}. Name the column to predict with --target "
+                            "(the Target column menu in the app).")
+    if test_cols is not None:
+        # Before deriving the target: a test file from another table would only make that fail confusingly.
+        _check_test_columns(train_cols, test_cols, target, sample_id, train_file, str(test_file))
+    if target is None:
         target = _derive_target(train_cols, test_cols, sample_pred, sample_id, desc_text, train_file,
                                 sample_file)
 
@@ -521,16 +705,24 @@ def load_task(
                 f"{Path(test_file or 'test.csv').name} lacks {', '.join(train_only)}, which "
                 f"{train_file} has; they are not known at prediction time, so they are not used as features."
             )
+        test_only = [c for c in test_cols if c not in train_cols and c not in (id_column, sample_id)]
+        if test_only:
+            these = "they are" if len(test_only) > 1 else "it is"
+            notes.append(f"{Path(test_file or 'test.csv').name} has {', '.join(test_only)}, which {train_file} "
+                         f"lacks; a model cannot learn from what it was not trained on, so {these} ignored.")
 
     # --- target values (all rows, even for huge files) ---
     y_all = read_csv(train_path, usecols=[target])[target] if train_truncated else train[target]
     n_train_rows = len(y_all)
     y = y_all.dropna()
     if len(y) == 0:
-        raise TaskError(f"target column {target!r} is empty in {train_file}; fill in the target values.")
+        raise TaskError(f"target column {target!r} has no values in {train_file}: all {n_train_rows} rows are "
+                        "empty. Fill in the target values, or pick another target column.")
     if y.nunique() < 2:
-        raise TaskError(f"target column {target!r} has a single value ({label_str(y.iloc[0])!r}) in "
-                        f"{train_file}; a model needs at least two different target values.")
+        raise TaskError(f"target column {target!r} has a single value in {train_file}: "
+                        f"{label_str(y.iloc[0])!r} in all {len(y)} rows with a value. A model needs at least two "
+                        "different target values (two classes); add rows of the other classes, or pick another "
+                        "target column.")
 
     # --- metric and task type ---
     if metric is not None:
@@ -540,8 +732,10 @@ def load_task(
         unsupported = metrics.find_unsupported_metric_in_text(desc_text) if metric_name is None else None
         if unsupported is not None:
             # Never score a task on a metric other than the one it is judged by without saying so.
-            raise TaskError(f"the description names metric {unsupported}, which this tool does not support; "
-                            f"choose one with --metric (supported: {', '.join(sorted(metrics.METRICS))}).")
+            raise TaskError(f"the description says the task is judged by {unsupported}, which this tool does not "
+                            "support (and it will not score on another metric without asking). Pick a supported "
+                            "metric with --metric (the Metric menu in the app): "
+                            f"{', '.join(sorted(metrics.METRICS))}.")
     class_columns = len(sample_pred) > 1
     ttype = _infer_task_type(target, y, metric_name, task_type, class_columns)
     metric_defaulted = metric_name is None
@@ -558,6 +752,12 @@ def load_task(
         raise TaskError(f"metric {m.title} is a {kind} metric but the task is {ttype}; pass a metric that "
                         f"fits ({', '.join(k for k, v in metrics.METRICS.items() if ttype in v.task_types)}) "
                         "or a different task_type.")
+
+    if len(y) < MIN_TRAIN_ROWS:
+        labelled = f" ({n_train_rows} rows, {len(y)} of them with a target value)" if len(y) < n_train_rows else ""
+        raise TaskError(f"{train_file} has only {len(y)} rows with a value in {target!r}{labelled}; at least "
+                        f"{MIN_TRAIN_ROWS} are needed: every model is scored on rows it was not trained on, and "
+                        "with fewer rows that score is noise. Add training rows.")
 
     # --- classes and submission format ---
     classes: list[str] = []
@@ -626,6 +826,45 @@ def load_task(
     )
 
 
+def _check_test_columns(train_cols: list[str], test_cols: list[str], target: str | None,
+                        sample_id: str | None, train_file: str, test_file: str) -> None:
+    """Reject a test file whose columns do not match the training file's.
+
+    A test file that lacks some training columns and has nothing else is allowed (Kaggle tasks
+    ship train-only columns such as bike sharing's casual/registered; they are simply not used as
+    features). Sharing no feature column, or lacking columns while having others (renamed?), is
+    an error: a model trained on one file could not predict the other. Id-like columns are left
+    out of the comparison (an id usually differs between the files).
+    """
+    test_name, train_name = Path(test_file).name, Path(train_file).name
+
+    def ignored(c: str) -> bool:
+        return c == sample_id or c == target or _idlike_name(c)
+
+    shared = [c for c in train_cols if c in test_cols and not ignored(c)]
+    lacking = [c for c in train_cols if c not in test_cols and not ignored(c)]
+    extra = [c for c in test_cols if c not in train_cols and not ignored(c)]
+    # Without a given target, one of the columns the test file lacks is presumably the target.
+    lacks_features = len(lacking) > (0 if target is not None else 1)
+    if shared and not (extra and lacks_features):
+        return
+    if not shared and not lacking:
+        return  # train has nothing but ids and the target: other checks say what is wrong
+    target_note = "" if target is not None else " (one of them is presumably the target)"
+    lacks = f"it lacks {_names(lacking)}{target_note}"
+    has = f"has {_names(extra)}, which {train_name} lacks" if extra else "has no other column"
+    lower = {c.lower(): c for c in lacking}
+    renames = [f"{lower[m[0]]} → {c}" for c in extra
+               if (m := difflib.get_close_matches(c.lower(), list(lower), n=1, cutoff=0.6))]
+    hint = f" Renamed columns? {', '.join(renames)}." if renames else ""
+    if not shared:
+        raise TaskError(f"{test_name} shares no feature column with {train_name}: {lacks}, and {has}. A model "
+                        f"trained on {train_name} cannot predict it; check that {test_name} is the test part of "
+                        f"the same table, with the same column names.{hint}")
+    raise TaskError(f"the columns of {test_name} do not match {train_name}: {lacks}, and {has}.{hint} Give "
+                    f"{test_name} the same feature columns as {train_name} (only the target may be missing).")
+
+
 def _derive_target(train_cols: list[str], test_cols: list[str] | None, sample_pred: list[str],
                    sample_id: str | None, desc: str, train_file: str, sample_file: str | None) -> str:
     def not_in_test(c: str) -> bool:
@@ -646,7 +885,8 @@ def _derive_target(train_cols: list[str], test_cols: list[str] | None, sample_pr
         if len(only_train) == 1:
             return only_train[0]
     raise TaskError(
-        f"cannot tell which column of {train_file} to predict. Pass target=<column>, add a "
+        f"cannot tell which column of {train_file} to predict. Name it with --target <column> (the Target "
+        "column menu in the app; target=<column> in Python), add a "
         "sample_submission.csv whose prediction column is named like the target, or write "
         "'The target column is `<column>`' in description.md. Columns: "
         + ", ".join(train_cols[:30]) + (" ..." if len(train_cols) > 30 else "")
@@ -747,15 +987,16 @@ _MAX_RATIO = 200  # uncompressed:compressed beyond this, for a member over _RATI
 _RATIO_MIN_SIZE = 1_000_000
 
 
-def _safe_parts(name: str) -> tuple[str, ...] | None:
+def _safe_parts(name: str, archive: str) -> tuple[str, ...] | None:
     """The path components of a member, or None for entries to skip; raises on hostile names."""
     norm = name.replace("\\", "/")
     if norm.startswith("/") or re.match(r"^[A-Za-z]:", norm):
-        raise TaskError(f"the zip contains an absolute path ({name!r}); zip the task folder with "
-                        "relative paths.")
+        raise TaskError(f"{archive} contains an absolute path ({name!r}), so it was rejected and nothing was "
+                        "unpacked; zip the task folder with relative paths (from inside it: zip -r ../task.zip .).")
     parts = tuple(p for p in PurePosixPath(norm).parts if p not in ("", "."))
     if ".." in parts:
-        raise TaskError(f"the zip contains a path that leaves the folder ({name!r}); it was rejected.")
+        raise TaskError(f"{archive} contains a path that leaves the folder ({name!r}), so it was rejected and "
+                        "nothing was unpacked; zip the task folder itself, with every path inside it.")
     if not parts or any(_is_hidden(p) for p in parts):
         return None
     return parts
@@ -779,27 +1020,28 @@ def extract_task_zip(zip_path: str | Path, dest_dir: str | Path, max_total_bytes
         members: list[tuple[zipfile.ZipInfo, tuple[str, ...]]] = []
         total = 0
         for info in zf.infolist():
-            parts = _safe_parts(info.filename)
+            parts = _safe_parts(info.filename, zip_path.name)
             mode = (info.external_attr >> 16) & 0o170000
-            if mode == stat.S_IFLNK:
-                raise TaskError(f"the zip contains a symbolic link ({info.filename!r}); links are not "
-                                "allowed.")
+            if mode == stat.S_IFLNK:  # a link could point anywhere on the server
+                raise TaskError(f"{zip_path.name} contains a symbolic link ({info.filename!r}), so it was "
+                                "rejected and nothing was unpacked; zip the real files (zip without -y).")
             if parts is None or info.is_dir():
                 continue
             if info.flag_bits & 0x1:
-                raise TaskError(f"{info.filename!r} in the zip is encrypted; upload an unencrypted zip.")
+                raise TaskError(f"{info.filename!r} in {zip_path.name} is encrypted; upload an unencrypted zip.")
             members.append((info, parts))
             if len(members) > max_files:
-                raise TaskError(f"the zip holds more than {max_files} files; remove files the task "
+                raise TaskError(f"{zip_path.name} holds more than {max_files} files; remove files the task "
                                 "does not need.")
             total += info.file_size
             if total > max_total_bytes:
-                raise TaskError(f"the zip unpacks to more than {_fmt_bytes(max_total_bytes)} "
-                                f"(limit); upload less data.")
+                raise TaskError(f"{zip_path.name} unpacks to more than {_fmt_bytes(max_total_bytes)} (the "
+                                "limit), so it was rejected and nothing was unpacked; upload less data.")
             if info.file_size > _RATIO_MIN_SIZE and info.file_size > _MAX_RATIO * max(info.compress_size, 1):
                 ratio = info.file_size / max(info.compress_size, 1)
-                raise TaskError(f"{info.filename!r} compresses {ratio:.0f}:1, which looks like a zip bomb; "
-                                "it was rejected.")
+                raise TaskError(f"{info.filename!r} in {zip_path.name} compresses {ratio:.0f}:1, which looks "
+                                "like a zip bomb, so it was rejected and nothing was unpacked. If the data is "
+                                "real, upload the CSV files themselves.")
         if not members:
             raise TaskError(f"{zip_path.name} contains no files.")
         # Strip one top-level folder when every file sits inside it.
@@ -816,15 +1058,16 @@ def extract_task_zip(zip_path: str | Path, dest_dir: str | Path, max_total_bytes
             for info, parts in members:
                 target = root.joinpath(*parts[strip:]).resolve()
                 if root not in target.parents:
-                    raise TaskError(f"the zip member {info.filename!r} would land outside the folder.")
+                    raise TaskError(f"{zip_path.name}: member {info.filename!r} would land outside the folder.")
                 target.parent.mkdir(parents=True, exist_ok=True)
                 # Count real bytes: headers can lie about sizes.
                 with zf.open(info) as src, open(target, "wb") as out:
                     while chunk := src.read(1 << 20):
                         written += len(chunk)
                         if written > max_total_bytes:
-                            raise TaskError(f"the zip unpacks to more than {_fmt_bytes(max_total_bytes)} "
-                                            "(limit); upload less data.")
+                            raise TaskError(f"{zip_path.name} unpacks to more than "
+                                            f"{_fmt_bytes(max_total_bytes)} (the limit), so it was rejected; "
+                                            "upload less data.")
                         out.write(chunk)
         except (zipfile.BadZipFile, OSError, EOFError) as e:
             _cleanup(dest, existed)

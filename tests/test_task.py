@@ -218,6 +218,69 @@ def test_broken_csv_names_file_and_line(make_task_dir) -> None:  # type: ignore[
     assert "Traceback" not in str(err.value)
 
 
+_ROWS = "".join(f"{i},{i % 7},{i % 3},{i % 2}\n" for i in range(20_000))  # ~250 KB: past the checked head
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    # Past the first SNIFF_BYTES, pandas finds the problem; the message still names the line and the cause.
+    (("id,a,b,y\n" + _ROWS + "20000,café,1,0\n").encode("latin-1"),
+     r"train\.csv is not UTF-8 text: line 20002 \(20000,café,1,0\) has byte 0xe9, which is 'é' in Latin-1"),
+    (("id,a,b,y\n" + _ROWS + "20000,1,2,3,4\n").encode(),
+     r"train\.csv is not a valid CSV at line 20002: that row has 5 fields but the header has 4\."),
+    (('id,a,b,y\n1,"2,3,0\n' + _ROWS).encode(),
+     r"train\.csv is not a valid CSV at line 2: a quote \(\"\) opened in that row is never closed"),
+    (("id,a,b,y\n" + _ROWS[:3000]).encode("utf-16"), r"train\.csv is UTF-16 text .*re-save it as UTF-8"),
+    (("sep=;\nid;a;b;y\n" + _ROWS.replace(",", ";")).encode(), r"train\.csv starts with Excel's 'sep=;' line"),
+    (b"id,a,a,b,b,y\n1,2,3,4,5,0\n", r"duplicate column names: 'a' \(columns 2, 3\); 'b' \(columns 4, 5\)"),
+    (b"\x00\x01" + b"id,a,y\n" * 10, r"train\.csv is not a text CSV \(it looks like a binary file"),
+    (b"%PDF-1.4\n" + b"x" * 100, r"train\.csv is not a text CSV \(it looks like a PDF document\)"),
+])
+def test_csv_format_problems_name_the_cause(make_task_dir, data: bytes, message: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(TaskError, match=message):
+        load_task(make_task_dir(None, files={"train.csv": data}), target="y")
+
+
+@pytest.mark.parametrize("data", [
+    ("id,a,b,y\n" + _ROWS).replace("\n", "\r\n").encode(),  # Windows line ends
+    ("id,a,b,y\n" + _ROWS).replace("\n", "\r").encode(),  # old Mac line ends
+    b"\xef\xbb\xbf" + ("id,a,b,y\n" + _ROWS).encode(),  # Excel's UTF-8 byte-order mark
+    ('id,a,b,y\n1,"two\nlines, and a comma",2,0\n' + _ROWS).encode(),  # a quoted value over two lines
+    ("id,a,b,y\n" + _ROWS + "5,6\n").encode(),  # a short row: its missing fields are missing values
+    b"id;a\nx\ny\n",  # a semicolon in the header that the rows do not share: one column named "id;a"
+])
+def test_valid_csv_variants_still_load(make_task_dir, data: bytes) -> None:  # type: ignore[no-untyped-def]
+    folder = make_task_dir(None, files={"train.csv": data})
+    if data.startswith(b"id;a"):
+        assert list(task_mod.read_csv(folder / "train.csv").columns) == ["id;a"]
+        return
+    assert load_task(folder, target="y").n_train_rows >= 20_000
+
+
+def test_test_file_columns_must_match_train(make_task_dir) -> None:  # type: ignore[no-untyped-def]
+    train = _frame()
+    with pytest.raises(TaskError, match=r"test\.csv shares no feature column with train\.csv: it lacks a, b, and has "
+                                        r"p, q, which train\.csv lacks"):
+        load_task(make_task_dir(train, pd.DataFrame({"p": [1], "q": [2]})), target="label")
+    with pytest.raises(TaskError, match=r"the columns of test\.csv do not match train\.csv: it lacks b, and has B, "
+                                        r"which train\.csv lacks\. Renamed columns\? b → B\."):
+        load_task(make_task_dir(train, train.drop(columns=["label"]).rename(columns={"b": "B"})), target="label")
+    # Extra test columns only: a note, they are ignored.
+    task = load_task(make_task_dir(train, train.drop(columns=["label"]).assign(Usage="Public")), target="label")
+    assert any(n.startswith("test.csv has Usage, which train.csv lacks") for n in task.notes)
+    assert "Usage" not in [c.name for c in task.columns]
+
+
+def test_too_few_rows_states_the_minimum(make_task_dir) -> None:  # type: ignore[no-untyped-def]
+    n = task_mod.MIN_TRAIN_ROWS
+    small = pd.DataFrame({"x": range(n + 5), "y": [0, 1] * ((n + 5) // 2) + [0] * ((n + 5) % 2)})
+    small.loc[: 5, "y"] = None  # n - 1 labelled rows
+    small.loc[6, "y"] = None
+    with pytest.raises(TaskError, match=rf"train\.csv has only {n - 2} rows with a value in 'y' \({n + 5} rows, "
+                                        rf"{n - 2} of them with a target value\); at least {n} are needed"):
+        load_task(make_task_dir(small), target="y")
+    assert load_task(make_task_dir(small.fillna({"y": 1})), target="y").n_train_rows == n + 5
+
+
 def test_empty_files(make_task_dir) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(TaskError, match=r"train\.csv is empty"):
         load_task(make_task_dir(None, files={"train.csv": ""}))
@@ -281,10 +344,11 @@ def test_binary_only_metric_on_multiclass_task(make_task_dir) -> None:  # type: 
 def test_unsupported_metric_in_description_is_an_error(make_task_dir) -> None:  # type: ignore[no-untyped-def]
     description = "## Evaluation\nSubmissions are evaluated on MAP@5. Last year's best accuracy was 0.8."
     folder = make_task_dir(_frame(), description=description)
-    with pytest.raises(TaskError, match=r"the description names metric MAP@k, which this tool does not "
-                                        r"support; choose one with --metric \(supported: accuracy, .*roc_auc\)"):
+    with pytest.raises(TaskError, match=r"the description says the task is judged by MAP@k, which this tool "
+                                        r"does not support .* Pick a supported metric with --metric \(the Metric "
+                                        r"menu in the app\): accuracy, .*roc_auc\."):
         load_task(folder, target="label")
-    with pytest.raises(TaskError, match="names metric SMAPE"):  # also with an explicit task type
+    with pytest.raises(TaskError, match="judged by SMAPE"):  # also with an explicit task type
         load_task(make_task_dir(_frame(), description="Evaluation: SMAPE."), target="a", task_type="regression")
     # An explicit metric wins and is not flagged as a default.
     t = load_task(folder, target="label", metric="accuracy")

@@ -13,8 +13,10 @@ from typing import Any, TextIO
 from .brains import BRAINS, DEFAULT_GEMINI_MODEL, DEFAULT_OPENAI_MODEL, Brain, BrainConfigError, make_brain
 from .brains.llm.settings import LLMSettings
 from .config import RunConfig
+from .lease import RunOwnedElsewhere, lease_state
 from .model import TaskError
 from .pipeline import Pipeline, create_run
+from .steps import NoWorkingSolution
 from .store import Store
 
 DEFAULT_HOME = Path(__file__).resolve().parents[1] / "runs"
@@ -164,6 +166,14 @@ def _run_pipeline(store: Store, run_id: str, brain: Brain | None = None) -> int:
         return 2
     try:
         summary = pipeline.run()
+    except RunOwnedElsewhere as exc:  # a second driver of the same run: refuse, change nothing
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except NoWorkingSolution as exc:  # Pipeline.run marked the run failed with this message; a traceback adds nothing
+        if progress.tty:
+            sys.stderr.write("\n")
+        print(f"error: run {run_id} failed: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         store.update_run(run_id, status="stopped")
         pipeline.executor.cancel_all()
@@ -171,6 +181,9 @@ def _run_pipeline(store: Store, run_id: str, brain: Brain | None = None) -> int:
         return 130
     if progress.tty:
         sys.stderr.write("\n")
+    if summary.get("status") == "lease_lost":
+        print(f"run {run_id}: another process took it over; this one stopped", file=sys.stderr)
+        return 1
     if summary.get("status") == "stopped":
         print(f"run {run_id} stopped", file=sys.stderr)
         return 1
@@ -189,11 +202,19 @@ def _run_pipeline(store: Store, run_id: str, brain: Brain | None = None) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .task import load_task
+    from .uploads import save_zip_file
 
+    # Every check of the task happens here, before create_run: a bad input leaves no run behind.
     try:
-        task = load_task(Path(args.task), target=args.target, metric=args.metric)
+        task_path, name = Path(args.task), None
+        if task_path.suffix.lower() == ".zip":  # unpacked safely into the store, as the app does with an upload
+            task_path, name = save_zip_file(Path(args.store), task_path), task_path.stem
+        task = load_task(task_path, target=args.target, metric=args.metric, name=name)
     except TaskError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # unreadable files (permissions, a folder named .csv): say so, not a traceback
+        print(f"error: cannot read the task {args.task}: {exc}", file=sys.stderr)
         return 2
     try:
         config = _config_from_args(args)
@@ -221,6 +242,11 @@ def cmd_resume(args: argparse.Namespace) -> int:
     if run["status"] == "finished":
         print(f"run {args.run_id} is already finished", file=sys.stderr)
         return 0
+    state = lease_state(store, args.run_id)
+    if state.live:  # refuse before changing anything of a run another process drives
+        print(f"error: run {args.run_id} is being driven by another {state.description}; wait for it to end "
+              "(or follow it in the app)", file=sys.stderr)
+        return 2
     store.update_run(args.run_id, control="run", pause_reason=None)
     return _run_pipeline(store, args.run_id)
 
@@ -272,7 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run MLE-STAR on a task")
-    run.add_argument("--task", required=True, help="task folder (MLE-bench layout) or a CSV file")
+    run.add_argument("--task", required=True,
+                     help="task folder (MLE-bench layout), a CSV file, or a .zip of a task folder")
     run.add_argument("--out", required=True, help="where submission.csv, solution.py and report.md go")
     run.add_argument("--brain", default="offline", choices=list(BRAINS),
                      help="; ".join(f"{k}: {v}" for k, v in BRAINS.items()))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -60,6 +61,7 @@ class EngineScoring:
         probe = None
         if self.config.time_budget is not None:
             job = self._job(0, evaluation.probe_script(search_task), "probe", data.search_dir, timeout=60.0)
+            shutil.rmtree(job.workdir, ignore_errors=True)
             res = self._run_many([job])[0]
             probe = evaluation.probe_seconds(res.stdout)
         k, repeats, reason = evaluation.choose_folds(

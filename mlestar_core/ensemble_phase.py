@@ -74,7 +74,6 @@ class EnsemblePhase:
 
     def _ensemble_round(self: Pipeline, r: int, library: list[Scored], sols: list[SolutionSummary],
                         history: list[EnsembleAttempt]) -> dict[str, Any]:
-        self.store.clear_partial("ensemble_rounds", self.run_id, round=r)
         plan = self.brain.plan_ensemble(self.ctx, sols, history)
         strategy = evaluation.strategy_in(plan)
         label = f"ensemble round {r + 1}"
@@ -84,7 +83,8 @@ class EnsemblePhase:
             ids = [s.script_id for s in library]
             result = evaluation.ensemble(strategy, ids, [p for p in preds if p is not None], self.scorer)
             score = result.evaluation.score
-            rid = self.store.add_ensemble_round(self.run_id, r, plan, None, score, strategy=strategy,
+            rid = self.store.add_ensemble_round(self.run_id, r, plan, None, score,
+                                                nth=self._row_nth("ensemble_rounds", r), strategy=strategy,
                                                 members=ids, weights=result.weights,
                                                 fold_scores=result.evaluation.fold_scores)
             self.emit("ensemble_round", {"id": rid, "round": r, "plan": plan, "score": score, "script_id": None,
@@ -100,12 +100,14 @@ class EnsemblePhase:
         try:  # a free-form plan: the brain writes the script and it runs like any other
             code = self.brain.implement_ensemble(self.ctx, sols, plan)
         except ValueError as exc:  # the brain had no usable script: this round fails, the run goes on
-            rid = self.store.add_ensemble_round(self.run_id, r, plan, None, None)
+            rid = self.store.add_ensemble_round(self.run_id, r, plan, None, None,
+                                                nth=self._row_nth("ensemble_rounds", r))
             self.emit("ensemble_round", {"id": rid, "round": r, "plan": plan, "score": None, "script_id": None,
                                          "error": str(exc)})
             return {"script_id": None, "score": None, "wall_time": 0.0, "label": label, "plan": plan}
         (res,) = self._run_scripts([(code, "ensemble", None, label)])
         rid = self.store.add_ensemble_round(self.run_id, r, plan, res.script_id, res.score,
+                                            nth=self._row_nth("ensemble_rounds", r),
                                             fold_scores=res.fold_scores)
         self.emit("ensemble_round", {"id": rid, "round": r, "plan": plan, "score": res.score,
                                      "script_id": res.script_id})
@@ -124,7 +126,7 @@ class EnsemblePhase:
         plan = f"{best['plan'].rstrip()}\nSet: {settings}"
         members = [sols[i] for i in keep]
         code = self.brain.implement_ensemble(self.ctx, members, plan)
-        sid = self.store.add_script(self.run_id, "ensemble", code, label=f"ensemble ({best['strategy']})")
+        sid = self._add_script("ensemble", code, label=f"ensemble ({best['strategy']})")
         self.store.set_ensemble_script(best["round_id"], sid)
         self.emit("ensemble_written", {"script_id": sid, "strategy": best["strategy"], "score": best["score"],
                                        "members": [library[i].script_id for i in keep]})

@@ -6,15 +6,21 @@
     -> R ensemble rounds over the L refined tracks -> final: locked hold-out + submission
 
 Every phase is a memoised step (see Store.step_result): after a crash, `run()` replays
-completed steps from the store and redoes only the one in flight. Each script and each
-execution is stored before the event that announces it.
+completed steps from the store and redoes only the one in flight. Redoing it is exact and
+cheap: the step asks the same questions in the same order, so every script it writes maps to
+the one it wrote before (`_add_script`), a script whose execution completed is not run again
+(`_run_recorded`), a brain call that was answered is answered from the store (`_recall`), and
+events carry a key so none is written twice. Each script and each execution is stored before
+the event that announces it. One process at a time drives a run (`lease.RunLease`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
+import signal
 import statistics
 import threading
 import time
@@ -28,12 +34,13 @@ import pandas as pd
 
 from . import evaluation, grading
 from .brains import Brain, BrainUnavailable, CostCapReached, make_brain
-from .brains.base import BrainCallRecord, BrainContext, step_scope
+from .brains.base import BrainCallRecord, BrainContext, current_step, step_scope
 from .brains.offline.templates import baseline_script
 from .config import RunConfig
 from .engine_scoring import EngineScoring
 from .ensemble_phase import EnsemblePhase
 from .executor import ExecResult, Job, LocalExecutor
+from .lease import LeaseLost, RunLease
 from .metrics import best_index, improvement, is_better
 from .model import (
     AblationResult,
@@ -45,10 +52,14 @@ from .model import (
 from .report import write_report
 from .rundata import RunData, prepare_run_data
 from .script import ScriptError, get_block, replace_block
-from .steps import BudgetExhausted, Scored, StopRequested
+from .steps import BudgetExhausted, NoWorkingSolution, Scored, StopRequested
 from .store import Store
 
 EventListener = Callable[[str, dict[str, Any]], None]
+
+# For the crash-recovery tests: "<step key>|<event kind>" makes this process kill itself (SIGKILL, no
+# clean-up) right after it first stores such an event, so every phase can be crashed in deterministically.
+_CRASH_AFTER = os.environ.get("MLESTAR_CRASH_AFTER", "")
 
 
 class Pipeline(EngineScoring, EnsemblePhase):
@@ -75,6 +86,7 @@ class Pipeline(EngineScoring, EnsemblePhase):
         # The key (if any) stays inside the brain's client: it is not stored, logged or passed to scripts.
         self.brain = brain or make_brain(self.config.brain, self.config.llm, api_key=api_key)
         self.brain.on_call = self._record_brain_call
+        self.brain.recall = self._recall
         self.brain.cost_cap = self.config.cost_cap
         self.brain.spent = store.brain_spent(run_id)
         self.brain.interrupted = self._cancelled
@@ -97,19 +109,68 @@ class Pipeline(EngineScoring, EnsemblePhase):
         self.exec_wall = 0.0
         self.budget_hit = False
         self._outer_costs: list[float] = []  # wall time of each finished outer step (sizes further ones)
+        # How many times this process has written each kind of record within each step: a redone step's
+        # n-th script/row/event is matched to the n-th one it wrote before the crash.
+        self._counts: dict[tuple[Any, ...], int] = {}
+        self.lease: RunLease | None = None
 
     # -- plumbing --------------------------------------------------------------------
-    def emit(self, kind: str, payload: dict[str, Any] | None = None) -> None:
+    # Events about this session, not about the work: written every time.
+    _SESSION_EVENTS = frozenset({"run_started", "paused", "resumed", "run_paused", "run_stopped", "run_failed",
+                                 "lease_lost"})
+
+    def _nth(self, *key: Any) -> int:
+        """0, 1, 2... for successive calls with the same key in this process."""
+        with self._lock:
+            n = self._counts.get(key, 0)
+            self._counts[key] = n + 1
+            return n
+
+    def emit(self, kind: str, payload: dict[str, Any] | None = None, key: str | None = None) -> None:
+        """Store an event (once per key) and tell the listener. Events inside a step are keyed by the step and
+        their order in it, so a redone step does not announce its work twice."""
         payload = payload or {}
-        self.store.emit(self.run_id, kind, payload)
-        if self.listener is not None:
+        if key is None and kind not in self._SESSION_EVENTS:
+            step = current_step()
+            if step:
+                key = f"{step}#{kind}#{self._nth('event', step, kind)}"
+        seq = self.store.emit(self.run_id, kind, payload, key=key)
+        if seq and _CRASH_AFTER and _CRASH_AFTER == f"{current_step()}|{kind}":
+            os.kill(os.getpid(), signal.SIGKILL)  # the crash-recovery tests' kill -9 at an exact moment
+        if seq and self.listener is not None:
             self.listener(kind, payload)
 
     def _record_brain_call(self, call: BrainCallRecord) -> None:
-        cid = self.store.add_brain_call(self.run_id, call)
+        step = call.step_key or current_step()
+        cid = self.store.nth_brain_call(self.run_id, step, call.role, call.prompt,
+                                        self._nth("brain_call", step, call.role, call.prompt))
+        if cid is None:  # not recorded before the crash: a new call
+            cid = self.store.add_brain_call(self.run_id, call)
         self.emit("brain_call", {"id": cid, "role": call.role, "latency": call.latency, "cost": call.cost,
                                  "tokens_in": call.tokens_in, "tokens_out": call.tokens_out,
-                                 "error": call.error})
+                                 "error": call.error}, key=f"brain_call#{cid}")
+
+    def _recall(self, step: str, role: str, index: int, prompt: str) -> dict[str, Any] | None:
+        """The stored answer to a call a redone step asks again (paid calls are not repeated)."""
+        return self.store.answered_call(self.run_id, step, role, index, prompt) if step else None
+
+    def _add_script(self, role: str, code: str, *, label: str = "", parent_id: int | None = None) -> int:
+        """Store a script, or find the same one this step stored before it was interrupted."""
+        step = current_step()
+        n = self._nth("script", step, role, label, code)
+        found = self.store.nth_script(self.run_id, step, role, label, code, n)
+        if found is not None:
+            return found
+        return self.store.add_script(self.run_id, role, code, label=label, parent_id=parent_id, step_key=step)
+
+    def _add_attempt(self, **row: Any) -> int:
+        return self.store.add_attempt(self.run_id, nth=self._row_nth("attempts", row["track"], row["outer_step"],
+                                                                     row["inner_step"]), **row)
+
+    def _row_nth(self, table: str, *match: Any) -> int:
+        """The `nth` for a per-step row (model card, ablation, attempt, ensemble round): a redone step
+        rewrites its rows in place instead of adding copies."""
+        return self._nth(table, *match)
 
 
     def time_used(self) -> float:
@@ -142,6 +203,8 @@ class Pipeline(EngineScoring, EnsemblePhase):
         """Honour pause and stop between steps."""
         if self._halt is not None:
             raise BrainUnavailable(self._halt)
+        if self.lease is not None and self.lease.lost.is_set():
+            raise LeaseLost()
         paused = False
         while True:
             run = self.store.get_run(self.run_id) or {}
@@ -177,11 +240,15 @@ class Pipeline(EngineScoring, EnsemblePhase):
             raise BudgetExhausted(key)
         self.store.start_step(self.run_id, key, phase)
         self.store.update_run(self.run_id, phase=phase)
-        self.emit("step_started", {"key": key, "phase": phase})
+        self.emit("step_started", {"key": key, "phase": phase}, key=f"{key}#step_started")
         try:
             with step_scope(key):
                 result = fn()
+        except LeaseLost:
+            raise  # the run is another process's now: write nothing more
         except StopRequested:
+            if self.lease is not None and self.lease.lost.is_set():
+                raise LeaseLost() from None
             self.store.finish_step(self.run_id, key, None, status="stopped")
             raise
         except BudgetExhausted:
@@ -201,7 +268,7 @@ class Pipeline(EngineScoring, EnsemblePhase):
             raise
         self.store.finish_step(self.run_id, key, result)
         self.store.update_run(self.run_id, time_used=self.time_used())
-        self.emit("step_done", {"key": key, "phase": phase})
+        self.emit("step_done", {"key": key, "phase": phase}, key=f"{key}#step_done")
         return result
 
     def _budget_hit(self, kind: str, payload: dict[str, Any]) -> None:
@@ -223,26 +290,46 @@ class Pipeline(EngineScoring, EnsemblePhase):
              timeout: float | None = None, env: dict[str, str] | None = None,
              stop_check: Callable[[str], str | None] | None = None) -> Job:
         workdir = self.run_dir / "work" / f"{script_id:05d}-{purpose}"
-        if workdir.exists():  # a re-run after resume starts clean
-            shutil.rmtree(workdir, ignore_errors=True)
         return Job(code=code, workdir=workdir, inputs=data_dir,
                    env={"MLESTAR_SUBMIT": "1" if submit else "0", **(env or {})},
                    timeout=timeout if timeout is not None else self._timeout(),
                    label=f"{purpose} #{script_id}", stop_check=stop_check)
 
-    def _record_execution(self, script_id: int, job: Job, res: ExecResult, purpose: str) -> None:
+    def _record_execution(self, script_id: int, job: Job, res: ExecResult, purpose: str,
+                          stored_id: int | None = None) -> None:
         if self._cancelled():
             raise StopRequested()
-        eid = self.store.add_execution(self.run_id, script_id, res, purpose=purpose, workdir=str(job.workdir))
+        eid = stored_id or self.store.add_execution(self.run_id, script_id, res, purpose=purpose,
+                                                    workdir=str(job.workdir))
         if res.ok:
             with self._lock:
                 self._slowest = max(self._slowest, res.wall_time)
         self.emit("script_executed", {"execution_id": eid, "script_id": script_id, "purpose": purpose,
                                       "score": res.score, "ok": res.ok, "wall_time": res.wall_time,
                                       "stopped_early": res.killed_reason == "early_stop",
-                                      "error": None if res.ok else res.error_text(300)})
+                                      "error": None if res.ok else res.error_text(300)}, key=f"execution#{eid}")
+
+    def _run_recorded(self, items: list[tuple[int, Job, str]], *, engine_scored: bool) -> list[ExecResult]:
+        """Run (script id, job, purpose) items in parallel and record each execution. A script whose execution
+        of that purpose completed before a crash is not run again: its stored result is used."""
+        stored = [self.store.finished_execution(sid, purpose) for sid, _, purpose in items]
+        todo = [i for i, row in enumerate(stored) if row is None]
+        for i in todo:  # a fresh run starts in a clean folder (a crash may have left a half-written one)
+            shutil.rmtree(items[i][1].workdir, ignore_errors=True)
+        ran = dict(zip(todo, self._run_many([items[i][1] for i in todo]), strict=True))
+        results: list[ExecResult] = []
+        for i, ((sid, job, purpose), row) in enumerate(zip(items, stored, strict=True)):
+            if row is not None:
+                res = _stored_result(row)
+            else:
+                res = self._engine_score(sid, job, ran[i]) if engine_scored else ran[i]
+            self._record_execution(sid, job, res, purpose, stored_id=row["id"] if row is not None else None)
+            results.append(res)
+        return results
 
     def _cancelled(self) -> bool:
+        if self.lease is not None and self.lease.lost.is_set():
+            return True  # another process drives the run now: our scripts and waits end
         run = self.store.get_run(self.run_id) or {}
         return run.get("control") == "stop"
 
@@ -252,7 +339,7 @@ class Pipeline(EngineScoring, EnsemblePhase):
         """Run (code, role, parent_id, label) scripts in parallel; crashing ones go to the debugger."""
         data_dir = data_dir or self._data().search_dir
         codes = [s[0] for s in specs]
-        ids = [self.store.add_script(self.run_id, role, code, label=label, parent_id=parent)
+        ids = [self._add_script(role, code, label=label, parent_id=parent)
                for code, role, parent, label in specs]
         results = self._execute([(sid, code) for sid, code in zip(ids, codes, strict=True)], data_dir,
                                 stop_check=stop_check)
@@ -266,7 +353,7 @@ class Pipeline(EngineScoring, EnsemblePhase):
             for i in failing:
                 self._check_control()
                 fixed = self.brain.debug(self.ctx, codes[i], results[i].error_text())
-                new_id = self.store.add_script(self.run_id, "debug", fixed, parent_id=ids[i],
+                new_id = self._add_script("debug", fixed, parent_id=ids[i],
                                                label=f"{specs[i][3]} (debug {round_ + 1})")
                 codes[i], ids[i] = fixed, new_id
                 retry.append((new_id, fixed))
@@ -278,11 +365,8 @@ class Pipeline(EngineScoring, EnsemblePhase):
     def _execute(self, scripts: list[tuple[int, str]], data_dir: Path, env: dict[str, str] | None = None,
                  stop_check: Callable[[str], str | None] | None = None) -> list[ExecResult]:
         jobs = [self._job(sid, code, "search", data_dir, env=env, stop_check=stop_check) for sid, code in scripts]
-        results = [self._engine_score(sid, job, res)
-                   for (sid, _), job, res in zip(scripts, jobs, self._run_many(jobs), strict=True)]
-        for (sid, _), job, res in zip(scripts, jobs, results, strict=True):
-            self._record_execution(sid, job, res, "search")
-        return results
+        return self._run_recorded([(sid, job, "search") for (sid, _), job in zip(scripts, jobs, strict=True)],
+                                  engine_scored=True)
 
     def _run_many(self, jobs: list[Job]) -> list[ExecResult]:
         started = time.monotonic()
@@ -311,13 +395,26 @@ class Pipeline(EngineScoring, EnsemblePhase):
 
     # -- the algorithm -----------------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        """Run (or resume) to the end; returns the final summary."""
+        """Run (or resume) to the end; returns the final summary. Raises lease.RunOwnedElsewhere, before
+        touching anything, when another live process drives this run."""
+        self.lease = RunLease(self.store, self.run_id).acquire()
+        try:
+            return self._run_owned()
+        except LeaseLost:
+            self.emit("lease_lost", {"message": "another process took this run over; this one stopped"})
+            return {"status": "lease_lost"}
+        finally:
+            self.lease.release()
+
+    def _run_owned(self) -> dict[str, Any]:
         self.store.update_run(self.run_id, status="running", error=None, pause_reason=None)
         self.emit("run_started", {"brain": self.brain.label(), "resumed": self._prior_time_used > 0})
         try:
             self._data()
             summary = self._run_phases()
         except StopRequested:
+            if self.lease is not None and self.lease.lost.is_set():
+                raise LeaseLost() from None
             self.store.update_run(self.run_id, status="stopped", time_used=self.time_used())
             self.emit("run_stopped", {})
             return {"status": "stopped"}
@@ -341,7 +438,7 @@ class Pipeline(EngineScoring, EnsemblePhase):
                 self.executor.close()
         self.store.update_run(self.run_id, status="finished", finished=time.time(),
                               time_used=self.time_used(), phase="done")
-        self.emit("run_finished", summary)
+        self.emit("run_finished", summary, key="run_finished")
         return summary
 
     def _run_phases(self) -> dict[str, Any]:
@@ -364,7 +461,7 @@ class Pipeline(EngineScoring, EnsemblePhase):
             # Nothing but the trivial baseline was scored (a budget too short for one candidate): it still
             # writes a valid submission, and the report says it is only the baseline.
             self.emit("log", {"message": "no candidate was scored in time: the final solution is the trivial "
-                                         "baseline"})
+                                         "baseline"}, key="log#baseline_is_final")
             solutions = [Scored.from_dict({**baseline, "label": "trivial baseline"})]
         return self._step("final", "final", lambda: self._final(solutions, ensembles, baseline, self.budget_hit),
                           final=True)
@@ -383,7 +480,7 @@ class Pipeline(EngineScoring, EnsemblePhase):
             cards = self.brain.retrieve_models(self.ctx, self.config.num_models)
         out = []
         for rank, card in enumerate(cards):
-            cid = self.store.add_model_card(self.run_id, rank, card)
+            cid = self.store.add_model_card(self.run_id, rank, card, nth=self._row_nth("model_cards", rank))
             self.emit("model_card", {"id": cid, "name": card.name, "source": card.source})
             out.append({"name": card.name, "why": card.why, "example_code": card.example_code,
                         "source": card.source, "family": card.family, "sources": card.sources})
@@ -404,7 +501,7 @@ class Pipeline(EngineScoring, EnsemblePhase):
     def _tracks(self, candidates: list[Scored]) -> list[Scored]:
         ok = self._best_first(candidates)
         if not ok:
-            raise RuntimeError("no initial candidate ran successfully; see the executions for errors")
+            raise NoWorkingSolution.from_candidates(self.store, self.run_id, candidates)
         n_tracks = max(1, min(self.config.num_solutions, len(ok)))
         if n_tracks == 1:
             return [self._track(0, ok)]
@@ -421,7 +518,7 @@ class Pipeline(EngineScoring, EnsemblePhase):
                     results.append(f.result())
                 except BaseException as exc:  # collect: one track's budget stop must not lose the other
                     errors.append(exc)
-        for kind in (StopRequested, BrainUnavailable):  # one track's stop or brain outage ends the run
+        for kind in (LeaseLost, StopRequested, BrainUnavailable):  # one track's stop or outage ends the run
             for exc in errors:
                 if isinstance(exc, kind):
                     raise exc
@@ -467,7 +564,7 @@ class Pipeline(EngineScoring, EnsemblePhase):
                 self.store.mark_kept_attempt(self.run_id, t, outer, best_attempt)
                 self.emit("block_refined", {"track": t, "outer": outer, "block": block,
                                             "from": current.score, "to": best.score,
-                                            "kept_attempt": best_attempt})
+                                            "kept_attempt": best_attempt}, key=f"t{t}/o{outer}#block_refined")
                 current = best
                 self._track_best[t] = current
                 self._update_best([current.score])
@@ -521,7 +618,6 @@ class Pipeline(EngineScoring, EnsemblePhase):
 
     def _ablation(self, t: int, outer: int, current: Scored) -> dict[str, Any]:
         """Each variant switches one block off; repeats over other validation splits give error bars."""
-        self.store.clear_partial("ablations", self.run_id, track=t, outer_step=outer)
         code = self._code(current.script_id)
         variants = self.brain.write_ablation(self.ctx, code)
         repeats = self._ablation_repeats(len(variants))
@@ -541,7 +637,7 @@ class Pipeline(EngineScoring, EnsemblePhase):
                                          None)
         for r in range(1, repeats):
             seed = str(self.config.seed + 1000 * r)
-            ids = [self.store.add_script(self.run_id, "ablation", c, label=f"{label}: {d} (seed {r + 1})",
+            ids = [self._add_script("ablation", c, label=f"{label}: {d} (seed {r + 1})",
                                          parent_id=current.script_id)
                    for c, d in [(code, "no block ablated")] + [(v.code, v.description) for v in variants]]
             results = self._execute(list(zip(ids, [code] + [v.code for v in variants], strict=True)),
@@ -577,7 +673,8 @@ class Pipeline(EngineScoring, EnsemblePhase):
             stats = {"scores": runs, "score_std": _std(runs), "baseline_std": _std(base_runs),
                      "delta_std": _std(deltas_ok)}
             if row_ids is None:
-                aid = self.store.add_ablation(self.run_id, t, outer, result, s.script_id, **stats)
+                aid = self.store.add_ablation(self.run_id, t, outer, result, s.script_id, **stats,
+                                              nth=self._row_nth("ablations", t, outer))
             else:
                 aid = row_ids[i]
                 self.store.update_ablation(aid, result, **stats)
@@ -605,7 +702,6 @@ class Pipeline(EngineScoring, EnsemblePhase):
 
     def _attempt(self, t: int, outer: int, inner: int, current: Scored, block: str, first_plan: str,
                  history: list[AttemptSummary]) -> dict[str, Any]:
-        self.store.clear_partial("attempts", self.run_id, track=t, outer_step=outer, inner_step=inner)
         code = self._code(current.script_id)
         plan = first_plan if inner == 0 else self.brain.plan_refinement(self.ctx, code, block, history)
         decision, edited_code = "auto", None
@@ -619,7 +715,7 @@ class Pipeline(EngineScoring, EnsemblePhase):
                     plan = d["edited_plan"] or plan
                     edited_code = d["edited_code"] or None
                 break
-            self.store.add_attempt(self.run_id, track=t, outer_step=outer, inner_step=inner, block=block,
+            self._add_attempt(track=t, outer_step=outer, inner_step=inner, block=block,
                                    plan=plan, decision="rejected", status="rejected",
                                    parent_script_id=current.script_id, baseline=current.score)
             self.emit("attempt_rejected", {"track": t, "outer": outer, "inner": inner, "plan": plan})
@@ -632,7 +728,7 @@ class Pipeline(EngineScoring, EnsemblePhase):
                 self.brain.implement_refinement(self.ctx, code, block, plan)
             new_code = replace_block(code, block, body)
         except (ValueError, ScriptError) as exc:
-            aid = self.store.add_attempt(self.run_id, track=t, outer_step=outer, inner_step=inner,
+            aid = self._add_attempt(track=t, outer_step=outer, inner_step=inner,
                                          block=block, plan=plan, decision=decision, status="failed",
                                          parent_script_id=current.script_id, baseline=current.score)
             self.emit("attempt_scored", {"id": aid, "track": t, "outer": outer, "inner": inner,
@@ -644,7 +740,7 @@ class Pipeline(EngineScoring, EnsemblePhase):
                                    stop_check=self._hopeless_check(current))
         stopped = any(e["killed_reason"] == "early_stop" for e in self.store.executions_of(res.script_id))
         status = "ok" if res.score is not None else "stopped early" if stopped else "failed"
-        aid = self.store.add_attempt(self.run_id, track=t, outer_step=outer, inner_step=inner, block=block,
+        aid = self._add_attempt(track=t, outer_step=outer, inner_step=inner, block=block,
                                      plan=plan, decision=decision, status=status, script_id=res.script_id,
                                      parent_script_id=current.script_id, score=res.score,
                                      baseline=current.score)
@@ -692,7 +788,8 @@ class Pipeline(EngineScoring, EnsemblePhase):
             i = best_index(list(scores) + [best], self.hib)
             if i is not None and i < len(scores):
                 self.store.update_run(self.run_id, best_score=scores[i])
-                self.emit("best_score", {"score": scores[i], "time": self.time_used()})
+                self.emit("best_score", {"score": scores[i], "time": self.time_used()},
+                          key=f"best_score#{scores[i]!r}")
 
     def _final(self, solutions: list[Scored], ensembles: list[Scored], baseline: dict[str, Any],
                budget_hit: bool) -> dict[str, Any]:
@@ -729,9 +826,8 @@ class Pipeline(EngineScoring, EnsemblePhase):
         if self.task.test_file:
             jobs["full"] = self._job(choice.script_id, code, "full", data.full_dir, submit=True,
                                      timeout=self.config.script_timeout)
-        results = dict(zip(jobs, self._run_many(list(jobs.values())), strict=True))
-        for purpose, job in jobs.items():
-            self._record_execution(choice.script_id, job, results[purpose], purpose)
+        results = dict(zip(jobs, self._run_recorded([(choice.script_id, job, purpose) for purpose, job in jobs.items()],
+                                                    engine_scored=False), strict=True))
         holdout_score = None
         if "holdout" in results and results["holdout"].exit_code == 0:
             sub_path = jobs["holdout"].workdir / "submission.csv"
@@ -756,6 +852,21 @@ class Pipeline(EngineScoring, EnsemblePhase):
                 "solution": str(self.out_dir / "solution.py")}
 
 
+def _stored_result(row: dict[str, Any]) -> ExecResult:
+    """An execution as it was recorded (the engine's score, its folds, why it failed)."""
+    note = row.get("score_note")
+    exit_code, score = row["exit_code"], row["score"]
+    return ExecResult(
+        exit_code=exit_code, stdout=row["stdout"] or "", stderr=row["stderr"] or "", score=score,
+        wall_time=float(row["wall_time"] or 0.0), peak_memory_mb=float(row["peak_memory_mb"] or 0.0),
+        timed_out=bool(row["timed_out"]), memory_exceeded=bool(row["memory_exceeded"]),
+        killed_reason=row["killed_reason"], claimed_score=row.get("claimed_score"),
+        fold_scores=json.loads(row["fold_scores_json"]) if row.get("fold_scores_json") else None,
+        # The engine keeps why it could not score a script that exited cleanly in score_note.
+        protocol_error=note if exit_code == 0 and score is None and note else None, score_note=note,
+        early_stop=note if row["killed_reason"] == "early_stop" else None)
+
+
 def _deltas(base_runs: list[float | None], runs: list[float | None], hib: bool) -> list[float]:
     """The paired deltas (block on minus block off, direction-aware) of the splits where both scored."""
     deltas = [improvement(b, x, hib) for b, x in zip(base_runs, runs, strict=True)]
@@ -773,7 +884,7 @@ def _std(values: list[float | None]) -> float | None:
 
 
 def create_run(store: Store, task: Task, config: RunConfig, *, name: str | None = None,
-               out_dir: Path | None = None) -> str:
-    """Register a new run in the store (it starts when a Pipeline runs it)."""
+               out_dir: Path | None = None, owner: str | None = None) -> str:
+    """Register a new run in the store (it starts when a Pipeline runs it); `owner` is the signed-in user."""
     return store.create_run(name or task.name, task, config, config.brain, task_dir=str(task.data_dir),
-                            out_dir=str(out_dir) if out_dir else "")
+                            out_dir=str(out_dir) if out_dir else "", owner=owner)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .brains import BrainConfigError
 from .config import RunConfig
+from .lease import RunOwnedElsewhere, lease_state
 from .model import Task, task_from_dict
 from .pipeline import Pipeline, create_run
 from .store import Store
@@ -31,8 +32,8 @@ class RunManager:
         self._lock = threading.Lock()
 
     def start(self, task: Task, config: RunConfig, *, name: str | None = None,
-              out_dir: Path | None = None, api_key: str | None = None) -> str:
-        run_id = create_run(self.store, task, config, name=name, out_dir=out_dir)
+              out_dir: Path | None = None, api_key: str | None = None, owner: str | None = None) -> str:
+        run_id = create_run(self.store, task, config, name=name, out_dir=out_dir, owner=owner)
         self._remember_key(run_id, api_key)
         self._launch(run_id)
         return run_id
@@ -42,8 +43,10 @@ class RunManager:
             with self._lock:
                 self._keys[run_id] = api_key.strip()
 
-    def fork(self, run_id: str, script_id: int, *, name: str | None = None) -> str:
-        """A new run with the same task and config that starts from one script of an earlier run."""
+    def fork(self, run_id: str, script_id: int, *, name: str | None = None, owner: str | None = None) -> str:
+        """A new run with the same task and config that starts from one script of an earlier run.
+
+        `owner`: the signed-in user forking it; None keeps the parent's owner (a fork is the same person's work)."""
         run = self.store.get_run(run_id)
         script = self.store.get_script(script_id)
         if run is None or script is None or script["run_id"] != run_id:
@@ -53,7 +56,8 @@ class RunManager:
         config.forked_from = f"run {run_id} script #{script_id}"
         task = task_from_dict(json.loads(run["task_json"]))
         # out_dir left unset: the fork writes into its own run folder, never over the parent's files
-        new_id = create_run(self.store, task, config, name=name or f"{run['name']} (fork of #{script_id})")
+        new_id = create_run(self.store, task, config, name=name or f"{run['name']} (fork of #{script_id})",
+                            owner=owner if owner is not None else run.get("owner"))
         self._remember_key(new_id, self._keys.get(run_id))
         self._launch(new_id)
         return new_id
@@ -67,6 +71,10 @@ class RunManager:
         self._remember_key(run_id, api_key)
         if run["status"] == "finished" or self.is_alive(run_id):
             return
+        other = self.driven_elsewhere(run_id)
+        if other is not None:  # refuse before changing anything of a run another process drives
+            raise RunOwnedElsewhere(f"run {run_id} is being driven by another {other}; it can be followed "
+                                    "read-only here")
         self.store.update_run(run_id, control="run")
         self._launch(run_id)
 
@@ -79,6 +87,8 @@ class RunManager:
                     and not self.is_alive(run["id"]):
                 try:
                     self._launch(run["id"])
+                except RunOwnedElsewhere:  # a CLI (or another app) drives it: follow, do not take it over
+                    continue
                 except Exception:  # _launch recorded why (paused for a key, or failed); go on with the rest
                     continue
                 resumed.append(run["id"])
@@ -115,7 +125,19 @@ class RunManager:
         if thread is not None:
             thread.join(timeout)
 
+    def driven_elsewhere(self, run_id: str) -> str | None:
+        """Who drives this run when it is another process (a CLI run, a second app): pages follow it
+        read-only. None when nobody else does."""
+        if self.is_alive(run_id):
+            return None
+        state = lease_state(self.store, run_id)
+        return state.description if state.live else None
+
     def _launch(self, run_id: str) -> None:
+        other = self.driven_elsewhere(run_id)
+        if other is not None:  # checked here for a clear message; Pipeline.run takes the lease atomically
+            raise RunOwnedElsewhere(f"run {run_id} is being driven by another {other}; it can be followed "
+                                    "read-only here")
         with self._lock:
             if run_id in self._threads and self._threads[run_id].is_alive():
                 return
@@ -139,6 +161,8 @@ class RunManager:
     def _work(self, run_id: str, pipeline: Pipeline) -> None:
         try:
             pipeline.run()
+        except RunOwnedElsewhere:  # another process won the race for the lease: it drives, we follow
+            pass
         except Exception:  # the pipeline already marked the run failed; keep the trace for the log
             self.store.emit(run_id, "log", {"message": traceback.format_exc(limit=5)})
         finally:

@@ -125,6 +125,19 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE runs ADD COLUMN protocol_json TEXT
         """,
     ),
+    (
+        "005_one_owner_and_exact_resume",
+        """
+        ALTER TABLE runs ADD COLUMN owner TEXT;
+        ALTER TABLE runs ADD COLUMN lease_holder TEXT;
+        ALTER TABLE runs ADD COLUMN lease_heartbeat REAL;
+        ALTER TABLE events ADD COLUMN dkey TEXT;
+        CREATE UNIQUE INDEX events_dkey ON events(run_id, dkey) WHERE dkey IS NOT NULL;
+        CREATE INDEX executions_script ON executions(script_id, purpose);
+        CREATE INDEX scripts_step ON scripts(run_id, step_key);
+        CREATE INDEX brain_calls_step ON brain_calls(run_id, step_key)
+        """,
+    ),
 ]
 
 RUN_TABLES = ("steps", "model_cards", "scripts", "executions", "ablations", "attempts",
@@ -215,13 +228,13 @@ class Store:
         return self.root / "runs" / run_id
 
     def create_run(self, name: str, task: Any, config: Any, brain: str, task_dir: str = "",
-                   out_dir: str = "") -> str:
+                   out_dir: str = "", owner: str | None = None) -> str:
         run_id = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
         now = time.time()
         self._insert("runs", {
             "id": run_id, "name": name, "task_json": dumps(task), "config_json": dumps(config),
             "brain": brain, "status": "created", "created": now, "updated": now,
-            "task_dir": task_dir, "out_dir": out_dir,
+            "task_dir": task_dir, "out_dir": out_dir, "owner": owner,
         })
         self.run_dir(run_id).mkdir(parents=True, exist_ok=True)
         return run_id
@@ -229,7 +242,10 @@ class Store:
     def get_run(self, run_id: str) -> dict[str, Any] | None:
         return self._one("SELECT * FROM runs WHERE id = ?", (run_id,))
 
-    def list_runs(self) -> list[dict[str, Any]]:
+    def list_runs(self, owner: str | None = None) -> list[dict[str, Any]]:
+        """All runs, newest first; with `owner`, only that user's runs."""
+        if owner is not None:
+            return self._rows("SELECT * FROM runs WHERE owner = ? ORDER BY created DESC", (owner,))
         return self._rows("SELECT * FROM runs ORDER BY created DESC")
 
     def update_run(self, run_id: str, **fields: Any) -> None:
@@ -297,12 +313,20 @@ class Store:
         return self._rows("SELECT * FROM steps WHERE run_id = ? ORDER BY id", (run_id,))
 
     # -- records -----------------------------------------------------------------------
-    def add_model_card(self, run_id: str, rank: int, card: Any) -> int:
+    def _add_nth(self, table: str, row: dict[str, Any], match: tuple[str, ...], nth: int | None) -> int:
+        """Insert `row`, or with `nth`, write it as the nth row sharing its `match` columns (see put_nth)."""
+        if nth is None:
+            return self._insert(table, row)
+        run_id = row.pop("run_id")
+        return self.put_nth(table, run_id, {k: row.pop(k) for k in match}, nth, row)
+
+    def add_model_card(self, run_id: str, rank: int, card: Any, nth: int | None = None) -> int:
         d = _to_jsonable(card)
-        return self._insert("model_cards", {"run_id": run_id, "rank": rank, "name": d["name"],
+        return self._add_nth("model_cards", {"run_id": run_id, "rank": rank, "name": d["name"],
                                             "why": d.get("why"), "example_code": d.get("example_code"),
                                             "source": d.get("source"), "family": d.get("family"),
-                                            "sources_json": json.dumps(d.get("sources") or [])})
+                                            "sources_json": json.dumps(d.get("sources") or [])},
+                             ("rank",), nth)
 
     def add_script(self, run_id: str, role: str, code: str, *, label: str = "",
                    parent_id: int | None = None, step_key: str | None = None) -> int:
@@ -334,15 +358,16 @@ class Store:
 
     def add_ablation(self, run_id: str, track: int, outer: int, result: Any, script_id: int | None,
                      *, scores: list[float | None] | None = None, score_std: float | None = None,
-                     baseline_std: float | None = None, delta_std: float | None = None) -> int:
+                     baseline_std: float | None = None, delta_std: float | None = None,
+                     nth: int | None = None) -> int:
         d = _to_jsonable(result)
-        return self._insert("ablations", {
+        return self._add_nth("ablations", {
             "run_id": run_id, "track": track, "outer_step": outer, "block": d["block"],
             "description": d.get("description"), "script_id": script_id, "score": d.get("score"),
             "baseline": d.get("baseline"), "delta": d.get("delta"),
             "scores_json": json.dumps(scores) if scores is not None else None, "score_std": score_std,
             "baseline_std": baseline_std, "delta_std": delta_std,
-        })
+        }, ("track", "outer_step"), nth)
 
     def update_ablation(self, ablation_id: int, result: Any, *, scores: list[float | None],
                         score_std: float | None, baseline_std: float | None, delta_std: float | None) -> None:
@@ -353,9 +378,9 @@ class Store:
                       "delta_std = ? WHERE id = ?", (d.get("delta"), json.dumps(scores), score_std, baseline_std,
                                                      delta_std, ablation_id))
 
-    def add_attempt(self, run_id: str, **row: Any) -> int:
+    def add_attempt(self, run_id: str, nth: int | None = None, **row: Any) -> int:
         row.setdefault("created", time.time())
-        return self._insert("attempts", {"run_id": run_id, **row})
+        return self._add_nth("attempts", {"run_id": run_id, **row}, ("track", "outer_step", "inner_step"), nth)
 
     def mark_kept_attempt(self, run_id: str, track: int, outer: int, attempt_id: int | None) -> None:
         with self.atomic() as c:
@@ -367,12 +392,12 @@ class Store:
     def add_ensemble_round(self, run_id: str, rnd: int, plan: str, script_id: int | None,
                            score: float | None, *, strategy: str | None = None,
                            members: list[int] | None = None, weights: list[float] | None = None,
-                           fold_scores: list[float | None] | None = None) -> int:
-        return self._insert("ensemble_rounds", {
+                           fold_scores: list[float | None] | None = None, nth: int | None = None) -> int:
+        return self._add_nth("ensemble_rounds", {
             "run_id": run_id, "round": rnd, "plan": plan, "script_id": script_id, "score": score,
             "strategy": strategy, "members_json": json.dumps(members or []),
             "weights_json": json.dumps(weights) if weights is not None else None,
-            "fold_scores_json": json.dumps(fold_scores or [])})
+            "fold_scores_json": json.dumps(fold_scores or [])}, ("round",), nth)
 
     def set_ensemble_script(self, round_id: int, script_id: int) -> None:
         with self.atomic() as c:
@@ -427,6 +452,62 @@ class Store:
         """One brain call with its prompt and answer."""
         return self._one("SELECT * FROM brain_calls WHERE id = ?", (call_id,))
 
+    def put_nth(self, table: str, run_id: str, match: dict[str, Any], n: int, row: dict[str, Any]) -> int:
+        """Write `row` as the n-th (from 0) row of `table` matching `match`: update that row when a redone step
+        already wrote it, insert otherwise. Redoing a step in the same order so rewrites its rows in place,
+        and the ids that its events name stay valid."""
+        if table not in ("model_cards", "ablations", "attempts", "ensemble_rounds"):
+            raise ValueError(f"{table!r} is not a per-step table")
+        cond = " AND ".join(f"{k} IS ?" for k in match)
+        with self.atomic() as c:
+            ids = [r[0] for r in c.execute(f"SELECT id FROM {table} WHERE run_id = ? AND {cond} ORDER BY id",
+                                           (run_id, *match.values()))]
+            full = {"run_id": run_id, **match, **row}
+            if n < len(ids):
+                sets = ", ".join(f"{k} = ?" for k in full)
+                c.execute(f"UPDATE {table} SET {sets} WHERE id = ?", (*full.values(), ids[n]))
+                return int(ids[n])
+            cols, marks = ", ".join(full), ", ".join("?" for _ in full)
+            cur = c.execute(f"INSERT INTO {table} ({cols}) VALUES ({marks})", tuple(full.values()))
+            return int(cur.lastrowid or 0)
+
+    def nth_script(self, run_id: str, step_key: str, role: str, label: str, code: str, n: int) -> int | None:
+        """The id of the n-th stored script of this step with exactly this role, label and code, if any."""
+        rows = self._rows("SELECT id FROM scripts WHERE run_id = ? AND step_key = ? AND role = ? AND label = ?"
+                          " AND code = ? ORDER BY id", (run_id, step_key, role, label, code))
+        return int(rows[n]["id"]) if n < len(rows) else None
+
+    def finished_execution(self, script_id: int, purpose: str) -> dict[str, Any] | None:
+        """The stored execution of this script for this purpose (executions are stored once complete)."""
+        return self._one("SELECT * FROM executions WHERE script_id = ? AND purpose = ? ORDER BY id DESC LIMIT 1",
+                         (script_id, purpose))
+
+    def nth_brain_call(self, run_id: str, step_key: str, role: str, prompt: str, n: int) -> int | None:
+        rows = self._rows("SELECT id FROM brain_calls WHERE run_id = ? AND step_key = ? AND role = ? AND prompt = ?"
+                          " ORDER BY id", (run_id, step_key, role, prompt))
+        return int(rows[n]["id"]) if n < len(rows) else None
+
+    def answered_call(self, run_id: str, step_key: str, role: str, index: int, prompt: str) -> dict[str, Any] | None:
+        """A model's stored answer to this call of this step (asked again when a step is redone)."""
+        return self._one("SELECT * FROM brain_calls WHERE run_id = ? AND step_key = ? AND role = ? AND call_index = ?"
+                         " AND prompt = ? AND answer IS NOT NULL AND model != 'fallback' ORDER BY id LIMIT 1",
+                         (run_id, step_key, role, index, prompt))
+
+    # -- one owner per run -------------------------------------------------------------
+    def swap_lease(self, run_id: str, expected: str | None, holder: str | None) -> bool:
+        """Compare-and-set the run's lease: only succeeds while the lease is still held by `expected`."""
+        with self.atomic() as c:
+            cur = c.execute("UPDATE runs SET lease_holder = ?, lease_heartbeat = ? WHERE id = ? AND lease_holder IS ?",
+                            (holder, time.time() if holder else None, run_id, expected))
+            return cur.rowcount == 1
+
+    def heartbeat(self, run_id: str, holder: str) -> bool:
+        """Renew the lease; False when another process took it (this one must stop driving the run)."""
+        with self.atomic() as c:
+            cur = c.execute("UPDATE runs SET lease_heartbeat = ? WHERE id = ? AND lease_holder = ?",
+                            (time.time(), run_id, holder))
+            return cur.rowcount == 1
+
     def clear_partial(self, table: str, run_id: str, **where: Any) -> None:
         """Drop the rows a step wrote before it was interrupted, so redoing it leaves no duplicates."""
         if table not in ("ablations", "attempts", "ensemble_rounds"):
@@ -445,7 +526,9 @@ class Store:
 
     # -- human decisions -----------------------------------------------------------------
     def request_decision(self, run_id: str, key: str, block: str, plan: str, block_code: str) -> int:
-        existing = self._one("SELECT id FROM decisions WHERE run_id = ? AND key = ? AND status = 'pending'",
+        # The latest decision of this key, decided or not: a run resumed after the human answered goes on with
+        # that answer instead of asking again.
+        existing = self._one("SELECT id FROM decisions WHERE run_id = ? AND key = ? ORDER BY id DESC LIMIT 1",
                              (run_id, key))
         if existing:
             return int(existing["id"])
@@ -477,9 +560,13 @@ class Store:
                           (run_id,))
 
     # -- events ------------------------------------------------------------------------
-    def emit(self, run_id: str, kind: str, payload: dict[str, Any] | None = None) -> int:
-        return self._insert("events", {"run_id": run_id, "ts": time.time(), "kind": kind,
-                                       "payload_json": dumps(payload or {})})
+    def emit(self, run_id: str, kind: str, payload: dict[str, Any] | None = None, key: str | None = None) -> int:
+        """Append an event; returns its seq. An event with a `key` is written once per run: emitting the
+        same key again (a step redone after a crash) writes nothing and returns 0."""
+        with self.atomic() as c:
+            cur = c.execute("INSERT OR IGNORE INTO events (run_id, ts, kind, payload_json, dkey)"
+                            " VALUES (?, ?, ?, ?, ?)", (run_id, time.time(), kind, dumps(payload or {}), key))
+            return int(cur.lastrowid or 0) if cur.rowcount else 0
 
     def events_after(self, run_id: str, seq: int = 0, limit: int = 10_000) -> list[dict[str, Any]]:
         rows = self._rows("SELECT * FROM events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",

@@ -13,6 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..model import (
     AblationResult,
@@ -105,6 +106,9 @@ class Brain(ABC):
 
     def __init__(self) -> None:
         self.on_call: Callable[[BrainCallRecord], None] | None = None
+        # Set by the pipeline: (step, role, index, prompt) -> the stored answer of a call a redone step asks
+        # again (a dict with the brain_calls row's columns), so an answered call is never paid for twice.
+        self.recall: Callable[[str, str, int, str], dict[str, Any] | None] | None = None
 
     def record(self, role: str, prompt: str, answer: str | None, started: float, **extra: object) -> None:
         """Report one role call (the pipeline persists it before acting on the answer)."""

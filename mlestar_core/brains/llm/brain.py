@@ -9,6 +9,7 @@ raises BrainUnavailable and the pipeline pauses the run with that reason.
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
@@ -116,6 +117,14 @@ class LLMBrain(Brain):
         model = self.settings.model_for(role, self.default_model)
         request = Request(role=role, prompt=prompt, model=model, schema=schema, search=search,
                           step=current_step(), index=call_index(role))
+        stored = self.recall(request.step, role, request.index, self._clean(prompt) or "") \
+            if self.recall is not None else None
+        if stored is not None:  # a step redone after a crash: this call was answered (and paid for) before
+            count_call(role)
+            return Completion(text=stored["answer"] or "", tokens_in=int(stored["tokens_in"] or 0),
+                              tokens_out=int(stored["tokens_out"] or 0), model=stored["model"] or model,
+                              sources=json.loads(stored["sources_json"] or "[]"), prompt=prompt,
+                              index=request.index)
         tries = max(0, self.settings.max_retries) + 1
         delay = max(0.0, self.settings.backoff)
         for attempt in range(1, tries + 1):

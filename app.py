@@ -3,13 +3,16 @@
 `streamlit run app.py -- --demo customer-churn` (what `make run` does) also starts a run of
 that bundled demo task on the first session after the process starts, unless the store already
 has one.
+
+On a server reachable from other machines (see mlestar_core/access.py and docs/access.md), nothing renders
+before the visitor has signed in, and each user sees only their own runs.
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
-from studio import nav, state
+from studio import auth, nav, state
 from studio.resources import demo_autostart, get_services
 from studio.widgets import brain_indicator
 
@@ -19,23 +22,29 @@ st.set_page_config(page_title="MLE-STAR Studio", page_icon=":material/auto_aweso
 @st.fragment(run_every="3s")
 def _approval_banner() -> None:
     # Polls the store so a plan waiting for approval shows up on every page within seconds.
-    store = get_services().store
-    pending = store.pending_decisions()
+    mine = {r["id"]: r for r in auth.visible_runs()}  # another user's plans must not even be counted
+    pending = [d for d in get_services().store.pending_decisions() if d["run_id"] in mine]
     if not pending:
         return
     run_ids = list(dict.fromkeys(d["run_id"] for d in pending))
     st.warning(f"**{len(pending)} refinement plan{'s' if len(pending) > 1 else ''} waiting for your "
                "approval**", icon=":material/pending_actions:")
     for run_id in run_ids[:5]:
-        run = store.get_run(run_id)
-        label = run["name"] if run else run_id
-        st.page_link(nav.RUN.path, label=f"Review: {label}", icon=":material/arrow_forward:",
+        st.page_link(nav.RUN.path, label=f"Review: {mine[run_id]['name']}", icon=":material/arrow_forward:",
                      query_params={state.QUERY_RUN: run_id})
 
 
+viewer = auth.current_viewer()
+if viewer is None:
+    # Exposed and not signed in: the sign-in (or refusal) page is the only page, so any URL lands on it. Every
+    # page also calls auth.require_viewer(): Streamlit can run a page file without this script (see studio/auth.py).
+    st.navigation([st.Page(auth.sign_in_page, title="Sign in", default=True)], position="hidden").run()
+    st.stop()
+
 state.init_state()
 services = get_services()
-demo_autostart()  # cached: acts on the first session of the process only
+if viewer.local:  # on a shared server a run that nobody owns would be hidden from everyone: no autostart
+    demo_autostart()  # cached: acts on the first session of the process only
 
 pages = {section: [st.Page(p.path, title=p.title, icon=p.icon, default=(p == nav.HOME)) for p in items]
          for section, items in nav.SECTIONS.items()}
@@ -43,9 +52,10 @@ pages = {section: [st.Page(p.path, title=p.title, icon=p.icon, default=(p == nav
 current = st.navigation(pages)
 
 with st.sidebar:
+    auth.account_box(viewer)
     # The brain of the run in view (selected in this session or by ?run=), else the default for new runs.
     run_id = state.selected_run_id()
-    brain_indicator(services.store.get_run(run_id) if run_id else None)
+    brain_indicator(auth.visible_run(run_id))  # an unknown or foreign ?run= shows the default brain
     if services.error:
         st.error("Runs cannot start: see the page for details.", icon=":material/error:")
     _approval_banner()

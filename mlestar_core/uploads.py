@@ -5,6 +5,10 @@ a folder `load_task` understands, plus data for the preview (head, column kinds 
 values, target distribution). Everything a user can get wrong ends in a `TaskError` whose
 message says what to fix.
 
+The `store_root` the functions take is the folder uploads live under: the store folder, or on a shared server
+the user's own data folder (`access.upload_root`). No name a user gave (file names, zip members) becomes a
+path unchecked: files are saved under fixed names, zip members are vetted by `extract_task_zip`.
+
 Upload folders are content-addressed (`<store>/uploads/<sha256 prefix>/`): a Streamlit page
 re-runs its script on every click, and hashing makes "save this upload" idempotent, so the
 same bytes are written once, not once per rerun. A folder is written under a temporary name
@@ -26,9 +30,21 @@ from typing import Any, Literal
 
 import pandas as pd
 
+from .access import safe_join
 from .config import RunConfig
 from .model import Task, TaskError
-from .task import _resolve_data_dir, extract_task_zip, label_str, load_task, profile_column, read_csv
+from .task import (
+    MAX_FILE_BYTES,
+    SNIFF_BYTES,
+    _fmt_bytes,
+    _resolve_data_dir,
+    check_csv_bytes,
+    extract_task_zip,
+    label_str,
+    load_task,
+    profile_column,
+    read_csv,
+)
 
 MAX_UPLOAD_MB = 200  # per file; matches [server] maxUploadSize in .streamlit/config.toml
 MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 1024 * 1024
@@ -60,31 +76,28 @@ class TargetDistribution:
 # ----------------------------------------------------------------------------------------------
 
 
-def _fmt_mb(n: int) -> str:
-    return f"{n / (1024 * 1024):.1f} MB"
-
-
 def check_size(name: str, n_bytes: int, max_bytes: int = MAX_UPLOAD_BYTES) -> None:
     """Reject empty and too-large files with a message naming the file and the limit."""
     if n_bytes == 0:
         raise TaskError(f"{name} is empty (0 bytes); upload a file with a header row and data rows.")
     if n_bytes > max_bytes:
-        raise TaskError(f"{name} is {_fmt_mb(n_bytes)}, over the {_fmt_mb(max_bytes)} limit per file; "
+        raise TaskError(f"{name} is {_fmt_bytes(n_bytes)}, over the {_fmt_bytes(max_bytes)} limit per file; "
                         "upload a smaller sample of the data.")
 
 
 def check_csv_upload(upload: UploadedFile, role: str, max_bytes: int = MAX_UPLOAD_BYTES) -> None:
-    """A CSV by name and by content: not empty, not too big, not a binary file renamed to .csv."""
+    """A CSV by name and by content: not empty, not too big, and none of the format problems
+    `check_csv_bytes` catches (binary, not UTF-8, another delimiter, duplicate names, long rows).
+
+    The same check `load_task` makes, run on the upload so the message names the user's file
+    (saved, it is train.csv) and nothing is saved for a file that cannot be used.
+    """
     if not upload.name.lower().endswith(".csv"):
         suffix = Path(upload.name).suffix or "no extension"
         hint = " (an Excel workbook: save it as CSV first)" if suffix.lower() in (".xls", ".xlsx") else ""
         raise TaskError(f"{upload.name} is not a CSV file ({suffix}){hint}; the {role} must be a .csv file.")
     check_size(upload.name, len(upload.data), max_bytes)
-    head = upload.data[:8192]
-    # A NUL byte never occurs in UTF-8 text: this is a binary file (xlsx, parquet, zip) named .csv.
-    if b"\x00" in head or head.startswith(b"PK\x03\x04"):
-        raise TaskError(f"{upload.name} is not a text CSV (it looks like a binary file, e.g. an Excel "
-                        "workbook or a zip); export the table as CSV and upload that.")
+    check_csv_bytes(upload.data[:SNIFF_BYTES], upload.name, complete=len(upload.data) <= SNIFF_BYTES)
 
 
 def check_zip_upload(upload: UploadedFile, max_bytes: int = MAX_UPLOAD_BYTES) -> None:
@@ -114,7 +127,7 @@ def _upload_id(kind: str, parts: list[tuple[str, bytes]]) -> str:
 def _materialise(store_root: str | Path, upload_id: str, write: Callable[[Path], None]) -> Path:
     """Create <uploads>/<id>/ with `write(tmp_folder)` unless it already exists complete."""
     base = uploads_dir(store_root)
-    final = base / upload_id
+    final = safe_join(base, upload_id)  # a hex digest today; checked so no caller can ever pass a name through
     if (final / _COMPLETE).is_file():
         return final
     base.mkdir(parents=True, exist_ok=True)
@@ -177,10 +190,43 @@ def save_zip_upload(store_root: str | Path, archive: UploadedFile, max_bytes: in
         except TaskError as e:  # name the user's file, not our temporary copy
             raise TaskError(str(e).replace("upload.zip", archive.name)) from None
         zip_path.unlink()
-        _resolve_data_dir(folder / "task")  # no train.csv: say so now, with the file names found
+        _check_unpacked(folder / "task", archive.name)
 
     folder = _materialise(store_root, upload_id, write)
     return folder / "task"
+
+
+def save_zip_file(store_root: str | Path, zip_path: str | Path, max_bytes: int | None = None,
+                  max_unzipped_bytes: int = MAX_UNZIPPED_BYTES) -> Path:
+    """`save_zip_upload` for a zip on disk (the CLI's `--task task.zip`), streamed rather than held in memory.
+
+    Same checks, same content-addressed folder (the same bytes uploaded in the app share it);
+    `max_bytes` defaults to load_task's per-file limit, since there is no browser upload limit here.
+    """
+    zip_path = Path(zip_path)
+    if not zip_path.is_file():
+        raise TaskError(f"{zip_path} does not exist; pass a task folder, a CSV file or a .zip of a task folder.")
+    size = zip_path.stat().st_size
+    check_size(zip_path.name, size, MAX_FILE_BYTES if max_bytes is None else max_bytes)
+    h = hashlib.sha256(b"zip")  # the hash _upload_id gives the same bytes uploaded
+    h.update(f"\x00archive\x00{size}\x00".encode())
+    with open(zip_path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+
+    def write(folder: Path) -> None:
+        extract_task_zip(zip_path, folder / "task", max_total_bytes=max_unzipped_bytes)
+        _check_unpacked(folder / "task", zip_path.name)
+
+    return _materialise(store_root, h.hexdigest()[:16], write) / "task"
+
+
+def _check_unpacked(task_dir: Path, archive_name: str) -> None:
+    """No train.csv: say so now, with the file names found, naming the zip rather than our temporary folder."""
+    try:
+        _resolve_data_dir(task_dir)
+    except TaskError as e:
+        raise TaskError(str(e).replace(f"in {task_dir}", f"in {archive_name}")) from None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -283,7 +329,7 @@ def save_cassette_upload(store_root: str | Path, upload: UploadedFile,
         raise CassetteError(str(e).replace("a header row and data rows", "a recorded run")) from None
     folder = cassettes_dir(store_root)
     folder.mkdir(parents=True, exist_ok=True)
-    final = folder / f"{hashlib.sha256(upload.data).hexdigest()[:16]}.json"
+    final = safe_join(folder, f"{hashlib.sha256(upload.data).hexdigest()[:16]}.json")  # never the user's name
     if not final.is_file():
         fd, tmp_name = tempfile.mkstemp(prefix=f".{final.stem}-", suffix=".json", dir=folder)
         tmp = Path(tmp_name)

@@ -8,6 +8,7 @@ import streamlit as st
 from streamlit_ace import st_ace
 
 from mlestar_core import views
+from studio.auth import require_viewer
 from studio.charts import attempt_trace_chart
 from studio.resources import get_services
 from studio.runpages import AttemptKeys as K
@@ -17,6 +18,7 @@ from studio.widgets import ACTIVE, fmt_score, open_run
 ALL_ROLES = ["baseline", "initial", "debug", "merge", "data_usage", "leakage", "ablation", "refine", "ensemble"]
 DEFAULT_ROLES = [r for r in ALL_ROLES if r != "ablation"]  # ablation variants are many and lead nowhere
 
+viewer = require_viewer()
 info = page_header("Refinement")
 services = get_services()
 store, manager = services.store, services.manager
@@ -203,7 +205,8 @@ with st.container(border=True):
     if f2.button("Fork a new run from this script", key=K.FORK, icon=":material/fork_right:",
                  disabled=manager is None, help=services.error, width="stretch"):
         try:
-            new_id = manager.fork(info.id, node_id, name=name.strip() or None)  # type: ignore[union-attr]
+            owned = {"owner": viewer.owner} if viewer.owner else {}  # signed in: the fork is the forker's
+            new_id = manager.fork(info.id, node_id, name=name.strip() or None, **owned)  # type: ignore[union-attr]
         except Exception as exc:
             st.error(f"The fork could not start: {exc}")
         else:

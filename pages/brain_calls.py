@@ -7,6 +7,7 @@ import streamlit as st
 
 from mlestar_core import views
 from studio import nav
+from studio.auth import require_viewer
 from studio.resources import get_store
 from studio.runpages import BrainCallKeys as K
 from studio.runpages import empty_state, live, page_header
@@ -14,6 +15,7 @@ from studio.widgets import fmt_time
 
 PAGE = 50  # calls drawn per "show more": each is a collapsed expander whose texts load only when opened
 
+require_viewer()  # first: the page may run without app.py (see studio/auth.py)
 info = page_header("Brain calls")
 store = get_store()
 st.caption("Each call a role of the agent made (retrieve models, write a solution, plan a refinement…) with what "

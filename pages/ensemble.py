@@ -7,11 +7,13 @@ import streamlit as st
 
 from mlestar_core import views
 from studio import nav
+from studio.auth import require_viewer
 from studio.charts import ensemble_chart
 from studio.resources import get_store
 from studio.runpages import empty_state, live, page_header
 from studio.widgets import fmt_score
 
+require_viewer()  # first: the page may run without app.py (see studio/auth.py)
 info = page_header("Ensemble")
 store = get_store()
 st.caption(views.PHASE_BY_KEY["ensemble"].explanation)

@@ -8,6 +8,7 @@ import streamlit as st
 from mlestar_core.exports import best_score_curve, cassette_json, final_files, zip_run_artifacts
 from mlestar_core.views import LLM_BRAINS
 from studio import nav
+from studio.auth import require_viewer, visible_run, visible_runs
 from studio.resources import get_services
 from studio.state import HistoryKeys as K
 from studio.state import select_run, selected_run_id
@@ -25,6 +26,7 @@ from studio.widgets import (
 
 MIME = {"solution.py": "text/x-python", "submission.csv": "text/csv", "report.md": "text/markdown"}
 
+require_viewer()
 st.title("History")
 engine_error()
 services = get_services()
@@ -35,7 +37,7 @@ if flash:  # the outcome of the action that caused this rerun
     st.success(flash, icon=":material/check_circle:")
     st.session_state[K.FLASH] = None
 
-all_runs = store.list_runs()
+all_runs = visible_runs()  # this user's runs only on a shared server
 if not all_runs:
     st.info("No runs yet.", icon=":material/info:")
     c1, c2 = st.columns(2)
@@ -62,7 +64,7 @@ if not runs:
 
 def runs_table(ids: list[str]) -> None:
     # Re-read the shown runs on every poll: statuses and scores of active runs move.
-    rows = [r for r in (store.get_run(i) for i in ids) if r is not None]
+    rows = [r for r in (visible_run(i) for i in ids) if r is not None]
     st.dataframe(runs_frame(rows), hide_index=True, width="stretch",
                  column_config={"best score": st.column_config.NumberColumn(format="%.5g"),
                                 "hold-out score": st.column_config.NumberColumn(format="%.5g")})
@@ -74,7 +76,7 @@ st.fragment(runs_table, run_every="3s" if live else None)([r["id"] for r in runs
 # -- actions on one run ----------------------------------------------------------------------
 st.subheader("Selected run")
 run_id = run_picker(runs, key=K.PICK, label="Run")
-run = store.get_run(run_id) if run_id else None
+run = visible_run(run_id)  # every action below acts on this row: checked, not taken from the widget
 if run is None:
     st.stop()
 
@@ -166,7 +168,7 @@ with p2:
 fig = go.Figure()
 empty = []
 for rid in (first, second):
-    r = store.get_run(rid) if rid else None
+    r = visible_run(rid)
     if r is None:
         continue
     curve = best_score_curve(store, rid)

@@ -6,6 +6,7 @@ import streamlit as st
 
 from mlestar_core.uploads import list_demo_tasks
 from studio import nav
+from studio.auth import require_viewer, visible_runs
 from studio.resources import demo_autostart, get_store, start_demo_run
 from studio.state import HomeKeys
 from studio.widgets import ACTIVE, engine_error, open_run, runs_frame, status_badge
@@ -13,6 +14,7 @@ from studio.widgets import ACTIVE, engine_error, open_run, runs_frame, status_ba
 LATEST = 8
 LIVE = "home.live"  # whether the latest-runs list is polling
 
+viewer = require_viewer()
 st.title("MLE-STAR Studio")
 st.markdown(
     "Watch and steer an ML-engineering agent. **MLE-STAR** builds a solution for a tabular task in "
@@ -28,7 +30,7 @@ st.markdown(
 )
 engine_error()
 
-demo = demo_autostart()
+demo = demo_autostart() if viewer.local else None  # a shared server autostarts nothing (app.py)
 if demo is not None:
     demo_run = get_store().get_run(demo.run_id) if demo.run_id else None
     if demo_run is not None:
@@ -53,7 +55,7 @@ with left, st.container(border=True):
                             index=demos.index("customer-churn") if "customer-churn" in demos else 0)
         if st.button("Start a demo run", key=HomeKeys.DEMO_START, type="primary", icon=":material/rocket_launch:"):
             with st.spinner("Starting…"):
-                run_id, error = start_demo_run(pick)
+                run_id, error = start_demo_run(pick, owner=viewer.owner)
             if run_id:
                 open_run(run_id)
             st.error(error)
@@ -69,7 +71,7 @@ st.subheader("Latest runs")
 
 
 def latest_runs() -> None:
-    runs = get_store().list_runs()[:LATEST]
+    runs = visible_runs()[:LATEST]
     if not runs:
         st.info("No runs yet. Start a demo run above, or upload your own data.", icon=":material/info:")
         return
@@ -89,6 +91,6 @@ def latest_runs() -> None:
 
 
 # Poll the store while a run is going, so statuses and scores move without a click.
-live = any(r["status"] in ACTIVE for r in get_store().list_runs()[:LATEST])
+live = any(r["status"] in ACTIVE for r in visible_runs()[:LATEST])
 st.session_state[LIVE] = live
 st.fragment(latest_runs, run_every="3s" if live else None)()

@@ -38,6 +38,7 @@ from mlestar_core.uploads import (
     test_csv_path,
     train_csv_path,
 )
+from studio.auth import require_viewer, upload_root
 from studio.resources import get_services, start_run
 from studio.state import NewRunKeys as K
 from studio.widgets import engine_error, open_run
@@ -340,6 +341,7 @@ def _brain_settings(brain: str, store_root: Path, task_name: str) -> BrainChoice
 
 # -- the page ------------------------------------------------------------------------------
 
+viewer = require_viewer()
 st.title("New run")
 engine_error()
 services = get_services()
@@ -348,7 +350,7 @@ st.subheader("1 · Data")
 kind = st.radio("Source", list(SOURCES), format_func=SOURCES.get, horizontal=True, key=K.SOURCE,
                 label_visibility="collapsed")
 try:
-    folder, default_name, description = _source(kind, services.store.root)
+    folder, default_name, description = _source(kind, upload_root())  # per user when signed in
     train_path = str(train_csv_path(folder))
     test_path = test_csv_path(folder)
     head = _head(train_path)
@@ -476,7 +478,7 @@ brain = r1.selectbox("Brain", list(BRAIN_CHOICES), format_func=BRAIN_CHOICES.get
                      help="Who retrieves the models and writes the plans and the code.")
 r2.caption(f"**{brain}**: {BRAINS[brain]}.")
 with st.container(border=brain != "offline"):
-    choice = _brain_settings(brain, services.store.root, task.name)
+    choice = _brain_settings(brain, upload_root(), task.name)
 
 blocker = choice.blocker or (None if services.manager is not None else "The run engine is not available.")
 if choice.blocker:
@@ -493,7 +495,8 @@ if st.button("Start run", key=K.START, type="primary", disabled=blocker is not N
     if choice.cassette is not None:  # the recording's algorithm knobs, so the replay asks the same questions
         config = replay_config(choice.cassette, config)
     with st.spinner("Starting…"):
-        run_id, error = start_run(task, config, name=run_name.strip() or None, api_key=choice.api_key)
+        run_id, error = start_run(task, config, name=run_name.strip() or None, api_key=choice.api_key,
+                                  owner=viewer.owner)
     if run_id:
         open_run(run_id)
     st.error(error)

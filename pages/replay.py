@@ -6,12 +6,14 @@ from __future__ import annotations
 import streamlit as st
 
 from mlestar_core import views
+from studio.auth import require_viewer
 from studio.charts import best_score_chart
 from studio.resources import get_store
 from studio.runpages import ReplayKeys as K
 from studio.runpages import empty_state, page_header, timeline
 from studio.widgets import fmt_score, status_badge
 
+require_viewer()  # first: the page may run without app.py (see studio/auth.py)
 info = page_header("Replay")
 store = get_store()
 events = store.events_after(info.id)  # read once: a finished run's feed does not change

@@ -8,12 +8,14 @@ import streamlit as st
 
 from mlestar_core import views
 from studio import nav
+from studio.auth import require_viewer
 from studio.charts import best_score_chart, brain_usage_chart
 from studio.resources import get_services
 from studio.runpages import RunKeys as K
 from studio.runpages import live, page_header, timeline
 from studio.widgets import ACTIVE, fmt_score
 
+require_viewer()  # first: the page may run without app.py (see studio/auth.py)
 info = page_header("Run dashboard")
 services = get_services()
 store, manager = services.store, services.manager

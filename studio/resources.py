@@ -85,22 +85,26 @@ def get_store() -> Store:
 
 
 def start_run(task: Task, config: RunConfig, name: str | None = None, *,
-              api_key: str | None = None) -> tuple[str | None, str | None]:
+              api_key: str | None = None, owner: str | None = None) -> tuple[str | None, str | None]:
     """Start a run in the background: (run_id, None) or (None, a message saying why not).
 
     `api_key` (typed on the New run page) goes to the RunManager only, which keeps it in this
-    process's memory; it never reaches the run's config, the store or a log."""
+    process's memory; it never reaches the run's config, the store or a log. `owner` is the signed-in
+    user (`auth.viewer().owner`; None in local mode)."""
     services = get_services()
     if services.manager is None:
         return None, services.error or "The run engine is not available."
+    # Passed only when there is one, so the call in local mode is the same as before owners existed.
+    owned = {"owner": owner} if owner is not None else {}
     try:
-        return services.manager.start(task, config, name=name or None, api_key=api_key or None), None
+        return services.manager.start(task, config, name=name or None, api_key=api_key or None, **owned), None
     except Exception as exc:  # e.g. the brain fails to build: say so in the page
         return None, f"The run could not start: {_short_error(exc)}"
 
 
-def start_demo_run(demo: str, **config_overrides: object) -> tuple[str | None, str | None]:
-    """Load a bundled demo task and start it with the small demo knobs."""
+def start_demo_run(demo: str, *, owner: str | None = None,
+                   **config_overrides: object) -> tuple[str | None, str | None]:
+    """Load a bundled demo task and start it with the small demo knobs (owned by `owner`, if given)."""
     folder = list_demo_tasks().get(demo)
     if folder is None:
         return None, f"There is no demo task called {demo!r}."
@@ -108,7 +112,7 @@ def start_demo_run(demo: str, **config_overrides: object) -> tuple[str | None, s
         task = load_uploaded_task(folder)
     except TaskError as exc:
         return None, str(exc)
-    return start_run(task, demo_config(**config_overrides))
+    return start_run(task, demo_config(**config_overrides), owner=owner)
 
 
 # -- `make run -- --demo NAME` ---------------------------------------------------------------

@@ -12,8 +12,8 @@ import streamlit as st
 
 from mlestar_core.views import brain_in_use
 
-from . import nav, state
-from .resources import get_services, get_store
+from . import auth, nav, state
+from .resources import get_services
 
 BRAIN_LABELS = {"offline": "offline — deterministic, no LLM", "gemini": "gemini — Google Gemini",
                 "openai": "openai — an OpenAI-compatible server", "replay": "replay — a recorded run's answers"}
@@ -127,7 +127,7 @@ def open_run(run_id: str, page: nav.PageDef = nav.RUN) -> NoReturn:
 def require_run() -> dict[str, Any]:
     """Guard for run pages: the selected run's store row, or a helpful message and st.stop()."""
     run_id = state.selected_run_id()
-    run = get_store().get_run(run_id) if run_id else None
+    run = auth.visible_run(run_id)  # another user's run gets the same message as a deleted one
     if run is None:
         if run_id:
             st.warning(f"Run `{run_id}` is not in the store (it may have been deleted).")

@@ -93,6 +93,7 @@ def test_kill_9_in_every_phase_then_resume_matches_an_uninterrupted_run(tmp_path
     store = Store(store_dir)
     out = tmp_path / "out"
     died_in: list[str] = []
+    run_id = ""
     for i, crash in enumerate(CRASHES):
         args = ["run", "--task", str(TASK), "--out", str(out), *KNOBS] if i == 0 else ["resume", run_id]
         proc = _cli(store_dir, *args, crash="" if crash == "approval" else crash)

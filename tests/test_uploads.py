@@ -254,3 +254,16 @@ def test_cassette_upload_is_checked_and_saved_once(tmp_path: Path) -> None:
             save_cassette_upload(tmp_path, UploadedFile(name, raw))
         assert message in str(err.value) and str(tmp_path) not in str(err.value)
     assert len(list((tmp_path / "cassettes").iterdir())) == 1  # nothing kept of the bad ones
+
+
+def test_zip_without_train_csv_names_the_zip_not_a_temporary_folder(tmp_path: Path) -> None:
+    with pytest.raises(TaskError, match=r"^no train\.csv in task\.zip \(CSV files found: data\.csv; rename"):
+        save_zip_upload(tmp_path, UploadedFile("task.zip", _zip({"data.csv": "a\n1\n"})))
+
+
+def test_csv_upload_is_checked_like_load_task_and_names_the_users_file(tmp_path: Path) -> None:
+    with pytest.raises(TaskError, match=r"^my data\.csv separates its columns with semicolons"):
+        save_csv_upload(tmp_path, UploadedFile("my data.csv", b"a;b;y\n1;2;0\n"))
+    with pytest.raises(TaskError, match=r"^holdout\.csv has duplicate column names: 'a'"):
+        save_csv_upload(tmp_path, UploadedFile("t.csv", b"a,b\n1,2\n"), UploadedFile("holdout.csv", b"a,a\n1,2\n"))
+    assert not (tmp_path / "uploads").exists()  # nothing saved for files that cannot be used

@@ -399,3 +399,37 @@ def test_a_typed_key_is_asked_again_after_a_restart(tmp_path: Path, monkeypatch:
     assert store.get_run(run_id)["status"] == "finished"
     assert calls and all(c.headers.get("x-goog-api-key") == typed for c in calls)
     assert not [p for p in tmp_path.rglob("*") if p.is_file() and typed.encode() in p.read_bytes()]
+
+
+def test_a_crashed_llm_run_resumes_without_asking_any_answered_call_again(tmp_path: Path) -> None:
+    """kill -9 right after a paid merge answer was used, and again inside a refinement attempt: the resumed
+    run asks the service exactly what an uninterrupted run asks (33 calls against 23 before this was fixed)."""
+    knobs = ["-M", "2", "-T", "1", "-K", "1", "-L", "1", "-R", "0", "--folds", "3", "--workers", "2"]
+    env = {"GEMINI_API_KEY": SECRET}
+    expert = ScriptedExpert()
+    with FakeGemini(scripted(expert)) as server:
+        ref = cli("run", "--task", str(TASK), "--out", str(tmp_path / "ref-out"), "--brain", "gemini",
+                  "--base-url", server.url, *knobs, env=env, store=tmp_path / "ref")
+        assert ref.returncode == 0, ref.stderr[-2000:]
+        ref_calls = Counter(c.role for c in server.calls)
+    expert = ScriptedExpert()
+    with FakeGemini(scripted(expert)) as server:
+        store_dir = tmp_path / "crashed"
+        first = cli("run", "--task", str(TASK), "--out", str(tmp_path / "out"), "--brain", "gemini",
+                    "--base-url", server.url, *knobs, env={**env, "MLESTAR_CRASH_AFTER": "t0/merge|script_executed"},
+                    store=store_dir)
+        assert first.returncode == -9, first.stderr[-2000:]
+        (run,) = Store(store_dir).list_runs()
+        second = cli("resume", run["id"], env={**env, "MLESTAR_CRASH_AFTER": "t0/o0/i0|script_executed"},
+                     store=store_dir)
+        assert second.returncode == -9, second.stderr[-2000:]
+        last = cli("resume", run["id"], env=env, store=store_dir)
+        assert last.returncode == 0, last.stderr[-2000:]
+        calls = Counter(c.role for c in server.calls)
+    assert calls == ref_calls
+    store = Store(store_dir)
+    assert store.get_run(run["id"])["status"] == "finished"
+    rows = store.table("brain_calls", run["id"])
+    assert len(rows) == len(Store(tmp_path / "ref").table("brain_calls", Store(tmp_path / "ref").list_runs()[0]["id"]))
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "out" / "submission.csv"),
+                                  pd.read_csv(tmp_path / "ref-out" / "submission.csv"))

@@ -65,8 +65,12 @@ def controls(run: dict) -> None:
     status, control = run["status"], run["control"]
     paused = control == "pause"
     c1, c2, c3, c4 = st.columns([1, 1, 1, 3], vertical_alignment="center")
+    # A run another process drives (a CLI run, a second app) is followed read-only: only its owner steers it.
+    elsewhere = manager.driven_elsewhere(RUN_ID) if manager is not None and status != "finished" else None
     no_engine = None if manager is not None else (services.error or "The run engine is not available.")
-    can_pause = manager is not None and status in ACTIVE and not paused and control != "stop"
+    if elsewhere is not None:
+        no_engine = f"Running in another process ({elsewhere}): this page follows it read-only."
+    can_pause = manager is not None and not elsewhere and status in ACTIVE and not paused and control != "stop"
     if c1.button("Pause", key=K.PAUSE, icon=":material/pause:", width="stretch", disabled=not can_pause,
                  help=no_engine or "Pause after the step in flight; scripts that are running finish."):
         manager.pause(RUN_ID)  # type: ignore[union-attr]
@@ -74,7 +78,7 @@ def controls(run: dict) -> None:
         st.rerun()
     # Resume means "un-pause" for a paused run, and "continue from the last completed step" for a run
     # that stopped, failed or lost its thread (the app restarted).
-    can_resume = manager is not None and status != "finished" and (paused or not alive)
+    can_resume = manager is not None and not elsewhere and status != "finished" and (paused or not alive)
     if c2.button("Resume", key=K.RESUME, icon=":material/play_arrow:", width="stretch", disabled=not can_resume,
                  help=no_engine or "Continue the run from where it is."):
         try:
@@ -88,13 +92,16 @@ def controls(run: dict) -> None:
             st.error(f"The run could not resume: {exc}")
         else:
             st.rerun()
-    can_stop = manager is not None and status in ACTIVE and control != "stop"
+    can_stop = manager is not None and not elsewhere and status in ACTIVE and control != "stop"
     if c3.button("Stop", key=K.STOP, icon=":material/stop:", width="stretch", disabled=not can_stop,
                  help=no_engine or "Cancel the scripts in flight and stop; you can resume later."):
         manager.stop(RUN_ID)  # type: ignore[union-attr]
         st.session_state[K.FLASH] = "Stop requested."
         st.rerun()
-    if paused and status != "paused" and status in ACTIVE:
+    if elsewhere is not None:
+        c4.caption(f":material/sync_alt: Running in another process ({elsewhere}); this page follows it "
+                   "read-only.")
+    elif paused and status != "paused" and status in ACTIVE:
         c4.caption("Pause requested: the run pauses when the step in flight ends.")
     elif control == "stop" and status in ACTIVE:
         c4.caption("Stopping…")

@@ -9,6 +9,7 @@ approval in a background thread, steered from the Refinement page by key.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from waiting import wait_for
 
 from mlestar_core import views
 from mlestar_core.config import RunConfig
+from mlestar_core.lease import RunLease, RunOwnedElsewhere
 from mlestar_core.pipeline import Pipeline, create_run
 from mlestar_core.script import get_block
 from mlestar_core.service import RunManager
@@ -268,6 +270,26 @@ def test_pause_resume_stop_buttons(builder: RunBuilder, monkeypatch: pytest.Monk
     run = builder.store.get_run(rid)
     assert run["control"] == "stop" and run["status"] == "stopped"  # no thread: stopped at once
     assert at.button(key=RunKeys.STOP).disabled and not at.button(key=RunKeys.RESUME).disabled
+
+
+def test_a_run_driven_by_another_process_is_followed_read_only(builder: RunBuilder) -> None:
+    rid = running_run(builder)
+    lease = RunLease(builder.store, rid).acquire()  # this test process plays the CLI that drives the run
+    try:
+        at = open_page("pages/run.py", rid)
+        assert "Running in another process" in texts(at.caption)
+        assert f"process {os.getpid()}" in texts(at.caption)
+        for key in (RunKeys.PAUSE, RunKeys.RESUME, RunKeys.STOP):
+            assert at.button(key=key).disabled, key
+        assert RunManager(builder.store).driven_elsewhere(rid) is not None
+        with pytest.raises(RunOwnedElsewhere):
+            RunManager(builder.store).resume(rid)
+        assert builder.store.get_run(rid)["control"] == "run"  # the refusal changed nothing
+    finally:
+        lease.release()
+    at = open_page("pages/run.py", rid)  # the driver ended: this app may take the run over
+    assert "Running in another process" not in texts(at.caption)
+    assert not at.button(key=RunKeys.RESUME).disabled
 
 
 def test_constraints_can_be_added_and_removed(builder: RunBuilder) -> None:

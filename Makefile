@@ -13,6 +13,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	touch $@
 
 setup: $(VENV)/.installed
+	bash scripts/setup_sandbox.sh
 
 # Sets up the environment and runs MLE-STAR on the bundled demo task with the offline brain.
 run: setup

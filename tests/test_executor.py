@@ -25,17 +25,31 @@ def src(code: str) -> str:
     return textwrap.dedent(code).lstrip()
 
 
-def gone(pid: int) -> bool:
-    """Dead or a zombie: PID 1 on some VMs never reaps orphans, so zombies count as gone."""
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
+_marks = iter(range(1, 10**6))
 
 
-@pytest.fixture
-def ex() -> Iterator[LocalExecutor]:
-    executor = LocalExecutor(workers=2, timeout=20)
+def mark() -> str:
+    """A unique `sleep` argument: a sandboxed script's PIDs mean nothing out here, its command line does."""
+    return f"1000.{os.getpid()}{next(_marks):04d}"
+
+
+def running(marker: str) -> list[int]:
+    """Live processes whose command line holds marker (PID 1 on some VMs never reaps orphans, so zombies
+    count as gone)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        if proc.info["status"] != psutil.STATUS_ZOMBIE and marker in " ".join(proc.info["cmdline"] or []):
+            found.append(proc.pid)
+    return found
+
+
+# Each test that takes `ex` runs with the sandbox (when bubblewrap works here) and in the fallback.
+MODES = ["auto", "none"]
+
+
+@pytest.fixture(params=MODES)
+def ex(request: pytest.FixtureRequest) -> Iterator[LocalExecutor]:
+    executor = LocalExecutor(workers=2, timeout=20, sandbox=request.param)
     yield executor
     executor.close()
 
@@ -50,6 +64,7 @@ def test_runs_script_as_subprocess_in_own_session(ex: LocalExecutor, tmp_path: P
             "stdin": os.readlink("/proc/self/fd/0"),
             "stdin_data": sys.stdin.read(),
             "own_session": os.getsid(0) == os.getpid() and os.getpgid(0) == os.getpid(),
+            "sid": os.getsid(0),
             "pid": os.getpid(),
         }
         print(json.dumps(info))
@@ -64,7 +79,11 @@ def test_runs_script_as_subprocess_in_own_session(ex: LocalExecutor, tmp_path: P
     assert Path(info["cwd"]) == (tmp_path / "w").resolve()
     assert info["argv0"] == "main.py"
     assert info["stdin"] == "/dev/null" and info["stdin_data"] == ""
-    assert info["own_session"] and info["pid"] != os.getpid()
+    if ex.sandboxed:
+        # Its own PID namespace: bwrap's init is PID 1 and leads the new session the script runs in.
+        assert info["sid"] == 1 and info["pid"] > 1 and res.sandbox == "bwrap"
+    else:
+        assert info["own_session"] and info["pid"] != os.getpid() and res.sandbox == "none"
     assert (tmp_path / "w" / "main.py").read_text() == code
     assert (tmp_path / "w" / "stdout.txt").read_text() == res.stdout
     assert (tmp_path / "w" / "stderr.txt").read_text() == res.stderr == "to stderr\n"
@@ -137,10 +156,11 @@ def test_capping_never_leaves_half_a_score_line(tmp_path: Path) -> None:
 
 
 def test_timeout_kills_whole_process_group(ex: LocalExecutor, tmp_path: Path) -> None:
+    marker = mark()
     code = src(
-        """
+        f"""
         import subprocess, time
-        child = subprocess.Popen(["sleep", "1000"])
+        child = subprocess.Popen(["sleep", "{marker}"])
         print("GRANDCHILD", child.pid, flush=True)
         while True:
             time.sleep(0.05)
@@ -152,36 +172,38 @@ def test_timeout_kills_whole_process_group(ex: LocalExecutor, tmp_path: Path) ->
     assert res.timed_out and res.killed_reason == "timeout" and not res.ok
     assert 1.0 <= elapsed < 2.5  # SIGTERM suffices here, so no waiting for the grace period
     assert res.exit_code == -15
-    grandchild = int(res.stdout.split("GRANDCHILD")[1].split()[0])
-    assert gone(grandchild)
+    assert "GRANDCHILD" in res.stdout and not running(marker)
     assert "Timed out after 1s" in res.error_text()
 
 
-def test_timeout_escalates_to_sigkill_for_processes_ignoring_sigterm(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", MODES)
+def test_timeout_escalates_to_sigkill_for_processes_ignoring_sigterm(tmp_path: Path, mode: str) -> None:
+    marker = mark()
     code = src(
-        """
+        f"""
         import signal, subprocess, sys, time
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # inherited by the grandchild below
-        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1000)"])
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep({marker})"])
         print("GRANDCHILD", child.pid, flush=True)
         while True:
             time.sleep(0.05)
         """
     )
-    ex = LocalExecutor(workers=1, timeout=0.5)  # default grace of 2 s
+    ex = LocalExecutor(workers=1, timeout=0.5, sandbox=mode)  # default grace of 2 s
     t0 = time.monotonic()
     res = ex.run(Job(code=code, workdir=tmp_path))
     elapsed = time.monotonic() - t0
     assert res.timed_out and res.exit_code == -9
     assert 2.4 <= elapsed < 4.0
-    assert gone(int(res.stdout.split("GRANDCHILD")[1].split()[0]))
+    assert "GRANDCHILD" in res.stdout and not running(marker)
 
 
 def test_leftover_children_of_a_finished_script_are_killed(ex: LocalExecutor, tmp_path: Path) -> None:
-    code = 'import subprocess\nprint("GRANDCHILD", subprocess.Popen(["sleep", "1000"]).pid)\n' + SCORE
+    marker = mark()
+    code = f'import subprocess\nprint("GRANDCHILD", subprocess.Popen(["sleep", "{marker}"]).pid)\n' + SCORE
     res = ex.run(Job(code=code, workdir=tmp_path))
     assert res.ok
-    assert gone(int(res.stdout.split("GRANDCHILD")[1].split()[0]))
+    assert "GRANDCHILD" in res.stdout and not running(marker)
 
 
 def test_memory_cap(tmp_path: Path) -> None:
@@ -307,8 +329,12 @@ def test_inputs_are_linked_under_input(ex: LocalExecutor, tmp_path: Path) -> Non
     res = ex.run(Job(code=code, workdir=wd, inputs=data))
     assert res.ok, res.error_text()
     assert res.stdout.splitlines()[:2] == ["1,2", "nested"]
-    assert (wd / "input" / "train.csv").is_symlink()
-    assert (wd / "input" / "sub" / "notes.txt").resolve() == (data / "sub" / "notes.txt").resolve()
+    if ex.sandboxed:  # a read-only bind mount: out here only the empty mount point is seen
+        assert (wd / "input").is_dir() and list((wd / "input").iterdir()) == []
+    else:  # links to files made read-only (writes through them are detected, see test_sandbox.py)
+        assert (wd / "input" / "train.csv").is_symlink()
+        assert (wd / "input" / "sub" / "notes.txt").resolve() == (data / "sub" / "notes.txt").resolve()
+        assert not (data / "train.csv").stat().st_mode & 0o222
     # A second run in the same folder relinks, and inputs that went away do not linger.
     (data / "sub" / "notes.txt").unlink()
     res = ex.run(Job(code='import os\nprint(sorted(os.listdir("input/sub")))\n', workdir=wd, inputs=data))
@@ -364,10 +390,12 @@ def test_concurrent_runs_from_several_threads(tmp_path: Path) -> None:
     assert {i: r.score for i, r in results.items()} == {i: float(i) for i in range(5)}
 
 
-def test_cancel_all_stops_running_and_queued_jobs(tmp_path: Path) -> None:
-    code = 'import subprocess, time\nprint("GRANDCHILD", subprocess.Popen(["sleep", "1000"]).pid)\n'
+@pytest.mark.parametrize("mode", MODES)
+def test_cancel_all_stops_running_and_queued_jobs(tmp_path: Path, mode: str) -> None:
+    marker = mark()
+    code = f'import subprocess, time\nprint("GRANDCHILD", subprocess.Popen(["sleep", "{marker}"]).pid)\n'
     code += "time.sleep(30)\n"
-    ex = LocalExecutor(workers=2, timeout=60)
+    ex = LocalExecutor(workers=2, timeout=60, sandbox=mode)
     jobs = [Job(code=code, workdir=tmp_path / str(i)) for i in range(3)]  # the third waits for a slot
     timer = threading.Timer(0.5, ex.cancel_all)
     timer.start()
@@ -379,7 +407,7 @@ def test_cancel_all_stops_running_and_queued_jobs(tmp_path: Path) -> None:
     assert [r.killed_reason for r in results] == ["cancelled"] * 3
     assert not any(r.timed_out or r.ok for r in results)
     assert results[2].exit_code is None  # never started
-    assert all(gone(int(r.stdout.split("GRANDCHILD")[1].split()[0])) for r in results[:2])
+    assert all("GRANDCHILD" in r.stdout for r in results[:2]) and not running(marker)
     assert "Cancelled" in results[0].error_text()
     # The executor stays usable after a cancel.
     assert ex.run(Job(code=SCORE, workdir=tmp_path / "after")).ok

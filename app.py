@@ -14,7 +14,7 @@ import streamlit as st
 
 from studio import auth, nav, state
 from studio.resources import demo_autostart, get_services
-from studio.widgets import brain_indicator
+from studio.widgets import brain_indicator, sandbox_indicator
 
 st.set_page_config(page_title="MLE-STAR Studio", page_icon=":material/auto_awesome:", layout="wide")
 
@@ -56,6 +56,7 @@ with st.sidebar:
     # The brain of the run in view (selected in this session or by ?run=), else the default for new runs.
     run_id = state.selected_run_id()
     brain_indicator(auth.visible_run(run_id))  # an unknown or foreign ?run= shows the default brain
+    sandbox_indicator()  # the scripts' isolation, or plainly what is not protected when it is off
     if services.error:
         st.error("Runs cannot start: see the page for details.", icon=":material/error:")
     _approval_banner()

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from . import script as script_mod
+from .hardening import scrub
 
 # Named, ordered migrations, applied in a transaction and recorded in `migrations`.
 MIGRATIONS: list[tuple[str, str]] = [
@@ -156,6 +157,10 @@ def _to_jsonable(value: Any) -> Any:
     return value
 
 
+def _scrubbed(text: str | None) -> str | None:
+    return scrub(text) if text else text
+
+
 def dumps(value: Any) -> str:
     return json.dumps(_to_jsonable(value), ensure_ascii=False)
 
@@ -249,6 +254,9 @@ class Store:
         return self._rows("SELECT * FROM runs ORDER BY created DESC")
 
     def update_run(self, run_id: str, **fields: Any) -> None:
+        for name in ("error", "pause_reason"):  # tracebacks and service errors may quote a secret
+            if isinstance(fields.get(name), str):
+                fields[name] = scrub(fields[name])
         fields["updated"] = time.time()
         sets = ", ".join(f"{k} = ?" for k in fields)
         with self.atomic() as c:
@@ -347,7 +355,7 @@ class Store:
         r = result
         return self._insert("executions", {
             "run_id": run_id, "script_id": script_id, "purpose": purpose, "exit_code": r.exit_code,
-            "stdout": r.stdout, "stderr": r.stderr, "score": r.score, "wall_time": r.wall_time,
+            "stdout": scrub(r.stdout), "stderr": scrub(r.stderr), "score": r.score, "wall_time": r.wall_time,
             "peak_memory_mb": r.peak_memory_mb, "timed_out": int(r.timed_out),
             "memory_exceeded": int(r.memory_exceeded), "killed_reason": r.killed_reason,
             "workdir": workdir, "created": time.time(),
@@ -406,9 +414,10 @@ class Store:
     def add_brain_call(self, run_id: str, call: Any) -> int:
         d = _to_jsonable(call)
         return self._insert("brain_calls", {
-            "run_id": run_id, "role": d["role"], "prompt": d.get("prompt"), "answer": d.get("answer"),
+            "run_id": run_id, "role": d["role"], "prompt": _scrubbed(d.get("prompt")),
+            "answer": _scrubbed(d.get("answer")),
             "tokens_in": d.get("tokens_in", 0), "tokens_out": d.get("tokens_out", 0),
-            "cost": d.get("cost", 0.0), "latency": d.get("latency", 0.0), "error": d.get("error"),
+            "cost": d.get("cost", 0.0), "latency": d.get("latency", 0.0), "error": _scrubbed(d.get("error")),
             "model": d.get("model") or "", "step_key": d.get("step_key") or "",
             "call_index": d.get("call_index") or 0, "sources_json": json.dumps(d.get("sources") or []),
             "created": time.time(),
@@ -565,7 +574,7 @@ class Store:
         same key again (a step redone after a crash) writes nothing and returns 0."""
         with self.atomic() as c:
             cur = c.execute("INSERT OR IGNORE INTO events (run_id, ts, kind, payload_json, dkey)"
-                            " VALUES (?, ?, ?, ?, ?)", (run_id, time.time(), kind, dumps(payload or {}), key))
+                            " VALUES (?, ?, ?, ?, ?)", (run_id, time.time(), kind, scrub(dumps(payload or {})), key))
             return int(cur.lastrowid or 0) if cur.rowcount else 0
 
     def events_after(self, run_id: str, seq: int = 0, limit: int = 10_000) -> list[dict[str, Any]]:

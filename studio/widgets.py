@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
 import pandas as pd
 import streamlit as st
 
+from mlestar_core import sandbox
 from mlestar_core.views import brain_in_use
 
 from . import auth, nav, state
@@ -101,6 +103,25 @@ def brain_indicator(run: dict[str, Any] | None) -> None:
         config = {}
     st.markdown(f"**Brain:** {run_brain_text(run.get('brain') or 'offline', config)}")
     st.caption(f"of the run in view: {run['name']}")
+
+
+@st.cache_resource(show_spinner=False)
+def _sandbox_status(requested: str | None) -> sandbox.SandboxStatus:
+    return sandbox.status(requested)  # probed once per process and mode, like the executor's
+
+
+def sandbox_indicator() -> None:
+    """Where generated scripts run: the sandbox in one line, or a warning saying what is not protected."""
+    status = _sandbox_status(os.environ.get(sandbox.SANDBOX_ENV))
+    if status.sandboxed:
+        net = "no network" if status.network_isolated else "WITH network"
+        st.markdown(f"**Sandbox:** bubblewrap · {net} · {status.memory_limit} memory cap",
+                    help=status.message)
+    else:
+        st.warning("**Sandbox off:** generated scripts can read this machine's files (run store, hold-out "
+                   "answers, secrets).", icon=":material/gpp_maybe:")
+        with st.expander("What is and is not protected"):
+            st.caption(status.message)
 
 
 def run_picker(runs: Sequence[dict[str, Any]], *, key: str, label: str = "Run",

@@ -107,6 +107,18 @@ def test_sidebar_shows_the_brain_and_every_page_is_registered(store: Store) -> N
         assert at.title, page  # the page drew something
 
 
+def test_sidebar_says_whether_scripts_are_sandboxed(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlestar_core import sandbox
+    if sandbox.status().sandboxed:
+        at = boot()
+        assert "Sandbox:** bubblewrap · no network" in texts(at.sidebar.markdown)
+        assert not at.sidebar.warning
+    monkeypatch.setenv(sandbox.SANDBOX_ENV, "none")  # what a machine without bubblewrap gets
+    at = boot()
+    assert "Sandbox off" in texts(at.sidebar.warning)
+    assert "can read" in texts(at.sidebar.warning) and "SANDBOX OFF" in texts(at.sidebar.caption)
+
+
 def test_approval_banner_links_to_the_waiting_run(store: Store) -> None:
     at = boot()
     assert "waiting for your approval" not in texts(at.sidebar.warning)

@@ -1,5 +1,6 @@
 import sqlite3
 import threading
+from pathlib import Path
 from types import SimpleNamespace
 
 from mlestar_core.config import RunConfig
@@ -107,3 +108,22 @@ def test_brain_call_list_is_light_newest_first_and_numbered_in_the_run(tmp_path)
     assert [r["id"] for r in store.brain_call_list(run_id, failed_only=True)] == [ids[1]]
     assert [r["n"] for r in store.brain_call_list(run_id, limit=2)] == [3, 2]
     assert store.get_brain_call(ids[0])["answer"] == "ok"
+
+
+def test_known_secrets_never_reach_the_store(tmp_path: Path) -> None:
+    from mlestar_core.hardening import register_secret
+    secret = "sk-test-store-secret-0123456789"
+    register_secret(secret)
+    store = Store(tmp_path)
+    run_id = store.create_run("r", {"name": "t"}, {}, "offline")
+    store.update_run(run_id, error=f"Traceback ... KeyError: {secret}", pause_reason=f"key {secret} refused")
+    store.emit(run_id, "log", {"message": f"saw {secret}"})
+    res = SimpleNamespace(stdout=f"key={secret}\n", stderr=f"err {secret}", score=None, wall_time=0.1,
+                          peak_memory_mb=1.0, timed_out=False, memory_exceeded=False, killed_reason=None,
+                          exit_code=1)
+    store.add_execution(run_id, store.add_script(run_id, "initial", "print(1)"), res)
+    store.add_brain_call(run_id, {"role": "debug", "prompt": f"fix {secret}", "answer": secret, "error": secret})
+    dump = "\n".join(line for line in store._conn().iterdump())
+    assert secret not in dump
+    assert "[REDACTED]" in store.get_run(run_id)["error"]
+    assert "[REDACTED]" in store.events_after(run_id)[-1]["payload"]["message"]

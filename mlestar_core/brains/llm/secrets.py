@@ -12,6 +12,8 @@ import os
 import tomllib
 from pathlib import Path
 
+from ...hardening import register_secret
+
 SECRETS_FILE = Path(__file__).resolve().parents[3] / ".streamlit" / "secrets.toml"
 
 KEY_NAMES: dict[str, tuple[str, ...]] = {
@@ -52,8 +54,11 @@ def _lookup(brain: str, explicit: str | None, secrets_file: Path | None) -> tupl
 
 
 def find_key(brain: str, explicit: str | None = None, *, secrets_file: Path | None = None) -> str | None:
-    """The key for `brain`: explicit, else environment, else .streamlit/secrets.toml, else None."""
-    return _lookup(brain, explicit, secrets_file)[0]
+    """The key for `brain`: explicit, else environment, else .streamlit/secrets.toml, else None. A key found
+    is registered as a secret: scripts' output and stored errors are scrubbed of it wherever it came from."""
+    key = _lookup(brain, explicit, secrets_file)[0]
+    register_secret(key)
+    return key
 
 
 def key_source(brain: str, explicit: str | None = None, *, secrets_file: Path | None = None) -> str:

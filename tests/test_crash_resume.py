@@ -175,3 +175,19 @@ def test_lease_lost_to_another_process_stops_this_one(tmp_path: Path) -> None:
     finally:
         lease.release()
     assert store.get_run(run_id)["lease_holder"] == "elsewhere:1:0.00:beef"  # release does not steal it back
+
+
+def test_the_app_starting_while_a_cli_run_goes_on_follows_it_instead_of_taking_it_over(tmp_path: Path) -> None:
+    from mlestar_core.service import RunManager
+    store = Store(tmp_path)
+    run_id = store.create_run("r", {"name": "t"}, {}, "offline")
+    store.update_run(run_id, status="running")  # what a live CLI run looks like in the store
+    cli_lease = RunLease(store, run_id).acquire()
+    try:
+        manager = RunManager(store)
+        assert manager.resume_interrupted() == []  # the restarted app leaves it to its driver
+        assert not manager.is_alive(run_id)
+        assert "process" in (manager.driven_elsewhere(run_id) or "")
+        assert store.get_run(run_id)["lease_holder"] == cli_lease.holder
+    finally:
+        cli_lease.release()

@@ -157,6 +157,23 @@ def _to_jsonable(value: Any) -> Any:
     return value
 
 
+def _ensure_wal(conn: sqlite3.Connection) -> None:
+    """Switch the database to WAL once. The switch needs an exclusive lock that the busy timeout does not
+    wait for, so two processes opening a brand-new store together (the app and a CLI run) would get
+    "database is locked": retry it briefly instead."""
+    for attempt in range(100):
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == 99:
+                raise
+            time.sleep(0.01 * (attempt + 1))
+    # A burst of writes grows the WAL file, which keeps its peak size while connections are open.
+    conn.execute("PRAGMA journal_size_limit=67108864")
+
+
 def _scrubbed(text: str | None) -> str | None:
     return scrub(text) if text else text
 
@@ -183,7 +200,7 @@ class Store:
             conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None,
                                    check_same_thread=False)
             conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
+            _ensure_wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=30000")
             conn.execute("PRAGMA foreign_keys=ON")

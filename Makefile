@@ -33,6 +33,8 @@ bench: setup
 	$(PY) bench/bench_pipeline.py
 	$(PY) bench/bench_pages.py
 	$(PY) bench/bench_brain.py
+	$(PY) bench/bench_sandbox.py
+	$(PY) bench/bench_soak.py --minutes 3
 
 # Held-out quality on the demo tasks vs default XGBoost (about 10 minutes).
 bench-quality: setup

@@ -40,6 +40,21 @@ def mark() -> str:
     return f"1000.{os.getpid()}{next(_marks):04d}"
 
 
+def escapes(m1: str, m2: str) -> str:
+    """Script lines starting two processes that try to escape the job: a new session, and a double fork."""
+    return src(
+        f"""
+        import os, subprocess, time
+        subprocess.Popen(["sleep", "{m1}"], start_new_session=True)
+        if os.fork() == 0:
+            if os.fork() == 0:
+                os.setsid()
+                os.execvp("sleep", ["sleep", "{m2}"])
+            os._exit(0)
+        """
+    )
+
+
 def running(marker: str) -> list[int]:
     """Live (non-zombie) processes whose command line holds marker."""
     found = []
@@ -428,15 +443,8 @@ def test_fork_bomb_is_bounded(tmp_path: Path) -> None:
 @needs_bwrap
 def test_setsid_child_and_double_forked_grandchild_die_with_the_job(tmp_path: Path) -> None:
     m1, m2 = mark(), mark()
-    code = src(
-        f"""
-        import os, subprocess, time
-        subprocess.Popen(["sleep", "{m1}"], start_new_session=True)
-        if os.fork() == 0:
-            if os.fork() == 0:
-                os.setsid()
-                os.execvp("sleep", ["sleep", "{m2}"])
-            os._exit(0)
+    code = escapes(m1, m2) + src(
+        """
         time.sleep(0.5)
         print(sorted(os.listdir("/proc")), flush=True)
         time.sleep(1.0)  # the stop_check below looks while they all live
@@ -458,15 +466,8 @@ def test_setsid_child_and_double_forked_grandchild_die_with_the_job(tmp_path: Pa
 def test_kill_9_of_the_app_kills_every_script_process(tmp_path: Path) -> None:
     m1, m2, name = mark(), mark(), f"attack_{mark().replace('.', '_')}.py"
     workdir = tmp_path / "w"
-    attacker = src(
-        f"""
-        import os, subprocess, time
-        subprocess.Popen(["sleep", "{m1}"], start_new_session=True)
-        if os.fork() == 0:
-            if os.fork() == 0:
-                os.setsid()
-                os.execvp("sleep", ["sleep", "{m2}"])
-            os._exit(0)
+    attacker = escapes(m1, m2) + src(
+        """
         time.sleep(0.3)
         open("pid", "w").write(str(os.getpid()))
         while True:

@@ -598,6 +598,18 @@ def profile_column(name: str, s: pd.Series, id_column: str | None = None) -> Col
 # ----------------------------------------------------------------------------------------------
 
 
+# File and folder names that say nothing about the task: a run named "train" is one of many.
+GENERIC_NAMES = frozenset({"train", "training", "data", "dataset", "input", "public", "task", "train_data",
+                           "training_data", "upload", "uploads"})
+
+
+def descriptive_name(name: str, target: str, task_type: str) -> str:
+    """`name`, unless it is a generic file name like "train": then what is predicted, e.g. "price (regression)"."""
+    if name.strip().lower() in GENERIC_NAMES or not name.strip():
+        return f"{target} ({task_type})"
+    return name
+
+
 def load_task(
     path: str | Path,
     *,
@@ -802,7 +814,7 @@ def load_task(
         n_test = _count_rows(data_dir / test_file, str(test.columns[0])) if test_truncated else len(test)
 
     return Task(
-        name=name or default_name,
+        name=descriptive_name(name or default_name, target, ttype),
         description=desc_text,
         data_dir=data_dir,
         target=target,

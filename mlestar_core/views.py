@@ -1023,7 +1023,9 @@ def pending_plan(decisions: Sequence[Row], ablations: Sequence[Row], scripts: Se
 
 def decision_history(decisions: Sequence[Row]) -> pd.DataFrame:
     """Every human decision taken, newest first."""
-    rows = [{"decided": d.get("decided"), "where": describe_decision_key(d["key"]), "block": d.get("block"),
+    # The store keeps epoch seconds; a bare number would be read as milliseconds since 1970 by the table.
+    rows = [{"decided": pd.Timestamp.fromtimestamp(d["decided"]) if d.get("decided") else None,
+             "where": describe_decision_key(d["key"]), "block": d.get("block"),
              "decision": d["status"], "plan": _first_line(d.get("edited_plan") or d.get("plan"), 120),
              "code edited": bool(d.get("edited_code"))}
             for d in sorted(decisions, key=lambda d: -d["id"]) if d["status"] != "pending"]

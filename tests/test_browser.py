@@ -117,7 +117,7 @@ def test_home_then_upload_a_csv_and_start_a_run(app: App, page) -> None:  # noqa
     wait_idle(page)
     run_id = page.url.split("run=")[1].split("&")[0]
     run = Store(app.store).get_run(run_id)
-    assert run is not None and run["name"] == "train"
+    assert run is not None and run["name"] == "malignant (binary)"  # not the file's name, "train"
     config = run["config_json"]
     assert '"num_models": 2' in config and '"time_budget": 60.0' in config and '"ensemble_rounds": 0' in config
     assert "Brain: offline — deterministic, no LLM" in sidebar_text(page)  # the brain of the run in view

@@ -105,7 +105,7 @@ def test_single_csv_with_target(tmp_path: Path) -> None:
     csv = tmp_path / "data.csv"
     _frame().to_csv(csv, index=False)
     t = load_task(csv, target="label")
-    assert (t.name, t.target, t.task_type, t.metric) == ("data", "label", "binary", "roc_auc")
+    assert (t.name, t.target, t.task_type, t.metric) == ("label (binary)", "label", "binary", "roc_auc")
     assert t.test_file is None
     assert t.submission_columns == ["label"] and t.submission_kind == "proba_positive"
     assert t.positive_class == "dog"
@@ -527,3 +527,15 @@ def test_zip_into_non_empty_folder_is_refused(tmp_path: Path) -> None:
     assert [p.name for p in (tmp_path / "busy").iterdir()] == ["keep.txt"]
     (tmp_path / "empty").mkdir()
     assert (extract_task_zip(z, tmp_path / "empty") / "train.csv").is_file()
+
+
+def test_a_generic_file_name_gives_a_descriptive_task_name(make_task_dir) -> None:  # noqa: ANN001
+    import pandas as pd
+
+    from mlestar_core.task import descriptive_name
+    train = pd.DataFrame({"x": range(40), "price": [float(i) * 1.5 for i in range(40)]})
+    folder = make_task_dir(train, name="train")
+    task = load_task(folder / "train.csv", target="price")
+    assert task.name == "price (regression)"
+    assert load_task(folder / "train.csv", target="price", name="my houses").name == "my houses"
+    assert descriptive_name("house-prices", "price", "regression") == "house-prices"

@@ -6,6 +6,7 @@ import json
 import re
 import time
 
+import pandas as pd
 import pytest
 from conftest import FinishedRun, RunBuilder
 
@@ -412,6 +413,10 @@ def test_pending_plan_and_decision_history(run_builder: RunBuilder) -> None:
     assert plan.where == "track 2 · outer step 1 · attempt 2"
     history = views.decision_history(b.store.table("decisions", rid))
     assert list(history["decision"]) == ["rejected"] and history["plan"].iloc[0] == "more trees"
+    # The time each decision was taken, as a time of day (not epoch seconds shown as milliseconds: 1970).
+    decided = b.store.get_decision(first)["decided"]
+    assert history["decided"].iloc[0] == pd.Timestamp.fromtimestamp(decided)
+    assert history["decided"].iloc[0].year >= 2026
 
 
 def test_edit_payload_sends_code_only_when_changed() -> None:

@@ -58,6 +58,11 @@ class Task:
     def columns_of(self, *kinds: str) -> list[str]:
         return [c.name for c in self.columns if c.kind in kinds]
 
+    @property
+    def n_features(self) -> int:
+        """Columns a model learns from: not the target, not the id column or other ids."""
+        return sum(1 for c in self.columns if c.kind != "id" and c.name != self.id_column)
+
 
 @dataclass
 class ModelCard:

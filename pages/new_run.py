@@ -400,7 +400,7 @@ if task is not None:
                    "another in Settings." if task.metric_defaulted else "Named in the description or chosen by you.")
     d4.metric("Better is", "higher ↑" if task.higher_is_better else "lower ↓",
               help="Set by the metric: a metric is either maximised or minimised.")
-    st.caption(f"{task.n_train_rows:,} training rows, {len(task.columns)} features"
+    st.caption(f"{task.n_train_rows:,} training rows, {task.n_features} features"
                + (f", {task.n_test_rows:,} test rows" if task.test_file else ", no test set")
                + (f"; id column `{task.id_column}`" if task.id_column else ""))
     for note in task.notes:

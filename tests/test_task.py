@@ -539,3 +539,13 @@ def test_a_generic_file_name_gives_a_descriptive_task_name(make_task_dir) -> Non
     assert task.name == "price (regression)"
     assert load_task(folder / "train.csv", target="price", name="my houses").name == "my houses"
     assert descriptive_name("house-prices", "price", "regression") == "house-prices"
+
+
+def test_the_feature_count_leaves_out_the_id_column(make_task_dir) -> None:  # noqa: ANN001
+    import pandas as pd
+    train = pd.DataFrame({"id": range(1000, 1040), "x": [i % 7 for i in range(40)], "z": range(40),
+                          "y": [i % 2 for i in range(40)]})
+    folder = make_task_dir(train, test=train.drop(columns="y"), name="houses")
+    task = load_task(folder, target="y")
+    assert task.id_column == "id"
+    assert task.n_features == len([c for c in task.columns if c.name != "id"]) == 2

@@ -75,6 +75,7 @@ def attempt_trace_chart(trace: pd.DataFrame, info: RunInfo) -> go.Figure:
         fig.add_trace(go.Scatter(x=trace["n"], y=trace["baseline"], mode="markers", name="start of the block",
                                  marker={"symbol": "line-ew-open", "size": 14, "color": "#888"},
                                  hovertemplate="started from %{y:.5g}<extra></extra>"))
+    fig.update_xaxes(tickmode="linear", dtick=1, tick0=1)  # attempts are whole numbers: no tick at 1.5
     return _layout(fig, xaxis_title="attempt (in the order they ran; ★ = kept)", yaxis_title=info.axis_title)
 
 

@@ -578,8 +578,8 @@ def describe_event(kind: str, p: dict[str, Any]) -> str:
             return f"{what}: score {fmt(p.get('score'))}"
         return f"{what} failed" + (f": {_first_line(p.get('error'), 120)}" if p.get("error") else "")
     if kind == "brain_call":
-        text = (f"Brain call: {p.get('role')} · {fmt_tokens(p.get('tokens_in'))}→{fmt_tokens(p.get('tokens_out'))} "
-                f"tokens · {float(p.get('latency') or 0):.1f} s · {fmt_usd(p.get('cost'))}")
+        text = " · ".join([f"Brain call: {p.get('role')}",
+                           *_usage_parts(p.get("tokens_in"), p.get("tokens_out"), p.get("latency"), p.get("cost"))])
         return text + (f" — failed: {_first_line(p.get('error'), 120)}" if p.get("error") else "")
     if kind == "log":
         return _first_line(p.get("message"), 200)
@@ -1258,9 +1258,17 @@ class BrainCallView:
     def title(self) -> str:
         """'#12 · plan_refinement · t0/o1/i2 · 1 234→567 tokens · 2.3 s · $0.0012', ⚠ first when it failed."""
         parts = [f"#{self.n}", self.role, *([self.step] if self.step else []),
-                 f"{fmt_tokens(self.tokens_in)}→{fmt_tokens(self.tokens_out)} tokens", f"{self.latency:.1f} s",
-                 fmt_usd(self.cost)]
+                 *_usage_parts(self.tokens_in, self.tokens_out, self.latency, self.cost)]
         return ("⚠ " if self.failed else "") + " · ".join(parts)
+
+
+def _usage_parts(tokens_in: Any, tokens_out: Any, latency: Any, cost: Any) -> list[str]:
+    """Tokens, time and cost of a call; a call that metered nothing (the offline expert: no model, no tokens,
+    no cost) says so instead of a row of zeros."""
+    seconds = f"{float(latency or 0):.1f} s"
+    if not (tokens_in or tokens_out or cost):
+        return [seconds, "no LLM tokens"]
+    return [f"{fmt_tokens(tokens_in)}→{fmt_tokens(tokens_out)} tokens", seconds, fmt_usd(cost)]
 
 
 def brain_call_views(rows: Sequence[Row]) -> list[BrainCallView]:

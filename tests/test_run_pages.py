@@ -354,7 +354,7 @@ def test_brain_calls_page_lists_every_call(builder: RunBuilder) -> None:
     assert "3 calls · 2 234→767 tokens · \\$0.0042 estimated · 7.3 s waiting · 1 failed" in texts(at.markdown)
     titles = [e.label for e in at.expander]
     assert titles == ["#3 · plan_refinement · t0/o1/i2 · 1 234→567 tokens · 2.3 s · $0.0012",
-                      "⚠ #2 · plan_refinement · t0/o1/i2 · 0→0 tokens · 1.0 s · $0",
+                      "⚠ #2 · plan_refinement · t0/o1/i2 · 1.0 s · no LLM tokens",
                       "#1 · retrieve_models · retrieve · 1 000→200 tokens · 4.0 s · $0.0030"]
     assert not at.code  # collapsed: no prompt or answer is drawn until a call is opened
     assert "Showing the newest 3 of 3 calls." in texts(at.caption)

@@ -535,6 +535,10 @@ def test_brain_call_list_titles_filters_and_limit(run_builder: RunBuilder) -> No
     assert [c.id for c in calls] == [last, failed, first]  # newest first
     assert [c.n for c in calls] == [3, 2, 1]
     assert calls[0].title == "#3 · plan_refinement · t0/o1/i2 · 1 234→567 tokens · 2.3 s · $0.0012"
+    # A call that metered nothing (the offline expert's) says so, not "0→0 tokens · $0".
+    (offline,) = views.brain_call_views([{"id": 9, "role": "debug", "step_key": "init", "latency": 0.02,
+                                          "tokens_in": 0, "tokens_out": 0, "cost": 0.0, "answer": "x"}])
+    assert offline.title == "#1 · debug · init · 0.0 s · no LLM tokens"
     assert calls[1].title.startswith("⚠ #2 · plan_refinement") and calls[1].failed and not calls[1].answered
     assert calls[0].step_text == "track 1 · outer step 2 · attempt 3"
     assert calls[2].sources == [{"title": "XGBoost docs", "uri": "https://xgboost.readthedocs.io/"}]

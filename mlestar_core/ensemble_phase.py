@@ -84,7 +84,7 @@ class EnsemblePhase:
             result = evaluation.ensemble(strategy, ids, [p for p in preds if p is not None], self.scorer)
             score = result.evaluation.score
             rid = self.store.add_ensemble_round(self.run_id, r, plan, None, score,
-                                                nth=self._row_nth("ensemble_rounds", r), strategy=strategy,
+                                                nth=self._nth("ensemble_rounds", r), strategy=strategy,
                                                 members=ids, weights=result.weights,
                                                 fold_scores=result.evaluation.fold_scores)
             self.emit("ensemble_round", {"id": rid, "round": r, "plan": plan, "score": score, "script_id": None,
@@ -101,13 +101,13 @@ class EnsemblePhase:
             code = self.brain.implement_ensemble(self.ctx, sols, plan)
         except ValueError as exc:  # the brain had no usable script: this round fails, the run goes on
             rid = self.store.add_ensemble_round(self.run_id, r, plan, None, None,
-                                                nth=self._row_nth("ensemble_rounds", r))
+                                                nth=self._nth("ensemble_rounds", r))
             self.emit("ensemble_round", {"id": rid, "round": r, "plan": plan, "score": None, "script_id": None,
                                          "error": str(exc)})
             return {"script_id": None, "score": None, "wall_time": 0.0, "label": label, "plan": plan}
         (res,) = self._run_scripts([(code, "ensemble", None, label)])
         rid = self.store.add_ensemble_round(self.run_id, r, plan, res.script_id, res.score,
-                                            nth=self._row_nth("ensemble_rounds", r),
+                                            nth=self._nth("ensemble_rounds", r),
                                             fold_scores=res.fold_scores)
         self.emit("ensemble_round", {"id": rid, "round": r, "plan": plan, "score": res.score,
                                      "script_id": res.script_id})

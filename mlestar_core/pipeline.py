@@ -120,7 +120,8 @@ class Pipeline(EngineScoring, EnsemblePhase):
                                  "lease_lost"})
 
     def _nth(self, *key: Any) -> int:
-        """0, 1, 2... for successive calls with the same key in this process."""
+        """0, 1, 2... for successive calls with the same key in this process: the `nth` of a per-step row
+        (model card, ablation, attempt, ensemble round), so a redone step rewrites its rows in place."""
         with self._lock:
             n = self._counts.get(key, 0)
             self._counts[key] = n + 1
@@ -164,13 +165,13 @@ class Pipeline(EngineScoring, EnsemblePhase):
         return self.store.add_script(self.run_id, role, code, label=label, parent_id=parent_id, step_key=step)
 
     def _add_attempt(self, **row: Any) -> int:
-        return self.store.add_attempt(self.run_id, nth=self._row_nth("attempts", row["track"], row["outer_step"],
+        return self.store.add_attempt(self.run_id, nth=self._nth("attempts", row["track"], row["outer_step"],
                                                                      row["inner_step"]), **row)
 
-    def _row_nth(self, table: str, *match: Any) -> int:
-        """The `nth` for a per-step row (model card, ablation, attempt, ensemble round): a redone step
-        rewrites its rows in place instead of adding copies."""
-        return self._nth(table, *match)
+    @property
+    def _lease_lost(self) -> bool:
+        """Another process took this run over: this one must stop writing."""
+        return self.lease is not None and self.lease.lost.is_set()
 
 
     def time_used(self) -> float:
@@ -203,7 +204,7 @@ class Pipeline(EngineScoring, EnsemblePhase):
         """Honour pause and stop between steps."""
         if self._halt is not None:
             raise BrainUnavailable(self._halt)
-        if self.lease is not None and self.lease.lost.is_set():
+        if self._lease_lost:
             raise LeaseLost()
         paused = False
         while True:
@@ -247,7 +248,7 @@ class Pipeline(EngineScoring, EnsemblePhase):
         except LeaseLost:
             raise  # the run is another process's now: write nothing more
         except StopRequested:
-            if self.lease is not None and self.lease.lost.is_set():
+            if self._lease_lost:
                 raise LeaseLost() from None
             self.store.finish_step(self.run_id, key, None, status="stopped")
             raise
@@ -328,7 +329,7 @@ class Pipeline(EngineScoring, EnsemblePhase):
         return results
 
     def _cancelled(self) -> bool:
-        if self.lease is not None and self.lease.lost.is_set():
+        if self._lease_lost:
             return True  # another process drives the run now: our scripts and waits end
         run = self.store.get_run(self.run_id) or {}
         return run.get("control") == "stop"
@@ -413,7 +414,7 @@ class Pipeline(EngineScoring, EnsemblePhase):
             self._data()
             summary = self._run_phases()
         except StopRequested:
-            if self.lease is not None and self.lease.lost.is_set():
+            if self._lease_lost:
                 raise LeaseLost() from None
             self.store.update_run(self.run_id, status="stopped", time_used=self.time_used())
             self.emit("run_stopped", {})
@@ -480,7 +481,7 @@ class Pipeline(EngineScoring, EnsemblePhase):
             cards = self.brain.retrieve_models(self.ctx, self.config.num_models)
         out = []
         for rank, card in enumerate(cards):
-            cid = self.store.add_model_card(self.run_id, rank, card, nth=self._row_nth("model_cards", rank))
+            cid = self.store.add_model_card(self.run_id, rank, card, nth=self._nth("model_cards", rank))
             self.emit("model_card", {"id": cid, "name": card.name, "source": card.source})
             out.append({"name": card.name, "why": card.why, "example_code": card.example_code,
                         "source": card.source, "family": card.family, "sources": card.sources})
@@ -674,7 +675,7 @@ class Pipeline(EngineScoring, EnsemblePhase):
                      "delta_std": _std(deltas_ok)}
             if row_ids is None:
                 aid = self.store.add_ablation(self.run_id, t, outer, result, s.script_id, **stats,
-                                              nth=self._row_nth("ablations", t, outer))
+                                              nth=self._nth("ablations", t, outer))
             else:
                 aid = row_ids[i]
                 self.store.update_ablation(aid, result, **stats)

@@ -534,14 +534,6 @@ class Store:
                             (time.time(), run_id, holder))
             return cur.rowcount == 1
 
-    def clear_partial(self, table: str, run_id: str, **where: Any) -> None:
-        """Drop the rows a step wrote before it was interrupted, so redoing it leaves no duplicates."""
-        if table not in ("ablations", "attempts", "ensemble_rounds"):
-            raise ValueError(f"{table!r} is not a per-step table")
-        cond = " AND ".join(f"{k} = ?" for k in where)
-        with self.atomic() as c:
-            c.execute(f"DELETE FROM {table} WHERE run_id = ? AND {cond}", (run_id, *where.values()))
-
     def table(self, name: str, run_id: str, order: str = "id") -> list[dict[str, Any]]:
         if name not in RUN_TABLES:
             raise ValueError(f"unknown table {name!r}")

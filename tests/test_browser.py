@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 from browser_helpers import CHROMIUM, ROOT, browser_page, open_page, running_app, screenshot, wait_idle
@@ -157,7 +158,17 @@ DIABETES = ROOT / "demo_tasks" / "diabetes-progression"
 
 def nav_to(page, title: str) -> None:  # noqa: ANN001
     """Click a page in the sidebar (same session: the selected run comes along)."""
-    page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=title, exact=True).click()
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    link = page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=title, exact=True)
+    path = urlparse(link.get_attribute("href") or "").path
+    for _ in range(3):  # a click that lands while a live fragment redraws can be swallowed: wait for the URL
+        link.click()
+        try:
+            page.wait_for_url(lambda url: urlparse(url).path == path, timeout=10_000)
+            break
+        except PlaywrightTimeout:
+            continue
     wait_idle(page)
 
 

@@ -139,6 +139,16 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX brain_calls_step ON brain_calls(run_id, step_key)
         """,
     ),
+    (
+        "006_honest_brain_calls",
+        """
+        ALTER TABLE brain_calls ADD COLUMN outcome TEXT;
+        ALTER TABLE brain_calls ADD COLUMN grounding_json TEXT;
+        ALTER TABLE brain_calls ADD COLUMN thoughts_tokens INTEGER;
+        ALTER TABLE brain_calls ADD COLUMN tool_tokens INTEGER;
+        ALTER TABLE brain_calls ADD COLUMN search_queries INTEGER
+        """,
+    ),
 ]
 
 RUN_TABLES = ("steps", "model_cards", "scripts", "executions", "ablations", "attempts",
@@ -437,6 +447,10 @@ class Store:
             "cost": d.get("cost", 0.0), "latency": d.get("latency", 0.0), "error": _scrubbed(d.get("error")),
             "model": d.get("model") or "", "step_key": d.get("step_key") or "",
             "call_index": d.get("call_index") or 0, "sources_json": json.dumps(d.get("sources") or []),
+            "outcome": d.get("outcome") or ("failed" if d.get("error") else "ok"),
+            "grounding_json": json.dumps(d["grounding"]) if d.get("grounding") else None,
+            "thoughts_tokens": d.get("thoughts_tokens") or 0, "tool_tokens": d.get("tool_tokens") or 0,
+            "search_queries": d.get("search_queries") or 0,
             "created": time.time(),
         })
 
@@ -516,7 +530,8 @@ class Store:
     def answered_call(self, run_id: str, step_key: str, role: str, index: int, prompt: str) -> dict[str, Any] | None:
         """A model's stored answer to this call of this step (asked again when a step is redone)."""
         return self._one("SELECT * FROM brain_calls WHERE run_id = ? AND step_key = ? AND role = ? AND call_index = ?"
-                         " AND prompt = ? AND answer IS NOT NULL AND model != 'fallback' ORDER BY id LIMIT 1",
+                         " AND prompt = ? AND answer IS NOT NULL AND COALESCE(outcome, '') != 'fallback'"
+                         " AND model != 'fallback' ORDER BY id LIMIT 1",
                          (run_id, step_key, role, index, prompt))
 
     # -- one owner per run -------------------------------------------------------------

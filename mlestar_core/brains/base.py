@@ -58,6 +58,14 @@ class BrainCallRecord:
     step_key: str = ""  # the pipeline step that asked (set by step_scope)
     call_index: int = 0  # this call's number for its role within the step (replay matches on it)
     sources: list[dict[str, str]] = field(default_factory=list)  # web sources grounding the answer
+    # "ok" (answer used), "unusable" (answered, but could not be read: re-asked), "failed" (no answer:
+    # transport or service error), "fallback" (no model answer was used: the role's degraded substitute)
+    outcome: str = ""
+    # Grounding with search: {"queries": [...], "supports": [...], "entry_point": "<html>"} (Gemini)
+    grounding: dict[str, Any] = field(default_factory=dict)
+    thoughts_tokens: int = 0  # included in tokens_out
+    tool_tokens: int = 0  # included in tokens_in
+    search_queries: int = 0  # web searches billed with this call
 
 
 class BrainUnavailable(Exception):

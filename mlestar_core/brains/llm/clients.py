@@ -19,6 +19,14 @@ class Completion:
     model: str = ""
     sources: list[dict[str, str]] = field(default_factory=list)  # [{"title", "uri"}] of grounding
     finish_reason: str = ""
+    # Billing detail (already included in tokens_in / tokens_out, shown separately so the estimate has a basis):
+    thoughts_tokens: int = 0  # thinking tokens (billed as output)
+    tool_tokens: int = 0  # tool-use prompt tokens, e.g. search results fed back (billed as input)
+    # Grounding with Google Search (Gemini): what the UI must show next to a grounded answer.
+    search_queries: list[str] = field(default_factory=list)  # web searches the model ran (billed per query)
+    supports: list[dict[str, Any]] = field(default_factory=list)  # [{"start", "end", "text", "chunks": [i]}]
+    #   start/end are character offsets into `text`; chunks index into `sources`
+    search_entry_point: str = ""  # Google's rendered search-suggestions HTML (its terms ask apps to show it)
     # Filled in by the brain once the call is answered:
     prompt: str = ""
     cost: float = 0.0
@@ -41,6 +49,16 @@ class TransientError(ClientError):
 
 class FatalError(ClientError):
     """Not worth retrying: bad key, unknown model, refused request, missing cassette answer."""
+
+
+class ToolRefused(FatalError):
+    """The model refused a tool of the request (e.g. HTTP 400 for the Google Search tool): the same
+    request without the tool may succeed, and the brain says it ran without it."""
+
+
+class LocalError(Exception):
+    """A bug on our side while making or reading a call (a TypeError, a validation error of the SDK's
+    own types): not the service's fault, so never retried as an outage; the step fails with the traceback."""
 
 
 @dataclass

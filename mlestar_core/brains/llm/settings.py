@@ -24,6 +24,7 @@ class LLMSettings:
     timeout: float = 180.0  # seconds per call
     max_retries: int = 4  # retries of one call on 429 / 5xx / timeouts before the run pauses
     backoff: float = 2.0  # first retry delay in seconds, doubled each retry (capped at 60 s)
+    max_output_tokens: int = 16384  # sent with every call; the cost cap reserves this worst case before a call
     format_retries: int = 2  # re-asks when an answer cannot be parsed
     search: bool = True  # gemini: ground retrieval with the Google Search tool
     prices: dict[str, list[float]] = field(default_factory=dict)  # model -> [USD/1M in, USD/1M out]

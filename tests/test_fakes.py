@@ -30,9 +30,12 @@ from fakes import (
     Fault,
     Reply,
     ScriptedExpert,
+    model_page,
+    page_of,
     role_of,
     scripted,
     searched,
+    web_source,
 )
 from google import genai
 from google.genai import errors, types
@@ -61,6 +64,8 @@ MODEL_NAMES = ("Logistic regression (sklearn.linear_model.LogisticRegression)",
 INPUT_FILES = ("train.csv", "test.csv", "sample_submission.csv")
 DEMO = Path(__file__).resolve().parents[1] / "demo_tasks" / "breast-cancer"
 STANDARD_BLOCKS = ["load", "preprocess", "features", "model", "train", "predict"]
+# The debug prompt's advice by kind of failure (extra fields are ignored by templates without it).
+ADVICE = "- Find the cause of the error and fix it with the smallest change."
 
 
 @pytest.fixture(scope="module")
@@ -91,8 +96,9 @@ def sdk(fake: FakeGemini, api_version: str = "v1beta") -> genai.Client:
 
 
 def test_gemini_sdk_gets_text_tokens_and_grounding() -> None:
-    sources = [("Kaggle: tabular", "https://www.kaggle.com/a"), ("Docs", "https://example.org/b")]
-    with FakeGemini(lambda call: Reply("grounded answer", sources=sources, tokens_in=11, tokens_out=7)) as fake:
+    sources = [web_source("https://www.kaggle.com/a"), web_source("https://example.org/b")]
+    reply = Reply("grounded answer", sources=sources, tokens_in=11, tokens_out=7, thoughts_tokens=3, tool_tokens=5)
+    with FakeGemini(lambda call: reply) as fake:
         config = types.GenerateContentConfig(tools=[types.Tool(google_search=types.GoogleSearch())])
         client = sdk(fake)  # keep a reference: a collected Client closes its HTTP client
         response = client.models.generate_content(model="gemini-test", contents="which model?", config=config)
@@ -100,13 +106,23 @@ def test_gemini_sdk_gets_text_tokens_and_grounding() -> None:
         assert response.model_version == "gemini-test"
         usage = response.usage_metadata
         assert usage is not None
-        assert (usage.prompt_token_count, usage.candidates_token_count, usage.total_token_count) == (11, 7, 18)
+        assert (usage.prompt_token_count, usage.candidates_token_count, usage.thoughts_token_count,
+                usage.tool_use_prompt_token_count, usage.total_token_count) == (11, 7, 3, 5, 26)
         candidate = response.candidates[0]  # type: ignore[index]
         assert str(candidate.finish_reason).endswith("STOP")
         meta = candidate.grounding_metadata
         assert meta is not None and meta.web_search_queries
         chunks = [(c.web.title, c.web.uri) for c in meta.grounding_chunks or [] if c.web is not None]
         assert chunks == sources
+        # Google's shape: the title is the domain, the URI an opaque redirect to the page
+        assert [t for t, _ in chunks] == ["kaggle.com", "example.org"]
+        assert all(u.startswith("https://vertexaisearch.cloud.google.com/grounding-api-redirect/") for _, u in chunks)
+        assert page_of(chunks[1][1]) == "https://example.org/b"
+        assert meta.search_entry_point is not None
+        assert '<div class="container">' in (meta.search_entry_point.rendered_content or "")
+        (support,) = meta.grounding_supports or []  # by default the whole text cites every chunk
+        assert support.segment is not None and support.grounding_chunk_indices == [0, 1]
+        assert (support.segment.start_index, support.segment.end_index) == (None, len("grounded answer"))
 
         (call,) = fake.calls
         assert call.n == 0 and call.role == "unknown" and call.role_n == 0
@@ -134,7 +150,7 @@ def test_gemini_default_token_counts_and_no_grounding_without_sources() -> None:
 
 def test_gemini_faults_surface_as_sdk_errors() -> None:
     plan: dict[tuple[str, int], Reply | Fault | str] = {
-        ("unknown", 0): Fault(429, "Resource has been exhausted", retry_after=3),
+        ("unknown", 0): Fault(429, "Resource has been exhausted", retry_after=37),
         ("unknown", 1): Fault(500, "Internal error encountered."),
         ("unknown", 2): Fault(403, "API key not valid."),
         ("unknown", 3): "fine again",
@@ -145,7 +161,11 @@ def test_gemini_faults_surface_as_sdk_errors() -> None:
             client.models.generate_content(model="gemini-test", contents="hi")
         assert rate.value.code == 429 and rate.value.status == "RESOURCE_EXHAUSTED"
         assert rate.value.message == "Resource has been exhausted"
-        assert rate.value.response.headers.get("retry-after") == "3"
+        # as Google does: the delay is only in the body's RetryInfo, next to the quota that ran out
+        assert rate.value.response.headers.get("retry-after") is None
+        details = rate.value.details["error"]["details"]
+        assert [d["@type"].rsplit(".", 1)[1] for d in details] == ["QuotaFailure", "Help", "RetryInfo"]
+        assert details[-1]["retryDelay"] == "37s"
         with pytest.raises(errors.ServerError) as server:
             client.models.generate_content(model="gemini-test", contents="hi")
         assert server.value.code == 500 and server.value.status == "INTERNAL"
@@ -163,9 +183,14 @@ def test_our_gemini_client_reads_the_fake(common: dict[str, str]) -> None:
         prompt = prompts.render("retrieve_models", **common, m="3")
         completion = client.complete(Request(role="retrieve_models", prompt=prompt, model="gemini-x", search=True))
         assert completion.model == "gemini-x" and completion.finish_reason.endswith("STOP")
-        assert completion.sources == [{"title": t, "uri": u} for t, u in RETRIEVAL_SOURCES]
-        assert len(parse_model_cards(completion.text, 3)) == 3
-        assert completion.tokens_in == len(prompt) // 4 and completion.tokens_out == len(completion.text) // 4 + 1
+        cards = parse_model_cards(completion.text, 3)
+        assert len(cards) == 3
+        # one page per card, then the pages every card rests on
+        pages = [page_of(s["uri"]) for s in completion.sources]
+        assert pages == [model_page(c.name) for c in cards] + [page_of(u) for _, u in RETRIEVAL_SOURCES]
+        assert completion.tool_tokens == 64 * 5 and completion.search_queries
+        assert completion.tokens_in == len(prompt) // 4 + completion.tool_tokens
+        assert completion.tokens_out == len(completion.text) // 4 + 1
         with pytest.raises(TransientError) as transient:
             client.complete(Request(role="debug", prompt="no role here", model="gemini-x"))
         assert transient.value.status == 429 and transient.value.retry_after == 2.5
@@ -237,7 +262,7 @@ def test_openai_fault_gives_http_error() -> None:
         with info.value as e:
             assert e.code == 503 and e.headers["Retry-After"] == "1"
             assert json.loads(e.read()) == {"error": {"message": "model is loading", "type": "server_error",
-                                                      "code": 503}}
+                                                      "param": None, "code": 503}}
 
 
 def test_storm_mode_fails_everything_until_cleared() -> None:
@@ -259,7 +284,7 @@ def test_our_openai_client_sends_the_key_and_maps_faults(common: dict[str, str])
                                                         ("debug", 1): Fault(401, "bad key")}
     with FakeOpenAI(scripted(ScriptedExpert(), plan)) as fake:
         client = OpenAIClient(LLMSettings(base_url=fake.url + "/v1"), "sk-secret")
-        prompt = prompts.render("debug", **common, code="print(1)\n", error="Boom")
+        prompt = prompts.render("debug", **common, code="print(1)\n", error="Boom", failure_advice=ADVICE)
         request = Request(role="debug", prompt=prompt, model="qwen-test")
         with pytest.raises(TransientError) as transient:
             client.complete(request)
@@ -321,8 +346,9 @@ def role_fields(task: Task, expert: ScriptedExpert, *, seed: int = 42, valid_fra
         "merge": {"base_code": base, "reference_code": reference},
         "check_data_usage": {"code": base},
         "check_leakage": {"code": base},
-        "debug": {"code": base.replace("roc_auc_score(", "roc_auc("), "error": "NameError: name 'roc_auc'"},
-        "write_ablation": {"code": base},
+        "debug": {"code": base.replace("roc_auc_score(", "roc_auc("), "error": "NameError: name 'roc_auc'",
+                  "failure_advice": ADVICE},
+        "write_ablation": {"code": base, "previous_ablations": "(none: this is the first study)"},
         "summarize_ablation": {"ablation_results": prompts.format_ablation_results(results)},
         "extract_block": {"code": base, "ablation_results": prompts.format_ablation_results(results),
                           "ablation_summary": "The model block matters most.",

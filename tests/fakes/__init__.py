@@ -2,8 +2,12 @@
 
 from .expert import ScriptedExpert
 from .servers import (
+    ENSEMBLE_GUIDE_PAGE,
+    KAGGLE_PAGE,
+    KNOWN_GEMINI_MODELS,
     RETRIEVAL_SOURCES,
     ROLE_HEADINGS,
+    SEARCH_REFUSED,
     Call,
     FakeGemini,
     FakeOpenAI,
@@ -12,14 +16,24 @@ from .servers import (
     Headers,
     Reply,
     Responder,
+    model_page,
+    page_of,
+    retrieval_reply,
     role_of,
     scripted,
+    search_entry_point,
     searched,
+    unfenced,
+    web_source,
 )
 
 __all__ = [
+    "ENSEMBLE_GUIDE_PAGE",
+    "KAGGLE_PAGE",
+    "KNOWN_GEMINI_MODELS",
     "RETRIEVAL_SOURCES",
     "ROLE_HEADINGS",
+    "SEARCH_REFUSED",
     "Call",
     "FakeGemini",
     "FakeOpenAI",
@@ -29,7 +43,13 @@ __all__ = [
     "Reply",
     "Responder",
     "ScriptedExpert",
+    "model_page",
+    "page_of",
+    "retrieval_reply",
     "role_of",
     "scripted",
+    "search_entry_point",
     "searched",
+    "unfenced",
+    "web_source",
 ]

@@ -12,7 +12,7 @@ from typing import Any, TextIO
 
 from .brains import BRAINS, DEFAULT_GEMINI_MODEL, DEFAULT_OPENAI_MODEL, Brain, BrainConfigError, make_brain
 from .brains.llm.settings import LLMSettings
-from .config import RunConfig
+from .config import RunConfig, cost_problems
 from .lease import RunOwnedElsewhere, lease_state
 from .model import TaskError
 from .pipeline import Pipeline, create_run
@@ -103,9 +103,29 @@ def _read_prices(path: str) -> dict[str, list[float]]:
         data = tomllib.loads(text) if path.endswith(".toml") else json.loads(text)
     except (ValueError, tomllib.TOMLDecodeError) as e:
         raise UsageError(f"--prices {path}: not valid {'TOML' if path.endswith('.toml') else 'JSON'}: {e}") from None
-    if not isinstance(data, dict) or not all(isinstance(v, list) and len(v) == 2 for v in data.values()):
-        raise UsageError(f'--prices {path}: expected {{"model": [usd_per_1M_in, usd_per_1M_out], ...}}')
-    return {str(k): [float(v[0]), float(v[1])] for k, v in data.items()}
+    if not isinstance(data, dict) or not all(isinstance(v, list) and len(v) in (2, 3) for v in data.values()):
+        raise UsageError(f'--prices {path}: expected {{"model": [usd_per_1M_in, usd_per_1M_out], ...}} (a third '
+                         'number, USD per 1000 web searches, is optional)')
+    try:
+        return {str(k): [float(x) for x in v] for k, v in data.items()}
+    except (TypeError, ValueError):
+        raise UsageError(f"--prices {path}: every price must be numbers") from None
+
+
+def _parse_price(item: str) -> tuple[str, list[float]]:
+    """--price MODEL=IN,OUT[,SEARCH]: USD per 1M input and output tokens, and optionally per 1000 web searches."""
+    from .brains.llm.pricing import parse_price
+
+    model, sep, numbers = item.rpartition("=")
+    try:
+        if not sep or not model.strip():
+            raise ValueError("use MODEL=IN,OUT")
+        price = [float(x) for x in numbers.split(",")]
+        parse_price(price)
+    except ValueError as e:
+        raise UsageError(f"--price {item!r}: {e} (MODEL=IN,OUT or MODEL=IN,OUT,SEARCH: USD per 1M input tokens, "
+                         "per 1M output tokens, per 1000 web searches)") from None
+    return model.strip(), price
 
 
 def _llm_from_args(args: argparse.Namespace) -> LLMSettings:
@@ -116,6 +136,8 @@ def _llm_from_args(args: argparse.Namespace) -> LLMSettings:
         llm.location = args.location
     if args.llm_timeout is not None:
         llm.timeout = args.llm_timeout
+    if args.max_output_tokens is not None:
+        llm.max_output_tokens = args.max_output_tokens
     if args.llm_retries is not None:
         llm.max_retries = args.llm_retries
     for item in args.role_model or []:
@@ -127,6 +149,9 @@ def _llm_from_args(args: argparse.Namespace) -> LLMSettings:
         llm.role_models[role] = model
     if args.prices:
         llm.prices = _read_prices(args.prices)
+    for item in getattr(args, "price", None) or []:  # after --prices: a price given here wins
+        model, price = _parse_price(item)
+        llm.prices[model] = price
     return llm
 
 
@@ -218,6 +243,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     try:
         config = _config_from_args(args)
+        problems = cost_problems(config)  # a cost cap that could not hold: refused before anything else
+        if problems:
+            hint = " (--price MODEL=IN,OUT)" if any("no known price" in p for p in problems) else ""
+            raise UsageError("; ".join(problems) + hint)
         brain = make_brain(config.brain, config.llm)  # fail before creating a run: no key, no cassette, ...
     except (UsageError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -339,7 +368,13 @@ def main(argv: list[str] | None = None) -> int:
     llm.add_argument("--cassette", default=None, help="replay: the cassette file to answer from")
     llm.add_argument("--cost-cap", type=float, default=None, help="USD; the run wraps up when its calls cost this")
     llm.add_argument("--prices", default=None, help='JSON/TOML price table {"model": [usd_per_1M_in, usd_per_1M_out]}')
+    llm.add_argument("--price", action="append", metavar="MODEL=IN,OUT[,SEARCH]",
+                     help="the price of one model: USD per 1M input tokens, per 1M output tokens and optionally per "
+                          "1000 web searches (repeatable; wins over --prices). A model without a known price "
+                          "cannot run under --cost-cap")
     llm.add_argument("--llm-timeout", type=float, default=None, help="seconds per brain call (default 180)")
+    llm.add_argument("--max-output-tokens", type=int, default=None,
+                     help="longest answer a call may get (default 16384); a cost cap reserves this per call")
     llm.add_argument("--llm-retries", type=int, default=None, help="retries on 429/5xx before pausing (default 4)")
     run.set_defaults(fn=cmd_run)
 

@@ -6,7 +6,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .brains.llm.settings import LLMSettings
+from .brains.llm.settings import DEFAULT_GEMINI_MODEL, DEFAULT_OPENAI_MODEL, LLMSettings
 
 
 def _default_workers() -> int:
@@ -51,3 +51,35 @@ class RunConfig:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         known["llm"] = LLMSettings.from_dict(known.get("llm"))
         return cls(**known)
+
+
+class ConfigError(ValueError):
+    """A run config that cannot be run as it is; the message says what to change."""
+
+
+def default_model(brain: str) -> str:
+    """The model an LLM brain uses for every role unless told otherwise ("" for offline and replay)."""
+    return {"gemini": DEFAULT_GEMINI_MODEL, "openai": DEFAULT_OPENAI_MODEL}.get(brain, "")
+
+
+def cost_problems(config: RunConfig) -> list[str]:
+    """Why the config's cost cap could not hold (empty: it can): a malformed price, a cap that is not a positive
+    number, or a model in use (per-role models included) without a known price while a cap is set."""
+    from .brains.llm.pricing import price_problems, unpriced_models
+
+    problems = price_problems(config.llm.prices)
+    if config.cost_cap is None or config.brain not in ("gemini", "openai"):
+        return problems
+    if not config.cost_cap > 0:
+        return [*problems, f"the cost cap must be a positive number of USD, not {config.cost_cap}"]
+    for model in unpriced_models(config.brain, config.llm, default_model(config.brain)):
+        problems.append(f"model {model} has no known price: give its price (USD per 1M input/output tokens) or "
+                        "remove the cost cap")
+    return problems
+
+
+def check_config(config: RunConfig) -> None:
+    """Raise ConfigError with every problem of `config` (called where a run is created)."""
+    problems = cost_problems(config)
+    if problems:
+        raise ConfigError("; ".join(problems))

@@ -13,7 +13,7 @@ import traceback
 from pathlib import Path
 
 from .brains import BrainConfigError
-from .config import RunConfig
+from .config import RunConfig, check_config
 from .lease import RunOwnedElsewhere, lease_state
 from .model import Task, task_from_dict
 from .pipeline import Pipeline, create_run
@@ -33,6 +33,7 @@ class RunManager:
 
     def start(self, task: Task, config: RunConfig, *, name: str | None = None,
               out_dir: Path | None = None, api_key: str | None = None, owner: str | None = None) -> str:
+        check_config(config)  # e.g. a cost cap with an unpriced model: refused before a run exists
         run_id = create_run(self.store, task, config, name=name, out_dir=out_dir, owner=owner)
         self._remember_key(run_id, api_key)
         self._launch(run_id)
@@ -113,6 +114,14 @@ class RunManager:
             run = self.store.get_run(run_id)
             if run is not None and run["status"] in ACTIVE_STATUSES:
                 self.store.update_run(run_id, status="stopped")
+
+    def reserved_usd(self, run_id: str) -> float | None:
+        """USD the run's brain holds for calls in flight (its cost meter) when this process drives the run;
+        None when it does not (another process, or a brain without a meter)."""
+        with self._lock:
+            pipeline = self._pipelines.get(run_id)
+        meter = getattr(getattr(pipeline, "brain", None), "meter", None)
+        return None if meter is None else float(meter.reserved)
 
     def is_alive(self, run_id: str) -> bool:
         with self._lock:

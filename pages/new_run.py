@@ -14,7 +14,7 @@ import streamlit as st
 
 from mlestar_core import views
 from mlestar_core.brains import BRAINS, DEFAULT_GEMINI_MODEL, DEFAULT_OPENAI_MODEL
-from mlestar_core.brains.llm.pricing import price_of, price_table
+from mlestar_core.brains.llm.pricing import GEMINI_3_SEARCH, PER_PROMPT
 from mlestar_core.brains.llm.replay import CassetteError, load_cassette, replay_config
 from mlestar_core.brains.llm.secrets import key_source
 from mlestar_core.brains.llm.settings import DEFAULT_OPENAI_BASE_URL, LLMSettings
@@ -188,19 +188,55 @@ def _key_field(brain: str, key: str, label: str, help_text: str) -> str | None:
     return typed.strip() or None
 
 
-def _price_fields(brain: str, model: str, cols: list[Any]) -> tuple[tuple[float, float], tuple[float, float] | None]:
-    """Price per 1M tokens in / out for `model`, prefilled from the price table (0 for unknown models).
-    The widget keys include the model, so changing the model brings its own prices."""
-    default = price_of(model, price_table()) if model else None
-    pin, pout = default or (0.0, 0.0)
-    p_in = cols[0].number_input("Price in (USD / 1M tokens)", 0.0, 1000.0, float(pin), step=0.05, format="%.3f",
-                                key=f"{K.PRICE_IN}{brain}.{model}",
-                                help="For the cost estimate and the cost cap. Prefilled from the built-in price "
-                                     "table; saved with the run only when you change it.")
-    p_out = cols[1].number_input("Price out (USD / 1M tokens)", 0.0, 1000.0, float(pout), step=0.05,
-                                 format="%.3f", key=f"{K.PRICE_OUT}{brain}.{model}",
-                                 help="Output tokens (thinking tokens included) usually cost more than input.")
-    return (float(p_in), float(p_out)), default
+PRICE_SEARCH = "new_run.llm.price_search."  # + brain + "." + model, beside K.PRICE_IN / K.PRICE_OUT
+
+
+def _price_fields(brain: str, settings: LLMSettings, cost_cap: float | None) -> dict[str, list[float]]:
+    """One row per model in use (per-role models too) with its rates: prefilled from the price table (or 0 on a
+    local server), EMPTY when the model has no known price, never a silent $0. The widget keys include the
+    model, so changing a model brings its own prices. Returns the prices that differ from the table's."""
+    rows = views.model_prices(brain, settings)
+    if not rows:
+        return {}
+    st.markdown("**Prices of the models in use** — for the cost estimate and the cost cap")
+    entries = []
+    for row in rows:
+        price = row.price
+        c0, c1, c2, c3 = st.columns([3, 1, 1, 1], vertical_alignment="bottom")
+        c0.markdown(f"`{row.model}` — {row.who}")
+        c0.caption(views.md_escape(row.text))
+        p_in = c1.number_input("USD / 1M in", 0.0, 1000.0, None if price is None else float(price.input),
+                               step=0.05, format="%.3f", key=f"{K.PRICE_IN}{brain}.{row.model}",
+                               placeholder="unknown", help="USD per 1M input tokens, search results fed back "
+                               "included. Prefilled from the built-in price table; saved with the run only when you "
+                               "change it.")
+        p_out = c2.number_input("USD / 1M out", 0.0, 1000.0, None if price is None else float(price.output),
+                                step=0.05, format="%.3f", key=f"{K.PRICE_OUT}{brain}.{row.model}",
+                                placeholder="unknown", help="USD per 1M output tokens, thinking tokens included.")
+        p_search = None
+        if row.search:
+            per_prompt = price is not None and price.search_basis == PER_PROMPT
+            p_search = c3.number_input(
+                f"USD / 1k {'prompts' if per_prompt else 'queries'}", 0.0, 1000.0,
+                float(price.search if price is not None else GEMINI_3_SEARCH), step=1.0, format="%.2f",
+                key=f"{PRICE_SEARCH}{brain}.{row.model}",
+                help="Grounding with Google Search, USD per 1000: Gemini 3 models bill each search query the model "
+                     "runs, Gemini 2.x each grounded prompt. The free quota is not subtracted: the estimate errs high.")
+        entries.append((row.model, p_in, p_out, p_search))
+        if price is None and (p_in is None or p_out is None):
+            st.warning(views.md_escape(views.unpriced_text(row.model, cost_cap)), icon=":material/price_change:")
+    return views.form_prices(brain, settings, entries)
+
+
+def _prices_and_cap(brain: str, settings: LLMSettings) -> float | None:
+    """The prices of every model in use (into `settings.prices`) and the cost cap, explained."""
+    prices_box = st.container()  # drawn above the cap, filled once the cap is known (its warnings depend on it)
+    cap = _cost_cap(st.columns(3)[0])
+    with prices_box:
+        settings.prices = _price_fields(brain, settings, cap)
+    if cap is not None:
+        st.caption(views.md_escape(views.reserve_text(brain, settings)))
+    return cap
 
 
 @dataclass
@@ -209,15 +245,12 @@ class Advanced:
     base_url: str
     timeout: float
     retries: int
-    price: tuple[float, float] | None = None
-    default_price: tuple[float, float] | None = None
 
 
-def _advanced(brain: str, *, base_url: bool, price_model: str | None = None) -> Advanced:
-    """Per-role models, (gemini) base URL, timeout, retries and (gemini) the price of `price_model`."""
+def _advanced(brain: str, *, base_url: bool) -> Advanced:
+    """Per-role models, (gemini) base URL, timeout and retries."""
     d = LLMSettings()
     url = ""
-    price = default_price = None
     with st.expander("Advanced"):
         st.markdown("**Per-role models** — leave empty to use the model above.")
         table = st.data_editor(pd.DataFrame({"role": list(ROLES), "model": [""] * len(ROLES)}),
@@ -234,17 +267,18 @@ def _advanced(brain: str, *, base_url: bool, price_model: str | None = None) -> 
         retries = a3.number_input("Max retries", 0, 20, d.max_retries, key=f"{K.LLM_RETRIES}{brain}",
                                   help="Retries of a call on rate limits, server errors and timeouts (with "
                                        "back-off) before the run pauses and waits for you to resume it.")
-        if price_model is not None:
-            price, default_price = _price_fields(brain, price_model, list(st.columns(2)))
     records = table.to_dict("records") if isinstance(table, pd.DataFrame) else []
-    return Advanced(views.role_models_from_records(records), url, float(timeout), int(retries), price, default_price)
+    return Advanced(views.role_models_from_records(records), url, float(timeout), int(retries))
 
 
 def _cost_cap(col: Any) -> float | None:
-    cap = col.number_input("Cost cap (USD)", 0.0, 100_000.0, 0.0, step=0.5, format="%.2f", key=K.COST_CAP,
-                           help="0 = no cap. When the estimated cost of the brain calls reaches it, no more "
-                                "calls are made and the run wraps up with the best solution so far.")
-    return float(cap) or None
+    cap = col.number_input("Cost cap (USD)", 0.01, 100_000.0, None, step=0.5, format="%.2f", key=K.COST_CAP,
+                           placeholder="no cap",
+                           help="Empty = no cap. Before each brain call its worst case (the prompt and the whole "
+                                "output limit at the model's rates, plus search fees) is reserved against the cap; "
+                                "a call that would not fit is not made and the run wraps up with the best solution "
+                                "so far. Every model in use needs a known price under a cap.")
+    return None if cap is None else float(cap)
 
 
 def _gemini() -> BrainChoice:
@@ -269,14 +303,14 @@ def _gemini() -> BrainChoice:
         project = v1.text_input("Google Cloud project", key=K.PROJECT, placeholder=env_project or "my-project",
                                 help="Empty: GOOGLE_CLOUD_PROJECT from the environment.").strip()
         location = v2.text_input("Location", LLMSettings().location, key=K.LOCATION)
-    adv = _advanced("gemini", base_url=True, price_model=model or DEFAULT_GEMINI_MODEL)
-    cap = _cost_cap(st.columns(3)[0])
+    adv = _advanced("gemini", base_url=True)
     settings = views.llm_settings_from_form(
         "gemini", model=model, role_models=adv.role_models, base_url=adv.base_url, vertex=vertex, project=project,
-        location=location, search=search, timeout=adv.timeout, max_retries=adv.retries, price=adv.price,
-        default_price=adv.default_price, price_model=model or DEFAULT_GEMINI_MODEL)
+        location=location, search=search, timeout=adv.timeout, max_retries=adv.retries)
+    cap = _prices_and_cap("gemini", settings)
     blocker = views.new_run_blocker("gemini", key_source=key_source("gemini", api_key), vertex=vertex,
-                                    project=project or os.environ.get("GOOGLE_CLOUD_PROJECT", ""))
+                                    project=project or os.environ.get("GOOGLE_CLOUD_PROJECT", "")) \
+        or views.cost_blocker("gemini", settings, cap)
     return BrainChoice(settings, cap, api_key, None, blocker)
 
 
@@ -293,15 +327,14 @@ def _openai() -> BrainChoice:
                              "Only if the server wants one (sent as a Bearer token).")
     st.caption("Retrieval uses the bundled knowledge base of proven models (no web search): an "
                "OpenAI-compatible server has no search tool.")
-    p1, p2, p3 = st.columns(3)
-    price, default_price = _price_fields("openai", model, [p1, p2])
-    cap = _cost_cap(p3)
     adv = _advanced("openai", base_url=False)
     settings = views.llm_settings_from_form(
         "openai", model=model, role_models=adv.role_models, base_url=base_url, timeout=adv.timeout,
-        max_retries=adv.retries, price=price, default_price=default_price)
+        max_retries=adv.retries)
+    cap = _prices_and_cap("openai", settings) if model else _cost_cap(st.columns(3)[0])
     return BrainChoice(settings, cap, api_key, None,
-                       views.new_run_blocker("openai", base_url=base_url, model=model))
+                       views.new_run_blocker("openai", base_url=base_url, model=model)
+                       or views.cost_blocker("openai", settings, cap))
 
 
 def _replay(store_root: Path, task_name: str) -> BrainChoice:
@@ -482,7 +515,8 @@ with st.container(border=brain != "offline"):
 
 blocker = choice.blocker or (None if services.manager is not None else "The run engine is not available.")
 if choice.blocker:
-    st.warning(choice.blocker, icon=":material/key:" if brain == "gemini" else ":material/info:")
+    st.warning(choice.blocker, icon=":material/key:" if brain == "gemini" and " key" in choice.blocker
+               else ":material/info:")
 if st.button("Start run", key=K.START, type="primary", disabled=blocker is not None, icon=":material/rocket_launch:"):
     config = RunConfig(
         num_models=int(num_models), outer_steps=int(outer), inner_steps=int(inner), num_solutions=int(solutions),

@@ -385,7 +385,7 @@ def test_new_run_offers_every_brain(store: Store, no_keys: None) -> None:
     assert {"Advanced"} <= {e.label for e in at.expander}
     assert at.number_input(key=f"{K.PRICE_IN}gemini.gemini-3.5-flash").value == 1.5  # from the price table
     assert at.number_input(key=f"{K.PRICE_OUT}gemini.gemini-3.5-flash").value == 9.0
-    assert at.number_input(key=K.COST_CAP).value == 0.0
+    assert at.number_input(key=K.COST_CAP).value is None  # no cap unless one is typed (never a silent $0)
     assert {"Timeout (s)", "Max retries", "Base URL"} <= labels(at, "text_input") | labels(at, "number_input")
     at.text_input(key=K.GEMINI_MODEL).input("gemini-2.5-flash").run()  # another model brings its own price
     assert at.number_input(key=f"{K.PRICE_IN}gemini.gemini-2.5-flash").value == 0.3
@@ -401,7 +401,7 @@ def test_new_run_offers_every_brain(store: Store, no_keys: None) -> None:
     assert not at.button(key=K.START).disabled  # no key needed
 
     at = demo_page("replay")
-    assert at.file_uploader(key=K.CASSETTE) is not None and at.number_input(key=K.COST_CAP).value == 0.0
+    assert at.file_uploader(key=K.CASSETTE) is not None and at.number_input(key=K.COST_CAP).value is None
 
 
 def test_gemini_start_needs_a_key(store: Store, started: Started, no_keys: None,
@@ -471,6 +471,30 @@ def test_openai_settings_reach_the_config(store: Store, started: Started, no_key
     at = demo_page("openai")
     at.text_input(key=K.OPENAI_URL).input("").run()
     assert at.button(key=K.START).disabled and "base URL" in texts(at.warning)
+
+
+def test_an_unpriced_model_needs_a_price_under_a_cost_cap(store: Store, started: Started, no_keys: None,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GEMINI_API_KEY", "from-the-env")
+    at = demo_page("gemini")
+    at.text_input(key=K.GEMINI_MODEL).input("gemini-flash-latest").run()  # an alias: no price by prefix
+    price_in, price_out = f"{K.PRICE_IN}gemini.gemini-flash-latest", f"{K.PRICE_OUT}gemini.gemini-flash-latest"
+    assert at.number_input(key=price_in).value is None and at.number_input(key=price_out).value is None  # not $0
+    assert "Model gemini-flash-latest has no known price: its calls count as \\$0" in texts(at.warning)
+    assert not at.button(key=K.START).disabled  # without a cap it may run; the estimate says what it counts
+    at.number_input(key=K.COST_CAP).set_value(2.0).run()
+    assert at.button(key=K.START).disabled
+    assert "Model gemini-flash-latest has no known price: give its price (USD per 1M input/output tokens) or " \
+        "remove the cost cap." in texts(at.warning)
+    at.number_input(key=price_in).set_value(1.5)
+    at.number_input(key=price_out).set_value(9.0)
+    at.run()
+    assert not at.button(key=K.START).disabled and "no known price" not in texts(at.warning)
+    assert "Before each call its worst case is held against the cap" in texts(at.caption)
+    at.button(key=K.START).click().run()
+    assert not at.exception, at.exception
+    config = started.last["config"]
+    assert config.cost_cap == 2.0 and config.llm.prices == {"gemini-flash-latest": [1.5, 9.0]}
 
 
 def _cassette(store: Store) -> bytes:

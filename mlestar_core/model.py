@@ -81,6 +81,7 @@ class CheckResult:
     code: str
     changed: bool
     findings: list[str] = field(default_factory=list)
+    checked: bool = True  # False: the checker could not be run or read; the script went on unchecked
 
 
 @dataclass
@@ -105,6 +106,8 @@ class BlockChoice:
     block: str
     plan: str
     reason: str = ""
+    span: str = ""  # exact contiguous lines inside `block` to refine instead of the whole block ("" = whole)
+    span_name: str = ""  # the name the span gets as a block of its own
 
 
 @dataclass

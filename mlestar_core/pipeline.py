@@ -17,6 +17,7 @@ the event that announces it. One process at a time drives a run (`lease.RunLease
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -34,9 +35,9 @@ import pandas as pd
 
 from . import evaluation, grading
 from .brains import Brain, BrainUnavailable, CostCapReached, make_brain
-from .brains.base import BrainCallRecord, BrainContext, current_step, step_scope
+from .brains.base import BrainCallRecord, BrainContext, RoleFailed, current_step, step_scope, take_fallback
 from .brains.offline.templates import baseline_script
-from .config import RunConfig
+from .config import RunConfig, check_config
 from .engine_scoring import EngineScoring
 from .ensemble_phase import EnsemblePhase
 from .executor import ExecResult, Job, LocalExecutor
@@ -51,7 +52,7 @@ from .model import (
 )
 from .report import write_report
 from .rundata import RunData, prepare_run_data
-from .script import ScriptError, get_block, replace_block
+from .script import ScriptError, get_block, replace_block, split_block
 from .steps import BudgetExhausted, NoWorkingSolution, Scored, StopRequested
 from .store import Store
 
@@ -113,6 +114,10 @@ class Pipeline(EngineScoring, EnsemblePhase):
         # n-th script/row/event is matched to the n-th one it wrote before the crash.
         self._counts: dict[tuple[Any, ...], int] = {}
         self.lease: RunLease | None = None
+        # Leakage review of every script that is scored (LLM brains): code hash -> the reviewed code, so
+        # unchanged code is never asked about twice.
+        self._leak_reviewed: dict[str, str] = {}
+        self._leak_loaded = False
 
     # -- plumbing --------------------------------------------------------------------
     # Events about this session, not about the work: written every time.
@@ -149,7 +154,10 @@ class Pipeline(EngineScoring, EnsemblePhase):
             cid = self.store.add_brain_call(self.run_id, call)
         self.emit("brain_call", {"id": cid, "role": call.role, "latency": call.latency, "cost": call.cost,
                                  "tokens_in": call.tokens_in, "tokens_out": call.tokens_out,
-                                 "error": call.error}, key=f"brain_call#{cid}")
+                                 "error": call.error, "outcome": call.outcome}, key=f"brain_call#{cid}")
+        if call.outcome == "fallback":  # a degraded path is named where the user reads the run's story
+            self.emit("fallback", {"role": call.role, "step": step, "brain_call_id": cid,
+                                   "note": call.error}, key=f"fallback#{cid}")
 
     def _recall(self, step: str, role: str, index: int, prompt: str) -> dict[str, Any] | None:
         """The stored answer to a call a redone step asks again (paid calls are not repeated)."""
@@ -339,7 +347,9 @@ class Pipeline(EngineScoring, EnsemblePhase):
                      ) -> list[Scored]:
         """Run (code, role, parent_id, label) scripts in parallel; crashing ones go to the debugger."""
         data_dir = data_dir or self._data().search_dir
-        codes = [s[0] for s in specs]
+        # Ablation variants are measurements, never kept; the baseline is the engine's own script.
+        codes = [self._leak_review(code, label) if role not in ("ablation", "baseline") else code
+                 for code, role, _, label in specs]
         ids = [self._add_script(role, code, label=label, parent_id=parent)
                for code, role, parent, label in specs]
         results = self._execute([(sid, code) for sid, code in zip(ids, codes, strict=True)], data_dir,
@@ -353,15 +363,54 @@ class Pipeline(EngineScoring, EnsemblePhase):
             retry: list[tuple[int, str]] = []
             for i in failing:
                 self._check_control()
-                fixed = self.brain.debug(self.ctx, codes[i], results[i].error_text())
+                try:
+                    fixed = self.brain.debug(self.ctx, codes[i], results[i].error_text(),
+                                             failure=results[i].killed_reason or "error")
+                except RoleFailed as exc:  # no repair: the failure stands (running it again would fail again)
+                    self.emit("debug_failed", {"script_id": ids[i], "label": specs[i][3], "reason": str(exc)})
+                    continue
+                fixed = self._leak_review(fixed, f"{specs[i][3]} (debug {round_ + 1})")
                 new_id = self._add_script("debug", fixed, parent_id=ids[i],
                                                label=f"{specs[i][3]} (debug {round_ + 1})")
                 codes[i], ids[i] = fixed, new_id
                 retry.append((new_id, fixed))
-            for i, res in zip(failing, self._execute(retry, data_dir, stop_check=stop_check), strict=True):
+            if not retry:
+                break
+            repaired = [i for i in failing if ids[i] in {sid for sid, _ in retry}]
+            for i, res in zip(repaired, self._execute(retry, data_dir, stop_check=stop_check), strict=True):
                 results[i] = res
         return [Scored(ids[i], r.score if r.ok else None, r.wall_time, specs[i][3], list(r.fold_scores or []))
                 for i, r in enumerate(results)]
+
+    def _leak_review(self, code: str, label: str) -> str:
+        """The leakage checker's verdict on a script about to be scored (the code to run: corrected when it
+        leaked). LLM-written code is reviewed every time it changes (merges, fixes, attempts, ensembles);
+        the offline expert's templates fit inside the folds by construction and are checked once per track."""
+        if not (self.config.use_leakage_checker and self.brain.reviews_every_script):
+            return code
+        digest = hashlib.sha256(code.encode()).hexdigest()
+        with self._lock:
+            if self._leak_loaded is False:  # a resumed run: the reviews made before the crash still count
+                self._leak_loaded = True
+                for e in self.store.events_of_kind(self.run_id, "leak_review"):
+                    p = e["payload"]
+                    self._leak_reviewed[p["digest"]] = p["code"]
+                    self._leak_reviewed[hashlib.sha256(p["code"].encode()).hexdigest()] = p["code"]
+            known = self._leak_reviewed.get(digest)
+        if known is not None:
+            return known
+        check = self.brain.check_leakage(self.ctx, code)
+        if check.changed or not check.checked:
+            self.emit("check", {"check": "leakage", "script": label, "changed": check.changed,
+                                "findings": check.findings, "checked": check.checked})
+        reviewed = check.code if check.changed else code
+        # Persisted, so a resumed run does not ask about the same code again.
+        self.emit("leak_review", {"digest": digest, "changed": check.changed, "checked": check.checked,
+                                  "code": reviewed}, key=f"leak_review#{digest}")
+        with self._lock:
+            self._leak_reviewed[digest] = reviewed
+            self._leak_reviewed[hashlib.sha256(reviewed.encode()).hexdigest()] = reviewed
+        return reviewed
 
     def _execute(self, scripts: list[tuple[int, str]], data_dir: Path, env: dict[str, str] | None = None,
                  stop_check: Callable[[str], str | None] | None = None) -> list[ExecResult]:
@@ -479,6 +528,10 @@ class Pipeline(EngineScoring, EnsemblePhase):
                                example_code="", source=self.config.forked_from or "fork", family="fork")]
         else:
             cards = self.brain.retrieve_models(self.ctx, self.config.num_models)
+            note = take_fallback()
+            if note and "refused the search tool" in note:  # not a fallback record: the answer was used
+                self.emit("fallback", {"role": "retrieve_models", "step": current_step(), "note": note},
+                          key="retrieve#search_refused")
         out = []
         for rank, card in enumerate(cards):
             cid = self.store.add_model_card(self.run_id, rank, card, nth=self._nth("model_cards", rank))
@@ -491,8 +544,13 @@ class Pipeline(EngineScoring, EnsemblePhase):
         if self.config.start_code is not None:
             specs = [(self.config.start_code, "initial", None, cards[0]["name"])]
         else:
-            specs = [(self.brain.write_initial_solution(self.ctx, ModelCard(**c)), "initial", None, c["name"])
-                     for c in cards]
+            specs = []
+            for c in cards:
+                code = self.brain.write_initial_solution(self.ctx, ModelCard(**c))
+                # A candidate the LLM could not write is the offline expert's: its label says so everywhere.
+                label = c["name"] + (" (written by the offline expert: the LLM's answers were unusable)"
+                                     if take_fallback() else "")
+                specs.append((code, "initial", None, label))
         scored = self._run_scripts(specs)
         for s in scored:
             self.emit("candidate_scored", {"label": s.label, "script_id": s.script_id, "score": s.score})
@@ -546,6 +604,9 @@ class Pipeline(EngineScoring, EnsemblePhase):
                 choice = self._step(f"t{t}/o{outer}/extract", "refine",
                                     partial(self._extract, t, outer, current, abl, list(refined)))
                 block = choice["block"]
+                if choice.get("script_id"):  # the same code with the chosen span fenced: same score
+                    current = Scored(choice["script_id"], current.score, current.wall_time, current.label,
+                                     list(current.fold_scores))
                 refined.append(block)
                 best = current
                 best_attempt: int | None = None
@@ -582,7 +643,12 @@ class Pipeline(EngineScoring, EnsemblePhase):
         base = order[0]
         for ref in order[1:]:
             self._check_control()
-            merged = self.brain.merge(self.ctx, self._code(base.script_id), self._code(ref.script_id))
+            try:
+                merged = self.brain.merge(self.ctx, self._code(base.script_id), self._code(ref.script_id))
+            except RoleFailed as exc:
+                self.emit("merge", {"track": t, "base": base.label, "reference": ref.label, "skipped": True,
+                                    "reason": str(exc), "base_score": base.score, "kept": False})
+                break  # no merge happened: nothing was run, nothing was discarded
             (res,) = self._run_scripts([(merged, "merge", base.script_id,
                                          f"track {t + 1}: {base.label} + {ref.label}")])
             improved = is_better(res.score, base.score, self.hib)
@@ -599,17 +665,17 @@ class Pipeline(EngineScoring, EnsemblePhase):
         if self.config.use_data_usage_checker:
             check = self.brain.check_data_usage(self.ctx, code)
             self.emit("check", {"track": t, "check": "data_usage", "changed": check.changed,
-                                "findings": check.findings})
+                                "findings": check.findings, "checked": check.checked})
             if check.changed:
                 (res,) = self._run_scripts([(check.code, "data_usage", current.script_id,
                                              f"track {t + 1}: data-usage fix")])
                 # Using all the data is only kept when it runs and does not hurt the score.
                 if res.score is not None and not is_better(current.score, res.score, self.hib):
                     current, code = res, check.code
-        if self.config.use_leakage_checker:
+        if self.config.use_leakage_checker and not self.brain.reviews_every_script:  # else: done before scoring
             check = self.brain.check_leakage(self.ctx, code)
             self.emit("check", {"track": t, "check": "leakage", "changed": check.changed,
-                                "findings": check.findings})
+                                "findings": check.findings, "checked": check.checked})
             if check.changed:
                 (res,) = self._run_scripts([(check.code, "leakage", current.script_id,
                                              f"track {t + 1}: leakage fix")])
@@ -620,7 +686,10 @@ class Pipeline(EngineScoring, EnsemblePhase):
     def _ablation(self, t: int, outer: int, current: Scored) -> dict[str, Any]:
         """Each variant switches one block off; repeats over other validation splits give error bars."""
         code = self._code(current.script_id)
-        variants = self.brain.write_ablation(self.ctx, code)
+        # The writer sees this track's earlier studies (as the paper's does), so it does not repeat itself.
+        previous = [r["summary"] for r in (self.store.step_result(self.run_id, f"t{t}/o{k}/ablation")[1]
+                                           for k in range(outer)) if r and r.get("summary")]
+        variants = self.brain.write_ablation(self.ctx, code, previous)
         repeats = self._ablation_repeats(len(variants))
         label = f"track {t + 1} step {outer + 1}"
         scored = self._run_scripts([(v.code, "ablation", current.script_id, f"{label}: {v.description}")
@@ -695,11 +764,21 @@ class Pipeline(EngineScoring, EnsemblePhase):
     def _extract(self, t: int, outer: int, current: Scored, abl: dict[str, Any],
                  refined: list[str]) -> dict[str, Any]:
         results = [AblationResult(**r) for r in abl["results"]]
-        choice = self.brain.extract_block(self.ctx, self._code(current.script_id), results,
-                                          abl["summary"], list(refined))
-        self.emit("block_chosen", {"track": t, "outer": outer, "block": choice.block, "plan": choice.plan,
-                                   "reason": choice.reason})
-        return {"block": choice.block, "plan": choice.plan, "reason": choice.reason}
+        code = self._code(current.script_id)
+        choice = self.brain.extract_block(self.ctx, code, results, abl["summary"], list(refined))
+        out: dict[str, Any] = {"block": choice.block, "plan": choice.plan, "reason": choice.reason}
+        if choice.span:
+            # The extractor narrowed the target to some lines of a block: they become a block of their own
+            # (only fence comments are added, so the script computes exactly what was scored), and the coder
+            # rewrites, the Refinement page diffs and the next ablation sees that block.
+            fenced, name = split_block(code, choice.block, choice.span, choice.span_name or f"{choice.block}_focus")
+            if name != choice.block:
+                sid = self._add_script("extract", fenced, label=f"{current.label}: `{name}` fenced in "
+                                       f"`{choice.block}`", parent_id=current.script_id)
+                out.update(block=name, within=choice.block, script_id=sid)
+        self.emit("block_chosen", {"track": t, "outer": outer, "block": out["block"], "plan": choice.plan,
+                                   "reason": choice.reason, "within": out.get("within")})
+        return out
 
     def _attempt(self, t: int, outer: int, inner: int, current: Scored, block: str, first_plan: str,
                  history: list[AttemptSummary]) -> dict[str, Any]:
@@ -886,6 +965,8 @@ def _std(values: list[float | None]) -> float | None:
 
 def create_run(store: Store, task: Task, config: RunConfig, *, name: str | None = None,
                out_dir: Path | None = None, owner: str | None = None) -> str:
-    """Register a new run in the store (it starts when a Pipeline runs it); `owner` is the signed-in user."""
+    """Register a new run in the store (it starts when a Pipeline runs it); `owner` is the signed-in user.
+    Raises config.ConfigError when the run could not honour its settings (an unpriced model under a cap)."""
+    check_config(config)
     return store.create_run(name or task.name, task, config, config.brain, task_dir=str(task.data_dir),
                             out_dir=str(out_dir) if out_dir else "", owner=owner)

@@ -489,3 +489,27 @@ def format_solutions(solutions: list[SolutionSummary]) -> str:
 def format_blocks(names: list[str]) -> str:
     """A list of block names as text, or "none"."""
     return ", ".join(f"`{n}`" for n in names) if names else "none"
+
+
+_DEBUG_ADVICE = {
+    "timeout": ("- The script was killed because it ran out of time: the cure is to make it faster, not to keep it "
+                "as it is. Cut the expensive parts: fewer boosting rounds or trees (with early stopping on the fit "
+                "rows), a subsample for any hyper-parameter search or drop the search, fewer or cheaper "
+                "features, `n_jobs`/threads set to THREADS. Keep every fold; never drop the protocol to save time."),
+    "cpu": ("- The script used up its CPU time: make it cheaper (fewer rounds or trees, a subsample for any "
+            "search, cheaper features), keeping every fold."),
+    "memory": ("- The script was killed for using too much memory: make it leaner. Read only the columns needed "
+               "with compact dtypes (float32, category), avoid dense copies of wide or one-hot data (use sparse "
+               "matrices), free intermediate frames, lower model sizes (max_bin, depth, trees), no in-memory "
+               "duplication per fold. Keep every fold."),
+    "disk": ("- The script wrote too much to disk: write only `oof.csv`, `test_pred.csv` and `./submission.csv`; "
+             "no caches, checkpoints or copies of the data."),
+}
+
+
+def debug_advice(failure: str) -> str:
+    """What the debugger is told to do, by how the script failed: a crash wants the smallest fix, a script
+    killed for time or memory wants to become cheaper (the smallest fix would be killed again)."""
+    return _DEBUG_ADVICE.get(failure, "- Find the cause of the error and fix it with the smallest change; keep the "
+                                      "rest of the script and its approach as they are. Do not remove "
+                                      "functionality to silence the error.")

@@ -82,8 +82,12 @@ def write_report(store: Store, run_id: str, summary: dict[str, Any], out_dir: Pa
     llm = config.get("llm") or {}
     if run.get("brain") != "offline" and usage:
         calls = sum(u["calls"] for u in usage)
+        fallbacks = sum(int(u.get("fallbacks") or 0) for u in usage)
+        degraded = ", ".join(f"{u['role']} ×{u['fallbacks']}" for u in usage if u.get("fallbacks"))
         lines.append(
-            f"- Brain calls: {calls} ({sum(u['failed'] for u in usage)} failed or unusable), model "
+            f"- Brain calls: {calls} ({sum(u['failed'] for u in usage)} failed or unusable"
+            + (f", of which {fallbacks} fell back to a substitute without a model answer: {degraded}"
+               if fallbacks else "") + "), model "
             f"{llm.get('model') or 'default'}; tokens {sum(u['tokens_in'] for u in usage)} in, "
             f"{sum(u['tokens_out'] for u in usage)} out; estimated cost ${sum(u['cost'] for u in usage):.4f}"
             + (f" (cap ${config['cost_cap']:g})" if config.get("cost_cap") else ""))

@@ -72,6 +72,54 @@ def replace_block(code: str, name: str, new_body: str) -> str:
     raise ScriptError(f"script has no block {name!r} (blocks: {', '.join(block_names(code)) or 'none'})")
 
 
+def split_block(code: str, name: str, span: str, new_name: str) -> tuple[str, str]:
+    """Fence `span` (whole, contiguous lines inside block `name`) as a block of its own.
+
+    The lines of `name` before the span stay block `name`; the lines after it become `<name>_after`.
+    Only comment lines are added, so the script computes exactly what it did. Returns (new code, the
+    span block's unique name). Raises ScriptError when the span is not whole lines inside that block."""
+    target = next((b for b in blocks(code) if b.name == name), None)
+    if target is None:
+        raise ScriptError(f"script has no block {name!r}")
+    lines = [ln for ln in span.splitlines() if ln.strip()]
+    if not lines:
+        raise ScriptError("the span is empty")
+    body_lines = target.body.splitlines(keepends=True)
+    stripped = [ln.rstrip("\r\n") for ln in body_lines]
+    first = [i for i, ln in enumerate(stripped) if ln.rstrip() == lines[0].rstrip()]
+    for start in first:  # the span's non-blank lines, in order, contiguous apart from blank lines
+        i, k = start, 0
+        while i < len(stripped) and k < len(lines):
+            if not stripped[i].strip():
+                i += 1
+                continue
+            if stripped[i].rstrip() != lines[k].rstrip():
+                break
+            i, k = i + 1, k + 1
+        if k == len(lines):
+            end = i
+            break
+    else:
+        raise ScriptError(f"the span is not whole, contiguous lines of block {name!r} (copy them verbatim)")
+    taken = set(block_names(code))
+    base = re.sub(r"[^A-Za-z0-9_\-]+", "_", new_name.strip()).strip("_") or f"{name}_focus"
+    unique = base if base not in taken else next(f"{base}_{n}" for n in range(2, 100) if f"{base}_{n}" not in taken)
+    before, middle, after = "".join(body_lines[:start]), "".join(body_lines[start:end]), "".join(body_lines[end:])
+    if not before.strip() and not after.strip():
+        return code, name  # the span is the whole block
+    # The enclosing block's name stays on its first remaining part (later steps and the UI know it).
+    after_name = name if not before.strip() else (f"{name}_after" if f"{name}_after" not in taken
+                                                   else f"{unique}_after")
+    pieces = [fence(name, before)] if before.strip() else []
+    pieces.append(fence(unique, middle))
+    if after.strip():
+        pieces.append(fence(after_name, after))
+    start_fence = code.rfind("\n", 0, target.start - 1) + 1
+    end_fence = code.find("\n", target.end)
+    end_fence = len(code) if end_fence == -1 else end_fence + 1
+    return code[:start_fence] + "".join(pieces) + code[end_fence:], unique
+
+
 def fence(name: str, body: str) -> str:
     """Wrap a body in its fences (used by the brains that write scripts)."""
     body = body if body.endswith("\n") else body + "\n"

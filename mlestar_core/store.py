@@ -463,6 +463,7 @@ class Store:
         """Per role: calls, failed calls, tokens in and out, cost and total latency."""
         return self._rows(
             "SELECT role, COUNT(*) AS calls, SUM(CASE WHEN error IS NOT NULL THEN 1 ELSE 0 END) AS failed, "
+            "SUM(CASE WHEN outcome = 'fallback' THEN 1 ELSE 0 END) AS fallbacks, "
             "COALESCE(SUM(tokens_in), 0) AS tokens_in, COALESCE(SUM(tokens_out), 0) AS tokens_out, "
             "COALESCE(SUM(cost), 0) AS cost, COALESCE(SUM(latency), 0) AS latency "
             "FROM brain_calls WHERE run_id = ? GROUP BY role ORDER BY MIN(id)", (run_id,))
@@ -600,6 +601,12 @@ class Store:
             cur = c.execute("INSERT OR IGNORE INTO events (run_id, ts, kind, payload_json, dkey)"
                             " VALUES (?, ?, ?, ?, ?)", (run_id, time.time(), kind, scrub(dumps(payload or {})), key))
             return int(cur.lastrowid or 0) if cur.rowcount else 0
+
+    def events_of_kind(self, run_id: str, kind: str) -> list[dict[str, Any]]:
+        rows = self._rows("SELECT * FROM events WHERE run_id = ? AND kind = ? ORDER BY seq", (run_id, kind))
+        for r in rows:
+            r["payload"] = json.loads(r.pop("payload_json"))
+        return rows
 
     def events_after(self, run_id: str, seq: int = 0, limit: int = 10_000) -> list[dict[str, Any]]:
         rows = self._rows("SELECT * FROM events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",

@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -27,6 +27,9 @@ from .brains.llm.settings import DEFAULT_GEMINI_MODEL, DEFAULT_OPENAI_MODEL, LLM
 from .evaluation import Protocol
 from .metrics import METRICS, improvement, is_better
 from .script import ScriptError, get_block
+
+if TYPE_CHECKING:
+    from .store import Store
 
 Row = dict[str, Any]
 
@@ -492,15 +495,27 @@ def describe_event(kind: str, p: dict[str, Any]) -> str:
     if kind == "candidate_scored":
         return f"Initial candidate {p.get('label')}: " + (
             f"score {fmt(p.get('score'))}" if p.get("score") is not None else "failed")
+    if kind == "merge" and p.get("skipped"):
+        return (f"{_track(p)}: merge of {p.get('reference')} into {p.get('base')} NOT done — "
+                f"{_first_line(p.get('reason'), 160)}; {p.get('base')} goes on unchanged")
     if kind == "merge":
         verdict = "kept" if p.get("kept") else "discarded (no improvement)"
         return (f"{_track(p)}: merged {p.get('reference')} into {p.get('base')} → {fmt(p.get('score'))} "
                 f"vs {fmt(p.get('base_score'))}, {verdict}")
     if kind == "check":
         name = "Data-usage" if p.get("check") == "data_usage" else "Leakage"
-        what = "changed the script" if p.get("changed") else "found nothing to change"
+        where = f"{_track(p)}: {name} check" if "track" in p else f"{name} check of {p.get('script', 'a script')}"
+        if p.get("checked") is False:
+            what = "could NOT be made (the checker's answers were unusable): the script goes on unchecked"
+        else:
+            what = "changed the script" if p.get("changed") else "found nothing to change"
         findings = "; ".join(str(f) for f in p.get("findings") or [])
-        return f"{_track(p)}: {name} check {what}" + (f" — {_first_line(findings)}" if findings else "")
+        return f"{where} {what}" + (f" — {_first_line(findings)}" if findings else "")
+    if kind == "fallback":
+        return f"Degraded — {p.get('role')}: {_first_line(p.get('note'), 220)}"
+    if kind == "debug_failed":
+        return (f"Debugger could not repair {p.get('label')} (script #{p.get('script_id')}): "
+                f"{_first_line(p.get('reason'), 160)}; it stays failed")
     if kind == "ablation_result":
         spread = f" ± {fmt(p['delta_std'], 2)}" if p.get("delta_std") is not None else ""
         return (f"{_track(p)}, outer step {int(p.get('outer', 0)) + 1}: without a better {p.get('block')} block "
@@ -509,7 +524,8 @@ def describe_event(kind: str, p: dict[str, Any]) -> str:
         return f"{_track(p)}, outer step {int(p.get('outer', 0)) + 1}: ablation summary — " \
                f"{_first_line(p.get('summary'))}"
     if kind == "block_chosen":
-        return f"{_track(p)}, outer step {int(p.get('outer', 0)) + 1}: refining the {p.get('block')} block" + (
+        within = f" (lines inside the {p['within']} block)" if p.get("within") else ""
+        return f"{_track(p)}, outer step {int(p.get('outer', 0)) + 1}: refining the {p.get('block')} block{within}" + (
             f" ({_first_line(p.get('reason'), 100)})" if p.get("reason") else "")
     if kind == "attempt_scored":
         where = f"{_track(p)}, attempt {int(p.get('outer', 0)) + 1}.{int(p.get('inner', 0)) + 1}"
@@ -586,7 +602,7 @@ def describe_event(kind: str, p: dict[str, Any]) -> str:
     return f"{kind}: {json.dumps(p)[:160]}"
 
 
-NOISY_KINDS = ("brain_call", "script_executed", "step_done")
+NOISY_KINDS = ("brain_call", "script_executed", "step_done", "leak_review")
 
 
 def event_log(events: Sequence[Row], limit: int = 40, *, include_noisy: bool = False) -> pd.DataFrame:
@@ -655,7 +671,8 @@ def merges(events: Sequence[Row], steps: Sequence[StepState]) -> list[MergeView]
             p = e["payload"]
             tries.setdefault(int(p["track"]), []).append(
                 {"base": p.get("base"), "reference": p.get("reference"), "score": p.get("score"),
-                 "base_score": p.get("base_score"), "kept": bool(p.get("kept"))})
+                 "base_score": p.get("base_score"), "kept": bool(p.get("kept")),
+                 "note": f"not merged: {p.get('reason')}" if p.get("skipped") else ""})
     results: dict[int, dict[str, Any]] = {}
     for s in steps:
         m = _STEP_RE.match(s.key)
@@ -666,7 +683,8 @@ def merges(events: Sequence[Row], steps: Sequence[StepState]) -> list[MergeView]
     out = []
     for t in sorted(tries):
         r = results.get(t, {})
-        out.append(MergeView(t, pd.DataFrame(tries[t], columns=["base", "reference", "score", "base_score", "kept"]),
+        out.append(MergeView(t, pd.DataFrame(tries[t], columns=["base", "reference", "score", "base_score", "kept",
+                                                                "note"]),
                              r.get("label"), r.get("score"), r.get("script_id")))
     return out
 
@@ -1175,6 +1193,83 @@ def source_links(sources: Sequence[dict[str, str]]) -> str:
     return " · ".join(links)
 
 
+# -- search grounding (Google Search with Gemini) ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Grounding:
+    """What a search-grounded brain call searched, and Google's search suggestions for its answer."""
+
+    call_id: int
+    queries: list[str]  # the web searches the model ran
+    entry_point: str  # Google's search-suggestions HTML and CSS, to be shown as delivered with the answer
+    sources: list[dict[str, str]]  # every web source of the answer
+    supports: int  # answer segments tied to sources
+    # The call recorded its grounding (queries, supports): sources were attributed to the parts of the
+    # answer they support. False for runs recorded before that, whose cards carry the whole answer's list.
+    recorded: bool
+
+
+def parse_grounding(row: Row) -> Grounding | None:
+    """A brain_calls row's search grounding (from `grounding_json` and `sources_json`); None when the call
+    did not search the web."""
+    try:
+        raw = json.loads(row["grounding_json"]) if row.get("grounding_json") else None
+    except (TypeError, ValueError):
+        raw = None
+    g = raw if isinstance(raw, dict) else {}
+    sources = parse_sources(row.get("sources_json"))
+    queries = [str(q) for q in g.get("queries") or [] if str(q).strip()]
+    entry = g.get("entry_point").strip() if isinstance(g.get("entry_point"), str) else ""
+    if not (sources or queries or entry):
+        return None
+    return Grounding(call_id=int(row.get("id") or 0), queries=queries, entry_point=entry, sources=sources,
+                     supports=len(g.get("supports") or []), recorded=isinstance(raw, dict))
+
+
+def retrieval_grounding(store: Store, run_id: str) -> Grounding | None:
+    """The grounding of the retrieval answer the run's model cards came from: the newest retrieve_models call
+    whose answer was used. None when that answer was not grounded (the brain did not search, or the cards
+    came from the knowledge base) or there was no retrieval call yet."""
+    for r in store.brain_call_list(run_id, roles=["retrieve_models"]):  # newest first, without the texts
+        if r.get("model") in ("fallback", "knowledge base"):  # the cards are the knowledge base's
+            return None
+        if r.get("error") is None and r.get("answer_chars") is not None:
+            return parse_grounding(store.get_brain_call(int(r["id"])) or r)
+    return None
+
+
+def search_suggestions(store: Store, run_id: str) -> list[str]:
+    """Google's search-suggestions HTML of the run's grounded retrieval answer (none when it did not search)."""
+    g = retrieval_grounding(store, run_id)
+    return [g.entry_point] if g is not None and g.entry_point else []
+
+
+def card_sources_state(card: ModelCardView, grounding: Grounding | None) -> str:
+    """Where a model card's web sources come from, for the page to say so honestly:
+    "own": the sources Google tied to this card's part of the grounded answer;
+    "none": the answer was grounded, but no segment of this card is supported by a source;
+    "whole answer": a run recorded before per-card attribution, whose cards all carry the answer's sources;
+    "": nothing to say (the retrieval did not search). A card with sources but no recorded retrieval call
+    (hand-made rows) shows them as its own."""
+    if grounding is None or grounding.recorded:
+        return "own" if card.sources else ("none" if grounding is not None else "")
+    return "whole answer" if card.sources else ""
+
+
+SUGGESTIONS_HEIGHT = 52  # px of the iframe showing Google's one-row chip carousel (it scrolls when taller)
+
+
+def suggestions_document(entry_point: str) -> str:
+    """Google's search-suggestions snippet as the document of an iframe: the snippet exactly as delivered (its
+    CSS stays in the frame and its SVG logo is kept, which `st.html`'s sanitizer strips), its chips opening
+    Google's results in a new tab, and no script allowed to run: the HTML may come from a shared cassette."""
+    csp = "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; font-src https: data:"
+    return (f'<!doctype html><html><head><meta charset="utf-8">'
+            f'<meta http-equiv="Content-Security-Policy" content="{csp}"><base target="_blank">'
+            f"<style>body{{margin:1px}}</style></head><body>{entry_point}</body></html>")
+
+
 @dataclass(frozen=True)
 class BrainUsage:
     """What the brain cost so far: per role (`table`) and in total."""
@@ -1187,6 +1282,17 @@ class BrainUsage:
     cost: float
     latency: float
     cost_cap: float | None
+    fallbacks: dict[str, int] = field(default_factory=dict)  # role -> calls that fell back (no model answer used)
+
+    @property
+    def degraded_text(self) -> str:
+        """'' when every role was answered; else which roles fell back, for a warning on the dashboard."""
+        if not self.fallbacks:
+            return ""
+        n = sum(self.fallbacks.values())
+        roles = ", ".join(f"{role} ×{k}" for role, k in self.fallbacks.items())
+        return (f"{n} role call{'s' if n != 1 else ''} got no usable model answer and fell back to a substitute "
+                f"({roles}): see the event log and the Brain calls page (FALLBACK).")
 
     @property
     def chart_value(self) -> str:
@@ -1216,7 +1322,8 @@ def brain_usage(rows: Sequence[Row], cost_cap: float | None = None) -> BrainUsag
                           for r in rows], columns=BRAIN_USAGE_COLUMNS)
     return BrainUsage(table, int(table["calls"].sum()), int(table["failed"].sum()), int(table["tokens in"].sum()),
                       int(table["tokens out"].sum()), float(table["cost (USD)"].sum()),
-                      float(table["latency (s)"].sum()), float(cost_cap) if cost_cap else None)
+                      float(table["latency (s)"].sum()), float(cost_cap) if cost_cap else None,
+                      {r["role"]: int(r["fallbacks"]) for r in rows if r.get("fallbacks")})
 
 
 def shows_brain_usage(brain: str, usage: BrainUsage) -> bool:
@@ -1245,10 +1352,15 @@ class BrainCallView:
     error: str | None
     answered: bool
     sources: list[dict[str, str]]
+    outcome: str = ""  # "ok", "unusable", "failed", "fallback" ("" for calls stored before it was recorded)
 
     @property
     def failed(self) -> bool:
         return self.error is not None
+
+    @property
+    def fallback(self) -> bool:
+        return self.outcome == "fallback"
 
     @property
     def step_text(self) -> str:
@@ -1259,6 +1371,9 @@ class BrainCallView:
         """'#12 · plan_refinement · t0/o1/i2 · 1 234→567 tokens · 2.3 s · $0.0012', ⚠ first when it failed."""
         parts = [f"#{self.n}", self.role, *([self.step] if self.step else []),
                  *_usage_parts(self.tokens_in, self.tokens_out, self.latency, self.cost)]
+        if self.fallback:  # no model answer was used: the role's degraded substitute, named as such
+            return f"⚠ #{self.n} · {self.role} · " + (f"{self.step} · " if self.step else "") + \
+                "FALLBACK: no usable model answer"
         return ("⚠ " if self.failed else "") + " · ".join(parts)
 
 
@@ -1281,7 +1396,7 @@ def brain_call_views(rows: Sequence[Row]) -> list[BrainCallView]:
             model=str(r.get("model") or ""), tokens_in=int(r.get("tokens_in") or 0),
             tokens_out=int(r.get("tokens_out") or 0), cost=float(r.get("cost") or 0.0),
             latency=float(r.get("latency") or 0.0), error=r.get("error"), answered=answered,
-            sources=parse_sources(r.get("sources_json"))))
+            sources=parse_sources(r.get("sources_json")), outcome=str(r.get("outcome") or "")))
     return out
 
 
@@ -1376,6 +1491,173 @@ def llm_settings_from_form(brain: str, *, model: str = "", role_models: dict[str
         timeout=float(timeout) if timeout else d.timeout,
         max_retries=int(max_retries) if max_retries is not None else d.max_retries,
         prices=prices, cassette=cassette if brain == "replay" else "")
+
+
+# -- cost: the price of every model in use, what keeps a cost cap from holding, spend against the cap ----
+
+TYPICAL_PROMPT_CHARS = 12_000  # a prompt with a whole script in it: the size the reserve example on New run assumes
+
+
+@dataclass(frozen=True)
+class ModelPrice:
+    """A model a run would ask, the roles that ask it, and its rates (`price` None: no known price)."""
+
+    model: str
+    who: str  # the roles that ask it: 'every role', 'every other role', 'debug, merge'
+    price: Any  # brains.llm.pricing.Price | None
+    search: bool  # it answers the grounded retrieval call (Google Search fees apply)
+
+    @property
+    def known(self) -> bool:
+        return self.price is not None
+
+    @property
+    def text(self) -> str:
+        """'gemini-3.5-flash at $1.50/$9.00 per 1M tokens in/out, search $14 per 1000 queries' (or why unknown)."""
+        from .brains.llm.pricing import rate_text
+
+        return rate_text(self.model, self.price, search=self.search)
+
+
+def model_prices(brain: str, settings: LLMSettings) -> list[ModelPrice]:
+    """Every model an LLM brain would ask with these settings (per-role models included), with its price."""
+    from .brains.llm.pricing import models_in_use, price_book
+    from .config import default_model
+
+    if brain not in ("gemini", "openai"):
+        return []
+    default = default_model(brain)
+    book = price_book(brain, settings)
+    main = settings.model.strip() or default
+    retriever = settings.model_for("retrieve_models", default).strip()
+    grounded = brain == "gemini" and settings.search
+    overridden = any(rm.strip() and rm.strip() != main for rm in settings.role_models.values())
+    rows = []
+    for m in models_in_use(brain, settings, default):
+        roles = [r for r, rm in settings.role_models.items() if rm.strip() == m]
+        if m == main:
+            roles = ["every other role" if overridden else "every role"]
+        rows.append(ModelPrice(m, ", ".join(roles), book.price(m), grounded and m == retriever))
+    return rows
+
+
+def unpriced_text(model: str, cost_cap: float | None) -> str:
+    """What the New run page says about a model without a known price."""
+    if cost_cap:
+        return (f"Model {model} has no known price: give its price (USD per 1M input/output tokens) or remove the "
+                "cost cap.")
+    return (f"Model {model} has no known price: its calls count as $0 in the cost estimate. Give its price (USD "
+            "per 1M input/output tokens) to estimate them; a cost cap needs it.")
+
+
+def cost_blocker(brain: str, settings: LLMSettings, cost_cap: float | None) -> str | None:
+    """Why the cost cap could not hold with these settings (the New run page disables Start), or None."""
+    from .config import RunConfig, cost_problems
+
+    problems = cost_problems(RunConfig(brain=brain, llm=settings, cost_cap=cost_cap))
+    if not problems:
+        return None
+    text = "; ".join(problems)
+    return text[0].upper() + text[1:] + "."
+
+
+def form_prices(brain: str, settings: LLMSettings,
+                entries: Iterable[tuple[str, float | None, float | None, float | None]]) -> dict[str, list[float]]:
+    """The prices typed on the New run page, as `llm.prices`: (model, USD/1M in, USD/1M out, USD/1000 searches
+    or None) per model. A model's price is kept only when both token rates are given and something differs
+    from what it would cost anyway (the built-in table, or free on a local server); the search fee is kept
+    only when it differs too."""
+    from .brains.llm.pricing import GEMINI_3_SEARCH, price_book
+
+    book = price_book(brain, LLMSettings.from_dict({**settings.to_dict(), "prices": {}}))
+    out: dict[str, list[float]] = {}
+    for model, p_in, p_out, p_search in entries:
+        if not model or p_in is None or p_out is None:
+            continue
+        default = book.price(model)
+        default_search = default.search if default is not None else GEMINI_3_SEARCH
+        new_search = p_search is not None and float(p_search) != default_search
+        if default is not None and (float(p_in), float(p_out)) == (default.input, default.output) and not new_search:
+            continue
+        out[model] = [float(p_in), float(p_out), *([float(p_search)] if new_search else [])]
+    return out
+
+
+def reserve_text(brain: str, settings: LLMSettings) -> str:
+    """How the cost cap holds, with what one call reserves on these settings' models (for the cap's caption)."""
+    from .brains.llm.budget import worst_case
+    from .brains.llm.pricing import price_book
+
+    book = price_book(brain, settings)
+    every = model_prices(brain, settings)
+    unpriced = [r.model for r in every if not r.known]
+    if unpriced:
+        return (f"A call's worst case cannot be reserved against the cap while {', '.join(unpriced)} "
+                f"{'has' if len(unpriced) == 1 else 'have'} no price.")
+    rows = [r for r in every if not r.price.free]
+    if not rows:
+        return "The models in use cost nothing here: a cost cap only matters for priced models."
+    each = ", ".join(f"{fmt_usd(worst_case(r.model, TYPICAL_PROMPT_CHARS, settings.max_output_tokens, False, book))}"
+                     f" on {r.model}" for r in rows)
+    text = (f"Before each call its worst case is held against the cap (the prompt at a token per byte, and the "
+            f"whole {settings.max_output_tokens:,}-token output limit at the output rate): up to {each} for a "
+            f"{TYPICAL_PROMPT_CHARS:,}-character prompt")
+    grounded = [r for r in rows if r.search]
+    if grounded:
+        r = grounded[0]
+        text += (f", {fmt_usd(worst_case(r.model, TYPICAL_PROMPT_CHARS, settings.max_output_tokens, True, book))} "
+                 "for the retrieval call with Google Search")
+    return (text + ". A call that would not fit is not made and the run wraps up with its best solution; when a "
+            "call returns, only what it cost is kept.")
+
+
+def cost_basis(brain: str, config: dict[str, Any]) -> str:
+    """How a run's cost is estimated, in one line (the models in use with their rates, what is billed as what,
+    the reserve per call); '' for the offline brain."""
+    from .brains.llm.budget import basis
+    from .brains.llm.pricing import models_in_use, price_book
+    from .config import default_model
+
+    if brain not in LLM_BRAINS:
+        return ""
+    if brain == "replay":
+        return "replayed answers were recorded: they cost nothing"
+    settings = LLMSettings.from_dict(config.get("llm"))
+    return basis(models_in_use(brain, settings, default_model(brain)), price_book(brain, settings),
+                 settings.max_output_tokens, brain == "gemini" and settings.search)
+
+
+@dataclass(frozen=True)
+class SpendView:
+    """A run's brain spend against its cost cap, with the estimate's basis."""
+
+    spent: float
+    cap: float | None
+    reserved: float | None  # held by calls in flight; None: not known here (another process drives the run)
+    basis: str
+
+    @property
+    def fraction(self) -> float | None:
+        return min(1.0, self.spent / self.cap) if self.cap else None
+
+    @property
+    def text(self) -> str:
+        """'Spend $0.42 of $5.00 cap (reserved $0.16 in flight)'."""
+        flight = f" (reserved {fmt_usd(self.reserved)} in flight)" if self.reserved is not None else ""
+        if self.cap:
+            return f"Spend {fmt_usd(self.spent)} of {fmt_usd(self.cap)} cap{flight}"
+        return f"Spend {fmt_usd(self.spent)}, no cost cap{flight}"
+
+    @property
+    def basis_text(self) -> str:
+        return f"Estimate: {self.basis}." if self.basis else ""
+
+
+def spend_view(brain: str, config: dict[str, Any], spent: float, reserved: float | None) -> SpendView:
+    """`spent`: Store.brain_spent; `reserved`: the live brain's reservations (RunManager.reserved_usd)."""
+    cap = config.get("cost_cap")
+    return SpendView(float(spent or 0.0), float(cap) if cap else None,
+                     None if reserved is None else float(reserved), cost_basis(brain, config))
 
 
 @dataclass(frozen=True)

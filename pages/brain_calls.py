@@ -1,5 +1,6 @@
 """Brain calls: every call the brain's roles made in the run, newest first, with tokens, latency and cost;
-open one to read its prompt, its answer and the web sources that grounded it."""
+open one to read its prompt, its answer and the web sources that grounded it (with the Google searches it ran
+and Google's search suggestions for the answer)."""
 
 from __future__ import annotations
 
@@ -93,6 +94,12 @@ for c in calls:
                 st.caption("No answer: the call failed before the brain replied.")
             else:
                 st.code(row["answer"], language="text", wrap_lines=True, height=400)
+                grounding = views.parse_grounding(row)
+                if grounding is not None and grounding.queries:
+                    st.markdown("**Searched Google for:** " + " · ".join(views.md_escape(q) for q in grounding.queries))
+                if grounding is not None and grounding.entry_point:  # shown with the grounded answer, as delivered
+                    st.iframe(views.suggestions_document(grounding.entry_point), height=views.SUGGESTIONS_HEIGHT,
+                              alt="Google Search suggestions for this answer")
         with prompt:
             st.code(row.get("prompt") or "", language="text", wrap_lines=True, height=400)
         if c.sources:

@@ -1,5 +1,6 @@
 """Retrieved models: one card per model the brain retrieved, with its initial candidate's score and the
-web sources a search-grounded brain found it in, and what each solution track's merge made of them."""
+web sources that support it when the brain searched (with Google's search suggestions for that grounded
+answer), and what each solution track's merge made of them."""
 
 from __future__ import annotations
 
@@ -18,6 +19,39 @@ store = get_store()
 st.caption(views.PHASE_BY_KEY["retrieve"].explanation)
 
 
+def search_section(g: views.Grounding | None) -> None:
+    """What Google Search gave the retrieval answer the cards below come from: its queries and Google's search
+    suggestions, shown as delivered (Google's terms ask for them wherever the grounded answer is shown)."""
+    if g is None:
+        if info.brain in views.LLM_BRAINS:
+            st.caption("The retrieval answer was not grounded with Google Search, so there are no search "
+                       "suggestions; each card says where it came from.")
+        return
+    with st.container(border=True):
+        st.markdown("**Grounded with Google Search**"
+                    + (f" · searched for: {' · '.join(views.md_escape(q) for q in g.queries)}" if g.queries else ""))
+        if g.entry_point:
+            st.iframe(views.suggestions_document(g.entry_point), height=views.SUGGESTIONS_HEIGHT,
+                      alt="Google Search suggestions for the retrieval answer")
+        elif g.recorded:
+            st.caption("Google sent no search suggestions with this answer.")
+        else:
+            st.caption("This run was recorded before the search queries and Google's search suggestions were kept.")
+
+
+def card_sources(card: views.ModelCardView, g: views.Grounding | None) -> None:
+    """The web sources that support this card, or why there are none."""
+    state = views.card_sources_state(card, g)
+    n = len(card.sources)
+    if state == "own":
+        st.markdown(f"**Grounded on** ({n} web source{'s' if n != 1 else ''}): {views.source_links(card.sources)}")
+    elif state == "none":
+        st.markdown("**Grounded on:** no source in the grounded answer supports this card.")
+    elif state == "whole answer":
+        st.markdown(f"**Sources of the whole answer** ({n}; this run was recorded before sources were matched to "
+                    f"cards, so they may not be about this card): {views.source_links(card.sources)}")
+
+
 def body() -> None:
     events = store.events_after(info.id)
     cards = views.model_cards(store.table("model_cards", info.id), events, store.table("scripts", info.id))
@@ -27,6 +61,8 @@ def body() -> None:
         return
     scored = [c.score for c in cards if c.score is not None]
     best = (max(scored) if info.higher_is_better else min(scored)) if scored else None
+    grounding = views.retrieval_grounding(store, info.id)
+    search_section(grounding)
     for row in range(0, len(cards), 2):
         for col, card in zip(st.columns(2), cards[row:row + 2], strict=False):
             with col, st.container(border=True):
@@ -37,9 +73,7 @@ def body() -> None:
                 st.metric(label, value, delta="best of the candidates" if card.score is not None and card.score == best
                           else None, delta_color="off")
                 st.markdown(f"**Why it suits this task.** {card.why}")
-                if card.sources:
-                    st.markdown(f"**Grounded on** ({len(card.sources)} web source"
-                                f"{'s' if len(card.sources) != 1 else ''}): {views.source_links(card.sources)}")
+                card_sources(card, grounding)
                 if card.example_code:
                     st.code(card.example_code, language="python")
                 if card.script_id is not None:

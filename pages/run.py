@@ -196,6 +196,8 @@ def dashboard() -> None:
 
 def brain_usage_section(usage: views.BrainUsage) -> None:
     st.subheader("Brain usage")
+    if usage.degraded_text:
+        st.warning(views.md_escape(usage.degraded_text), icon=":material/warning:")
     b1, b2, b3, b4 = st.columns(4)
     b1.metric("Brain calls", usage.calls, help="Every call the roles made, failed ones included.")
     b2.metric("Failed calls", usage.failed, help="No answer (service errors, timeouts) or an unusable answer; "
@@ -204,10 +206,17 @@ def brain_usage_section(usage: views.BrainUsage) -> None:
     b4.metric("Estimated cost", views.fmt_usd(usage.cost),
               help="From the price per 1M tokens of each model (the run's settings or the built-in table). "
                    "An estimate, not an invoice.")
-    if usage.cap_fraction is not None:
-        st.progress(usage.cap_fraction, text=views.md_escape(f"Cost so far: {usage.cost_text}"))
+    run = store.get_run(RUN_ID) or {}
+    live_run = run.get("status") in ACTIVE
+    # What the live brain holds for calls in flight: known when this app drives the run, 0 when nothing runs.
+    reserved = (manager.reserved_usd(RUN_ID) if manager is not None else None) if live_run else 0.0
+    spend = views.spend_view(info.brain, info.config, store.brain_spent(RUN_ID), reserved)
+    if spend.fraction is not None:
+        st.progress(spend.fraction, text=views.md_escape(spend.text))
     else:
-        st.caption(views.md_escape(f"Cost so far: {usage.cost_text}."))
+        st.caption(views.md_escape(spend.text + "."))
+    if spend.basis_text:
+        st.caption(views.md_escape(spend.basis_text))
     if usage.calls == 0:
         st.caption("No brain call yet.")
         return

@@ -416,3 +416,41 @@ def test_ensure_blocks_repairs_broken_fences(broken: str) -> None:
     compile(out, "main.py", "exec")
     assert "LogisticRegression(random_state=SEED)" in get_block(out, "main")
     assert parse_script(fenced(broken)) == out
+
+
+def test_a_whole_script_given_for_a_block_body_is_refused() -> None:
+    """Spliced into the block, a whole script would run twice and its second score line would count."""
+    original = "model = RandomForestRegressor(random_state=SEED)\n"
+    whole = ("```python\nimport pandas as pd\ntrain = pd.read_csv('./input/train.csv')\n"
+             "folds = pd.read_csv('./input/folds.csv')\nmodel = GradientBoostingRegressor()\n"
+             "print(f'Final Validation Performance: {score}')\n```")
+    with pytest.raises(AnswerError, match="whole script"):
+        parse_block_body(whole, "model", original)
+    # A body that legitimately touches one such thing is fine, and so is the old call without `original`.
+    body = "```python\nmodel = GradientBoostingRegressor(random_state=SEED)\n```"
+    assert parse_block_body(body, "model", original).startswith("model = Gradient")
+    assert "read_csv" in parse_block_body(whole, "model")
+
+
+def test_a_check_answer_without_its_verdict_is_unusable_not_a_pass() -> None:
+    """An answer with unexpected keys used to default to "all data used" / "no leakage"."""
+    code = "x = 1\n"
+    with pytest.raises(AnswerError, match='no "leakage" field'):
+        parse_check('```json\n{"verdict": "clean", "findings": []}\n```', code, "leakage")
+    with pytest.raises(AnswerError, match='no "all_used" field'):
+        parse_check('{"status": "fine"}', code, "data_usage")
+    with pytest.raises(AnswerError, match="yes"):
+        parse_check('{"leakage": "maybe"}', code, "leakage")
+    assert parse_check('{"leakage": "No.", "findings": []}', code, "leakage").changed is False
+    assert parse_check('{"has_leakage": false}', code, "leakage").checked is True
+
+
+def test_the_extractor_may_target_a_span_inside_a_block() -> None:
+    code = ("# [block: preprocess]\nimp = SimpleImputer()\nscaler = StandardScaler()\n# [end block: preprocess]\n"
+            "# [block: model]\nm = 1\n# [end block: model]\n")
+    choice = parse_block_choice('{"block": "preprocess", "code_span": "imp = SimpleImputer()", '
+                                '"span_name": "imputation", "plan": "Use KNN imputation."}', code)
+    assert choice.span == "imp = SimpleImputer()" and choice.span_name == "imputation"
+    with pytest.raises(AnswerError, match="verbatim"):  # a span that is not in the block is re-asked
+        parse_block_choice('{"block": "model", "code_span": "imp = SimpleImputer()", "plan": "x"}', code)
+    assert parse_block_choice('{"block": "model", "code_span": "", "plan": "More trees."}', code).span == ""

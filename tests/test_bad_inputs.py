@@ -297,7 +297,7 @@ class BrokenBrain(OfflineBrain):
     def write_initial_solution(self, ctx: BrainContext, card: ModelCard) -> str:
         return self.SCRIPT
 
-    def debug(self, ctx: BrainContext, code: str, error: str) -> str:
+    def debug(self, ctx: BrainContext, code: str, error: str, failure: str = "error") -> str:
         return self.SCRIPT
 
 

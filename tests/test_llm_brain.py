@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from mlestar_core.brains.base import BrainCallRecord, BrainContext, BrainUnavailable, CostCapReached, step_scope
+from mlestar_core.brains.base import (
+    BrainCallRecord,
+    BrainContext,
+    BrainUnavailable,
+    CostCapReached,
+    RoleFailed,
+    step_scope,
+)
 from mlestar_core.brains.llm.brain import LLMBrain
 from mlestar_core.brains.llm.clients import Completion, FatalError, Request, TransientError
 from mlestar_core.brains.llm.pricing import cost_of, price_of, price_table
@@ -112,15 +119,23 @@ def test_unusable_answers_degrade_each_role_honestly(ctx: BrainContext) -> None:
     """After the re-asks, a role falls back to what it can do without the model, and says so."""
     nonsense = ["I am not sure."] * 3
     brain, client, calls, _ = brain_with(nonsense)
-    assert brain.debug(ctx, "print(1)\n", "Traceback: boom") == "print(1)\n"  # unchanged: it fails again
+    with pytest.raises(RoleFailed):  # no repair to offer: running the same code again would fail again
+        brain.debug(ctx, "print(1)\n", "Traceback: boom")
     assert len(client.requests) == 3
     note = calls[-1]
     assert note.model == "fallback" and "3 answers to debug could not be used" in note.prompt
-    assert note.answer is not None and "unchanged" in note.answer
+    assert note.outcome == "fallback" and note.error is not None and note.error.startswith("fallback:")
+    assert note.call_index == -1  # never mistaken for model answer #0 in a cassette
+    assert [c.outcome for c in calls] == ["unusable"] * 3 + ["fallback"]
+
+    brain, _, _, _ = brain_with(nonsense)
+    with pytest.raises(RoleFailed):  # a merge that did not happen is not "merged, then discarded"
+        brain.merge(ctx, CODE, CODE)
 
     brain, _, _, _ = brain_with(nonsense)
     check = brain.check_leakage(ctx, CODE)
     assert not check.changed and check.code == CODE and "could not be read" in check.findings[0]
+    assert check.checked is False  # shown as "not checked", never as "found nothing"
 
     brain, _, _, _ = brain_with(nonsense)
     assert brain.write_ablation(ctx, CODE) == []  # the step goes on without variants
@@ -147,14 +162,22 @@ def test_block_names_are_matched_leniently(ctx: BrainContext) -> None:
 
 
 def test_tokens_and_cost_are_accounted_and_the_cap_stops_calls(ctx: BrainContext) -> None:
-    brain, _, calls, _ = brain_with(["summary one", "summary two"])
-    brain.cost_cap = 0.006
+    from mlestar_core.brains.llm.budget import worst_case
+    from mlestar_core.brains.llm.pricing import PriceBook
+
+    brain, client, calls, _ = brain_with(["summary one", "summary two"], max_output_tokens=500)
+    brain.cost_cap = 1.0
     brain.summarize_ablation(ctx, RESULTS)
     expected = (1000 * 1.50 + 500 * 9.00) / 1e6  # gemini-3.5-flash rates
     assert calls[0].tokens_in == 1000 and calls[0].tokens_out == 500
     assert calls[0].cost == pytest.approx(expected) and brain.spent == pytest.approx(expected)
-    with pytest.raises(CostCapReached):
+    assert brain.meter.reserved == 0.0  # the call's reservation became its actual cost
+    # The next call's worst case (its prompt, 500 output tokens) no longer fits: refused before it is made.
+    worst = worst_case("gemini-3.5-flash", client.requests[0].prompt, 500, False, PriceBook())
+    brain.cost_cap = expected + worst - 1e-6
+    with pytest.raises(CostCapReached, match="could cost up to"):
         brain.summarize_ablation(ctx, RESULTS)
+    assert len(client.requests) == 1 and brain.cost_cap_reached()
 
 
 def test_secrets_never_reach_a_record(ctx: BrainContext) -> None:

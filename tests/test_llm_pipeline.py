@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from fakes import Call, FakeGemini, FakeOpenAI, Fault, Reply, ScriptedExpert, scripted, searched
+from fakes import Call, FakeGemini, FakeOpenAI, Fault, Reply, ScriptedExpert, model_page, page_of, scripted, searched
 
 from mlestar_core.brains.llm.settings import LLMSettings
 from mlestar_core.config import RunConfig
@@ -101,9 +101,16 @@ def test_retrieval_is_grounded_and_cards_keep_their_sources(gemini_run: dict[str
     assert not any(searched(c) for c in gemini_run["calls"] if c.role != "retrieve_models")
     cards = gemini_run["store"].table("model_cards", gemini_run["run"]["id"])
     assert len(cards) == 2
-    for card in cards:
-        uris = [s["uri"] for s in json.loads(card["sources_json"])]
-        assert "https://scikit-learn.org/stable/modules/ensemble.html" in uris
+    pages = [{page_of(s["uri"]) for s in json.loads(card["sources_json"])} for card in cards]
+    for card, own in zip(cards, pages, strict=True):  # each card keeps the sources that support it, not all
+        assert model_page(card["name"]) in own
+    assert model_page(cards[0]["name"]) not in pages[1] and model_page(cards[1]["name"]) not in pages[0]
+    # Google's search suggestions are kept with the grounded call, to be shown where its answer is shown
+    grounded = [r for r in gemini_run["store"].table("brain_calls", gemini_run["run"]["id"])
+                if r["role"] == "retrieve_models" and r["answer"]]
+    grounding = json.loads(grounded[0]["grounding_json"])
+    assert "<style" in grounding["entry_point"] and grounding["queries"] and grounding["supports"]
+    assert grounded[0]["tool_tokens"] > 0 and grounded[0]["search_queries"] == len(grounding["queries"])
 
 
 def test_a_429_is_retried_and_recorded(gemini_run: dict[str, Any]) -> None:
@@ -133,7 +140,10 @@ def test_every_call_is_accounted_per_role(gemini_run: dict[str, Any]) -> None:
     for role, u in usage.items():
         assert u["tokens_in"] > 0 and u["tokens_out"] > 0 and u["cost"] > 0, role
     total_in = sum(r["tokens_in"] for r in answered)
-    expected = sum((r["tokens_in"] * 1.5 + r["tokens_out"] * 9.0) / 1e6 for r in answered)
+    # gemini-3.5-flash rates, and Google Search at $14 per 1000 queries the model ran
+    expected = sum((r["tokens_in"] * 1.5 + r["tokens_out"] * 9.0) / 1e6 + (r["search_queries"] or 0) * 14 / 1000
+                   for r in answered)
+    assert sum(r["search_queries"] or 0 for r in answered) > 0  # the grounded retrieval's fee is in there
     assert store.brain_spent(run_id) == pytest.approx(expected)
     assert total_in == sum(u["tokens_in"] for u in usage.values())
     assert all(r["model"] == "gemini-3.5-flash" and r["latency"] >= 0 for r in answered)
@@ -375,6 +385,32 @@ def test_a_model_that_never_answers_usably_still_ends_the_run_cleanly(tmp_path: 
     assert round_["script_id"] is None and round_["score"] is None
     attempts = store.table("attempts", run_id)
     assert attempts and all(a["status"] == "failed" for a in attempts)
+    # Every degraded path is named as such: fallback records are failures, never successes ...
+    fallbacks = [r for r in store.table("brain_calls", run_id) if r["model"] == "fallback"]
+    assert all(r["outcome"] == "fallback" and r["error"].startswith("fallback:") and r["call_index"] == -1
+               for r in fallbacks)
+    events = store.events_after(run_id)
+    assert {e["payload"]["role"] for e in events if e["kind"] == "fallback"} == notes
+    assert all("written by the offline expert" in e["payload"]["label"]
+               for e in events if e["kind"] == "candidate_scored")
+    checks = [e["payload"] for e in events if e["kind"] == "check" and e["payload"]["check"] == "leakage"]
+    assert checks and all(c["checked"] is False for c in checks)  # "not checked", never "found nothing"
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "fell back to a substitute without a model answer" in report
+    # ... and the run replays step for step from its cassette (fallbacks are not answers to replay).
+    cassette = tmp_path / "cassette.json"
+    assert cli("export-cassette", run_id, "-o", str(cassette), store=tmp_path / "store").returncode == 0
+    assert all(c["index"] >= 0 for c in json.loads(cassette.read_text())["calls"])
+    proc = cli("run", "--task", str(TASK), "--out", str(tmp_path / "replay-out"), "--brain", "replay",
+               "--cassette", str(cassette), "--workers", "2", store=tmp_path / "replay-store")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    replay = Store(tmp_path / "replay-store")
+    (rerun,) = replay.list_runs()
+
+    for story in (lambda s, rid: Counter((r["role"], r["label"], r["code"]) for r in s.table("scripts", rid)),
+                  lambda s, rid: {r["key"]: r["status"] for r in s.steps(rid)},
+                  lambda s, rid: Counter((r["role"], r["outcome"]) for r in s.table("brain_calls", rid))):
+        assert story(replay, rerun["id"]) == story(store, run_id)
 
 
 def test_a_typed_key_is_asked_again_after_a_restart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -433,3 +469,71 @@ def test_a_crashed_llm_run_resumes_without_asking_any_answered_call_again(tmp_pa
     assert len(rows) == len(Store(tmp_path / "ref").table("brain_calls", Store(tmp_path / "ref").list_runs()[0]["id"]))
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "out" / "submission.csv"),
                                   pd.read_csv(tmp_path / "ref-out" / "submission.csv"))
+
+
+def test_the_llm_path_follows_the_method(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every scored script is reviewed for leakage once per distinct code; the ablation writer sees the
+    earlier studies; the extractor may target some lines of a block, which become a block of their own;
+    a script killed for time is sent to the debugger with "make it cheaper", not "smallest change"."""
+    import ast
+
+    from fakes.expert import _fenced_after, _json_answer
+
+    from mlestar_core import views
+    from mlestar_core.script import get_block
+
+    monkeypatch.setenv("GEMINI_API_KEY", SECRET)
+    expert = ScriptedExpert()
+    base = scripted(expert)
+    span: dict[str, str] = {}
+
+    def respond(call: Call) -> Reply | Fault:
+        if call.role == "write_initial_solution" and call.role_n == 0:  # the first candidate runs too long
+            text = expert.answer(call.role, call.prompt)
+            return Reply(text.replace("```python\n", "```python\nimport time\ntime.sleep(600)\n", 1))
+        if call.role == "extract_block" and call.role_n == 0:
+            code = _fenced_after(call.prompt, "## The current solution") or ""
+            lines = [ln for ln in get_block(code, "model").splitlines() if ln.strip()]
+            span["text"] = lines[0]
+            return Reply(_json_answer({"block": "model", "code_span": lines[0], "span_name": "estimator",
+                                       "plan": "Tune the estimator's regularisation.", "reason": "largest delta"}))
+        return base(call)
+
+    with FakeGemini(respond) as server:
+        store = Store(tmp_path / "store")
+        config = RunConfig(**{**SMALL, "outer_steps": 2, "script_timeout": 15}, brain="gemini",
+                           llm=LLMSettings(base_url=server.url))
+        run_id = create_run(store, load_task(TASK), config, out_dir=tmp_path / "out")
+        summary = Pipeline(store, run_id).run()
+        calls = list(server.calls)
+    assert store.get_run(run_id)["status"] == "finished", summary
+
+    # The timed-out candidate's debugger was told to make it cheaper.
+    debug = [c for c in calls if c.role == "debug"]
+    assert debug and "ran out of time" in debug[0].prompt and "smallest change" not in debug[0].prompt
+
+    # Leakage review: every scored script that is not an ablation variant or the baseline, once per code.
+    reviews = [c for c in calls if c.role == "check_leakage"]
+    assert len({c.prompt for c in reviews}) == len(reviews)  # unchanged code is never asked twice
+    reviewed = {e["payload"]["code"] for e in store.events_of_kind(run_id, "leak_review")}
+    scored = [s for s in store.table("scripts", run_id) if s["role"] not in ("ablation", "baseline", "extract")]
+    assert scored and all(s["code"] in reviewed for s in scored)
+    assert {s["role"] for s in scored} >= {"initial", "debug", "refine"}
+
+    # The second ablation study's writer saw the first one's summary.
+    ablations = [c for c in calls if c.role == "write_ablation"]
+    assert len(ablations) == 2 and "(none: this is the first study)" in ablations[0].prompt
+    assert "Study 1:" in ablations[1].prompt
+
+    # The span became a block of its own: same computation, refined and diffed like any block.
+    (fenced,) = [s for s in store.table("scripts", run_id) if s["role"] == "extract"]
+    parent = store.get_script(fenced["parent_id"])
+    assert ast.dump(ast.parse(fenced["code"])) == ast.dump(ast.parse(parent["code"]))
+    assert get_block(fenced["code"], "estimator").strip() == span["text"].strip()
+    first = [a for a in store.table("attempts", run_id) if a["outer_step"] == 0]
+    assert first and all(a["block"] == "estimator" and a["parent_script_id"] == fenced["id"] for a in first)
+    diff = views.block_diff(fenced["code"], store.get_script(first[0]["script_id"])["code"]
+                            if first[0]["script_id"] else None, "estimator")
+    assert diff.before.strip() == span["text"].strip()
+    chosen = [e["payload"] for e in store.events_of_kind(run_id, "block_chosen")]
+    assert chosen[0]["block"] == "estimator" and chosen[0]["within"] == "model"

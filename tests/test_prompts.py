@@ -73,8 +73,8 @@ def fields(task: Task) -> dict[str, dict[str, str]]:
         "merge": {"base_code": base, "reference_code": reference},
         "check_data_usage": {"code": base},
         "check_leakage": {"code": base},
-        "debug": {"code": base, "error": error},
-        "write_ablation": {"code": base},
+        "debug": {"code": base, "error": error, "failure_advice": prompts.debug_advice("timeout")},
+        "write_ablation": {"code": base, "previous_ablations": "Study 1:\nThe model block mattered most."},
         "summarize_ablation": {"ablation_results": prompts.format_ablation_results(results)},
         "extract_block": {"code": base, "ablation_results": prompts.format_ablation_results(results),
                           "ablation_summary": "Engineered features help most (+0.03).",
@@ -380,3 +380,12 @@ def test_formatters_handle_empty_and_failed() -> None:
     assert prompts.format_ablation_results([]) == "none"
     assert "failed" in prompts.format_ablation_results([AblationResult("model", "d", None, 0.5, None)])
     assert prompts.format_solutions([]) == "none" and prompts.format_blocks([]) == "none"
+
+
+def test_debug_advice_fits_the_failure() -> None:
+    """A crash wants the smallest fix; a script killed for time or memory must become cheaper."""
+    assert "smallest change" in prompts.debug_advice("error")
+    for kind in ("timeout", "cpu"):
+        advice = prompts.debug_advice(kind)
+        assert "smallest change" not in advice and "fewer" in advice
+    assert "memory" in prompts.debug_advice("memory") and "smallest change" not in prompts.debug_advice("memory")

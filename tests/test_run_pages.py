@@ -421,8 +421,10 @@ def test_dashboard_shows_brain_usage(builder: RunBuilder) -> None:
     assert (brain.value, brain.delta) == ("gemini", "gemini-3.5-flash")  # the brain, its model below
     assert metric(at, "Brain calls") == "3" and metric(at, "Failed calls") == "1"
     assert metric(at, "Tokens in → out") == "2 234 → 767" and metric(at, "Estimated cost") == "$0.0042"
-    assert "Cost so far: \\$0.0042 of the \\$0.010 cost cap (42 %)" in \
-        "\n".join(str(p.proto.text) for p in at.get("progress"))
+    assert "Spend \\$0.0042 of \\$0.010 cap (reserved \\$0 in flight)" in \
+        "\n".join(str(p.proto.text) for p in at.get("progress"))  # a finished run holds nothing in flight
+    assert "Estimate: gemini-3.5-flash at \\$1.50/\\$9.00 per 1M tokens in/out, search \\$14 per 1000 queries; " \
+        "thinking billed as output" in texts(at.caption)
     table = next(d.value for d in at.dataframe if "tokens in" in d.value.columns)
     assert list(table["role"]) == ["retrieve_models", "plan_refinement"] and list(table["calls"]) == [1, 2]
     charts = at.get("plotly_chart")

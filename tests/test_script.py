@@ -59,3 +59,27 @@ def test_missing_or_broken_blocks_raise() -> None:
 )
 def test_parse_score(stdout: str, expected: float | None) -> None:
     assert parse_score(stdout) == expected
+
+
+SPLIT = ("import os\n# [block: load]\nx = 1\n# [end block: load]\n# [block: preprocess]\na = 1\n\nb = 2\nc = 3\n"
+         "# [end block: preprocess]\n# [block: model]\nm = a + b + c\n# [end block: model]\n")
+
+
+def test_split_block_fences_a_span_without_changing_what_the_script_computes() -> None:
+    import ast
+
+    from mlestar_core.script import split_block
+
+    new, name = split_block(SPLIT, "preprocess", "b = 2\nc = 3\n", "impute")
+    assert name == "impute" and block_names(new) == ["load", "preprocess", "impute", "model"]
+    assert get_block(new, "impute") == "b = 2\nc = 3\n" and get_block(new, "preprocess").strip() == "a = 1"
+    assert ast.dump(ast.parse(new)) == ast.dump(ast.parse(SPLIT))  # only comment lines were added
+    new, name = split_block(SPLIT, "preprocess", "a = 1", "impute")  # a span at the top: the rest keeps the name
+    assert block_names(new) == ["load", "impute", "preprocess", "model"]
+    assert split_block(SPLIT, "preprocess", "a = 1\n\nb = 2\nc = 3\n", "x") == (SPLIT, "preprocess")
+    new, name = split_block(SPLIT, "preprocess", "b = 2", "load")  # a taken name gets a suffix
+    assert name == "load_2"
+    assert split_block(SPLIT, "preprocess", "b = 2  \n", "y")[1] == "y"  # trailing spaces forgiven
+    for bad in ("a = 1\nc = 3", "m = a + b + c", "b ="):  # not contiguous / another block / part of a line
+        with pytest.raises(ScriptError):
+            split_block(SPLIT, "preprocess", bad, "x")

@@ -231,7 +231,7 @@ def test_merges_per_track(real: dict) -> None:
     for m in merges:
         done, result = real["store"].step_result(real["id"], f"t{m.track}/merge")
         assert done and m.result_script_id == result["script_id"] and m.result_score == result["score"]
-        assert list(m.tries.columns) == ["base", "reference", "score", "base_score", "kept"]
+        assert list(m.tries.columns) == ["base", "reference", "score", "base_score", "kept", "note"]
 
 
 # -- ablation -----------------------------------------------------------------------------------------
@@ -660,3 +660,13 @@ def test_sources_become_safe_links(run_builder: RunBuilder) -> None:
                                     "sources": [{"title": "XGBoost", "uri": "https://xgboost.ai"}]})
     (card,) = views.model_cards(b.store.table("model_cards", rid), [])
     assert card.sources == [{"title": "XGBoost", "uri": "https://xgboost.ai"}]
+
+
+def test_brain_usage_names_the_roles_that_fell_back() -> None:
+    rows = [{"role": "merge", "calls": 4, "failed": 4, "fallbacks": 1, "tokens_in": 10, "tokens_out": 5, "cost": 0.1,
+             "latency": 1.0},
+            {"role": "debug", "calls": 2, "failed": 0, "fallbacks": 0, "tokens_in": 1, "tokens_out": 1, "cost": 0.0,
+             "latency": 0.5}]
+    usage = views.brain_usage(rows)
+    assert usage.fallbacks == {"merge": 1} and "merge ×1" in usage.degraded_text and "FALLBACK" in usage.degraded_text
+    assert views.brain_usage(rows[1:]).degraded_text == ""

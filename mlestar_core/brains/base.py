@@ -73,6 +73,11 @@ class BrainUnavailable(Exception):
     with this message and can be resumed; nothing already done is lost."""
 
 
+class RoleFailed(Exception):
+    """The role produced nothing usable and has no honest substitute (a merge, a debugger's fix): the
+    caller skips what it needed it for and says so. The failed calls are recorded with their reasons."""
+
+
 class CostCapReached(Exception):
     """The run's cost cap is spent: no more brain calls; the run wraps up with what it has."""
 
@@ -90,6 +95,18 @@ def step_scope(key: str) -> Iterator[None]:
         yield
     finally:
         _scope.key, _scope.counts = prev
+
+
+def note_fallback(note: str) -> None:
+    """Record, for this thread, that the role just called answered with its degraded substitute."""
+    _scope.fallback = note
+
+
+def take_fallback() -> str | None:
+    """The degradation note of the last role call in this thread (then cleared); None when it was answered."""
+    note = getattr(_scope, "fallback", None)
+    _scope.fallback = None
+    return note
 
 
 def current_step() -> str:
@@ -111,6 +128,9 @@ def count_call(role: str) -> None:
 class Brain(ABC):
     name: str = "abstract"
     description: str = ""
+    # True: the leakage checker reviews every script before it is scored (code an LLM wrote or rewrote);
+    # False: once per track (the offline expert's templates fit inside the folds by construction).
+    reviews_every_script: bool = False
 
     def __init__(self) -> None:
         self.on_call: Callable[[BrainCallRecord], None] | None = None
@@ -158,11 +178,16 @@ class Brain(ABC):
     def check_leakage(self, ctx: BrainContext, code: str) -> CheckResult: ...
 
     @abstractmethod
-    def debug(self, ctx: BrainContext, code: str, error: str) -> str: ...
+    def debug(self, ctx: BrainContext, code: str, error: str, failure: str = "error") -> str:
+        """A repaired script. `failure` is how it failed: "error" (a crash), or the executor's kill reason
+        ("timeout", "memory", "cpu", "disk", ...). Raises RoleFailed when no repair can be offered."""
 
     # 3. Targeted refinement
     @abstractmethod
-    def write_ablation(self, ctx: BrainContext, code: str) -> list[AblationVariant]: ...
+    def write_ablation(self, ctx: BrainContext, code: str, previous: list[str] | None = None
+                       ) -> list[AblationVariant]:
+        """Variants of `code`, each with one block simplified. `previous`: the summaries of this track's
+        earlier ablation studies, oldest first (the writer should not repeat them)."""
 
     @abstractmethod
     def summarize_ablation(self, ctx: BrainContext, results: list[AblationResult]) -> str: ...

@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 from ...model import AblationVariant, BlockChoice, CheckResult, ModelCard
-from ...script import ScriptError, block_names, blocks, get_block, replace_block
+from ...script import ScriptError, block_names, blocks, get_block, replace_block, split_block
 
 _FENCE = re.compile(r"```[ \t]*(?P<lang>[A-Za-z0-9_+\-]*)[^\n]*\n(?P<body>.*?)(?:\n[ \t]*```|\Z)", re.S)
 _FENCE_LINE = re.compile(r"^[ \t]*# \[(?:end )?block: [A-Za-z0-9_\-]+\][ \t]*$", re.M)
@@ -135,6 +135,22 @@ def _yes(value: Any) -> bool:
     return word is not None and word.group() in ("yes", "true", "y", "1")
 
 
+def _verdict(data: dict[str, Any], keys: tuple[str, ...]) -> bool:
+    """A checker's yes/no. A missing or unreadable verdict is an unusable answer (re-asked), never a
+    silent "no problem": a check that was not made must not read as one that passed."""
+    for key in keys:
+        if key in data:
+            value = data[key]
+            if isinstance(value, bool):
+                return value
+            word = re.match(r"[a-z]*", str(value).strip().lower())
+            if word is not None and word.group() in ("yes", "true", "y", "no", "false", "n"):
+                return word.group() in ("yes", "true", "y")
+            raise AnswerError(f"\"{key}\" must be \"yes\" or \"no\" (got {str(value)[:60]!r})")
+    raise AnswerError(f"the answer has no \"{keys[0]}\" field (its keys: {', '.join(map(str, data)) or 'none'}); "
+                      "answer with the JSON the format asks for")
+
+
 # ------------------------------------------------------------------------------------------ roles
 
 def parse_model_cards(text: str, m: int, default_source: str = "model knowledge") -> list[ModelCard]:
@@ -159,6 +175,88 @@ def parse_model_cards(text: str, m: int, default_source: str = "model knowledge"
     return cards[:m]
 
 
+def card_sources(text: str, cards: list[ModelCard], sources: list[dict[str, Any]],
+                 supports: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """For each card, the web sources that support it: those of the grounding supports whose segment
+    lies in the card's part of the answer.
+
+    Search grounding ties segments of the answer (`supports`: "start"/"end" character offsets into
+    `text`, "chunks" indexing `sources`) to the pages they rest on. A card's part is its JSON object
+    in the answer, found by its name in card order, so prose, fences or a wrapper object around the
+    list do not matter. A segment counts for a card when it overlaps that part with more than
+    punctuation and spaces. A card no segment falls in gets [] (the answer's other sources say
+    nothing about it). Each card's sources are deduplicated by URI, in the order of their first support."""
+    spans = _card_spans(text, cards)
+    segments = sorted(_segments(text, supports), key=lambda s: s[0])
+    out: list[list[dict[str, Any]]] = []
+    for span in spans:
+        found: dict[str, dict[str, Any]] = {}
+        for start, end, chunks in segments if span is not None else []:
+            lo, hi = max(span[0], start), min(span[1], end)
+            if lo >= hi or not any(ch.isalnum() for ch in text[lo:hi]):
+                continue
+            for i in chunks:
+                source = sources[i] if 0 <= i < len(sources) and isinstance(sources[i], dict) else None
+                key = str(source.get("uri") or source.get("title") or "") if source else ""
+                if source and key and key not in found:
+                    found[key] = dict(source)
+        out.append(list(found.values()))
+    return out
+
+
+def _card_spans(text: str, cards: list[ModelCard]) -> list[tuple[int, int] | None]:
+    """(start, end) of each card's JSON object in `text` (of its string, for a list of bare names);
+    None for a card not found. Cards are searched in order, each after the previous one."""
+    # Trailing commas become spaces so lenient JSON parses at the same offsets.
+    relaxed = _TRAILING_COMMA.sub(lambda m: " " + m.group(1), text)
+    decoder = json.JSONDecoder()
+    objects: list[tuple[int, int, dict[str, Any]]] = []
+    for i, ch in enumerate(relaxed):
+        if ch == "{":
+            try:
+                value, end = decoder.raw_decode(relaxed, i)
+            except ValueError:
+                continue
+            if isinstance(value, dict):
+                objects.append((i, end, value))
+    spans: list[tuple[int, int] | None] = []
+    pos = 0
+    for card in cards:
+        span = next(((s, e) for s, e, obj in objects
+                     if s >= pos and _pick(obj, "model_name", "name", "model", "title").strip() == card.name), None)
+        if span is None:  # a list of bare names: the card is its string
+            for literal in dict.fromkeys((json.dumps(card.name, ensure_ascii=False), json.dumps(card.name))):
+                at = text.find(literal, pos)
+                if at >= 0:
+                    span = (at, at + len(literal))
+                    break
+        if span is not None:
+            pos = span[1]
+        spans.append(span)
+    return spans
+
+
+def _segments(text: str, supports: list[dict[str, Any]]) -> list[tuple[int, int, list[int]]]:
+    """(start, end, source indices) of each usable support. Offsets that do not hold the support's own
+    text are corrected to the occurrence of that text nearest to them; a support that cannot be placed
+    is left out."""
+    out = []
+    for s in supports:
+        if not isinstance(s, dict):
+            continue
+        chunks = [int(i) for i in s.get("chunks") or [] if isinstance(i, int | str) and str(i).isdigit()]
+        start, end, said = s.get("start") or 0, s.get("end"), str(s.get("text") or "")
+        placed = isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= len(text)
+        if said and not (placed and text[start:end] == said):
+            hits = [m.start() for m in re.finditer(re.escape(said), text)]
+            if hits:
+                start = min(hits, key=lambda h: abs(h - (start if isinstance(start, int) else 0)))
+                end, placed = start + len(said), True
+        if placed and chunks:
+            out.append((int(start), int(end), chunks))
+    return out
+
+
 def parse_check(text: str, code: str, kind: str) -> CheckResult:
     """A data-usage (`kind` "data_usage") or leakage ("leakage") check: findings plus maybe a new script."""
     data = extract_json(text)
@@ -169,9 +267,9 @@ def parse_check(text: str, code: str, kind: str) -> CheckResult:
         unused = data.get("unused") or []
         if isinstance(unused, list) and unused:
             findings.append("unused: " + ", ".join(map(str, unused)))
-        problem = not _yes(data.get("all_used", "yes"))
+        problem = not _verdict(data, ("all_used", "all_data_used", "uses_all_data"))
     else:
-        problem = _yes(data.get("leakage", "no"))
+        problem = _verdict(data, ("leakage", "has_leakage", "data_leakage", "leak"))
     if not problem:
         return CheckResult(code=code, changed=False, findings=findings)
     fixed = _code_after_json(text)
@@ -189,8 +287,11 @@ def _code_after_json(text: str) -> str | None:
         return None
 
 
-def parse_block_body(text: str, block: str) -> str:
-    """The new body of `block`; a whole script (or a fenced block) in the answer is cut down to it."""
+def parse_block_body(text: str, block: str, original: str | None = None) -> str:
+    """The new body of `block`; a whole script (or a fenced block) in the answer is cut down to it.
+
+    A whole script without fences cannot be cut down: spliced into the block it would run the script
+    twice (and its second score line would count), so it is an unusable answer, re-asked."""
     code = extract_code(text)
     try:
         names = block_names(code)
@@ -201,7 +302,29 @@ def parse_block_body(text: str, block: str) -> str:
     if _FENCE_LINE.search(code):
         raise AnswerError(f"the answer has block fences but no `{block}` block; return only the new body of the "
                           f"`{block}` block, without fence lines")
+    if original is not None:
+        signs = _whole_script_signs(code, original)
+        if signs:
+            raise AnswerError(f"the answer looks like a whole script ({'; '.join(signs)}), not the body of the "
+                              f"`{block}` block; return only the lines that replace the `{block}` block's body")
     return code
+
+
+_SCRIPT_SIGNS: tuple[tuple[str, str], ...] = (
+    (r"Final Validation Performance", "it prints the score line"),
+    (r"folds\.csv", "it reads the folds"),
+    (r"oof\.csv", "it writes the out-of-fold predictions"),
+    (r"submission\.csv", "it writes the submission"),
+    (r"input/train\.csv|['\"]train\.csv", "it loads the training data"),
+)
+
+
+def _whole_script_signs(body: str, original: str) -> list[str]:
+    """What a block body has that only a whole script (and not the block it replaces) has. Two signs are
+    needed: one alone can be a legitimate change of a block that, say, loads the data."""
+    signs = [why for pattern, why in _SCRIPT_SIGNS
+             if re.search(pattern, body) and not re.search(pattern, original)]
+    return signs if len(signs) >= 2 else []
 
 
 def parse_ablation(text: str, code: str) -> list[AblationVariant]:
@@ -266,7 +389,16 @@ def parse_block_choice(text: str, code: str) -> BlockChoice:
     plan = _pick(data, "plan", "refinement_plan", "improvement").strip()
     if not plan:
         raise AnswerError("\"plan\" is empty; describe the refinement of the chosen block in words")
-    return BlockChoice(block=block, plan=plan, reason=_pick(data, "reason", "why").strip())
+    span = _pick(data, "code_span", "span", "lines")
+    span_name = _pick(data, "span_name", "span_block", default="").strip()
+    if span.strip():
+        try:
+            split_block(code, block, span, span_name or f"{block}_focus")
+        except ScriptError as e:
+            raise AnswerError(f"\"code_span\" must be whole lines copied verbatim from inside the `{block}` "
+                              f"block ({e}); or leave it empty to refine the whole block") from None
+    return BlockChoice(block=block, plan=plan, reason=_pick(data, "reason", "why").strip(),
+                       span=span if span.strip() else "", span_name=span_name)
 
 
 def parse_text(text: str, what: str = "plan") -> str:

@@ -13,7 +13,9 @@ import json
 import random
 import threading
 import time
+import traceback
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from ... import prompts
@@ -34,18 +36,24 @@ from ..base import (
     BrainContext,
     BrainUnavailable,
     CostCapReached,
+    RoleFailed,
     call_index,
     count_call,
     current_step,
+    note_fallback,
+    take_fallback,
 )
 from . import answers
 from .answers import AnswerError
-from .clients import ChatClient, ClientError, Completion, FatalError, Request, TransientError
-from .pricing import cost_of, price_table
+from .budget import CostMeter, Reservation, actual_cost, worst_case
+from .clients import ChatClient, ClientError, Completion, FatalError, Request, ToolRefused, TransientError
+from .pricing import price_book
 from .secrets import redact
 from .settings import LLMSettings
 
 T = TypeVar("T")
+
+MAX_RETRY_WAIT = 300.0  # seconds: a longer delay asked by the service pauses the run instead (after the retries)
 
 _REASK = """
 
@@ -66,12 +74,14 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "required": ["model_name", "why", "example_code"]}},
     "write_ablation": {"type": "array", "items": {"type": "object", "properties": {
         "block": _STRING, "description": _STRING, "code": _STRING}, "required": ["block", "description", "code"]}},
-    "extract_block": {"type": "object", "properties": {"block": _STRING, "plan": _STRING, "reason": _STRING},
+    "extract_block": {"type": "object", "properties": {"block": _STRING, "code_span": _STRING, "span_name": _STRING,
+                                                       "plan": _STRING, "reason": _STRING},
                       "required": ["block", "plan"]},
 }
 
 
 class LLMBrain(Brain):
+    reviews_every_script = True
     def __init__(self, client: ChatClient, settings: LLMSettings, *, name: str, default_model: str,
                  secrets: list[str] | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
         super().__init__()
@@ -81,12 +91,33 @@ class LLMBrain(Brain):
         self.default_model = default_model
         self.description = f"{name} ({settings.model or default_model})"
         self._secrets = [s for s in (secrets or []) if s]
-        self._prices = price_table(settings.prices)
+        self._prices = price_book(name, settings)  # the run's rates: the table, the user's prices, local = free
+        self.meter = CostMeter(None)  # the pipeline sets cost_cap and spent (the properties below)
         self._sleep = sleep
         self._lock = threading.Lock()
 
     def label(self) -> str:
         return f"{self.name} · {self.settings.model or self.default_model}"
+
+    # The cap and what was spent live in the meter, which also holds the worst case of every call in flight.
+    @property  # type: ignore[override]
+    def cost_cap(self) -> float | None:
+        return self.meter.cap
+
+    @cost_cap.setter
+    def cost_cap(self, value: float | None) -> None:
+        self.meter.cap = value
+
+    @property  # type: ignore[override]
+    def spent(self) -> float:
+        return self.meter.spent
+
+    @spent.setter
+    def spent(self, value: float) -> None:
+        self.meter.spent = value
+
+    def cost_cap_reached(self) -> bool:
+        return self.meter.exhausted
 
     # ------------------------------------------------------------------------------ plumbing
 
@@ -121,20 +152,42 @@ class LLMBrain(Brain):
             if self.recall is not None else None
         if stored is not None:  # a step redone after a crash: this call was answered (and paid for) before
             count_call(role)
+            grounding = json.loads(stored.get("grounding_json") or "{}")
             return Completion(text=stored["answer"] or "", tokens_in=int(stored["tokens_in"] or 0),
                               tokens_out=int(stored["tokens_out"] or 0), model=stored["model"] or model,
                               sources=json.loads(stored["sources_json"] or "[]"), prompt=prompt,
-                              index=request.index)
+                              index=request.index, search_queries=list(grounding.get("queries") or []),
+                              supports=list(grounding.get("supports") or []),
+                              search_entry_point=str(grounding.get("entry_point") or ""),
+                              tool_refused=str(grounding.get("tool_refused") or ""))
         tries = max(0, self.settings.max_retries) + 1
         delay = max(0.0, self.settings.backoff)
-        for attempt in range(1, tries + 1):
+        refused = ""
+        attempt = 0
+        while True:
+            attempt += 1
             started = time.monotonic()
+            held = self.meter.reserve(worst_case(model, request.prompt, self.settings.max_output_tokens,
+                                                 request.search, self._prices), f"{role} on {model}")
             try:
                 completion = self.client.complete(request)
-            except ClientError as e:
+            except ToolRefused as e:
+                self.meter.release(held)
                 error = self._clean(str(e)) or ""
                 self.record(role, self._clean(prompt) or "", None, started, model=model, error=error,
-                            call_index=request.index)
+                            call_index=request.index, outcome="failed")
+                if not request.search:
+                    raise BrainUnavailable(f"{self.name} refused the {role} call: {error}") from None
+                # The model will not search: the same question without the tool, said wherever it shows.
+                refused = f"the model refused the search tool ({error}); answered without web search"
+                request = replace(request, search=False)
+                attempt -= 1  # the refusal is not a failed try
+                continue
+            except ClientError as e:
+                self.meter.release(held)
+                error = self._clean(str(e)) or ""
+                self.record(role, self._clean(prompt) or "", None, started, model=model, error=error,
+                            call_index=request.index, outcome="failed")
                 if isinstance(e, FatalError):
                     raise BrainUnavailable(f"{self.name} refused the {role} call: {error}") from None
                 if attempt == tries:
@@ -142,33 +195,45 @@ class LLMBrain(Brain):
                                            f"(last: {error}); resume the run when the service is back") from None
                 wait = delay * (1 + random.random() * 0.25)
                 if isinstance(e, TransientError) and e.retry_after:
-                    wait = max(wait, e.retry_after)
-                self._wait(min(60.0, wait))
+                    wait = max(wait, e.retry_after)  # the service said how long: never sooner
+                self._wait(min(MAX_RETRY_WAIT, wait))
                 delay = delay * 2 if delay else 0.0
                 continue
+            except Exception as e:
+                self.meter.release(held)
+                # Our own bug (or the SDK's types rejecting what we built): retrying will not cure it and the
+                # service is not to blame. Recorded with its traceback; the step fails.
+                trace = self._clean("".join(traceback.format_exception(e))) or ""
+                self.record(role, self._clean(prompt) or "", None, started, model=model,
+                            error=f"local error (not the service): {trace[-4000:]}", call_index=request.index,
+                            outcome="failed")
+                raise
             count_call(role)
             completion.text = self._clean(completion.text) or ""
-            return self._priced(completion, model, started, prompt, request.index)
-        raise AssertionError("unreachable")  # pragma: no cover
+            completion.tool_refused = refused
+            return self._priced(completion, model, started, prompt, request.index, held)
 
-    def _priced(self, c: Completion, model: str, started: float, prompt: str, index: int) -> Completion:
+    def _priced(self, c: Completion, model: str, started: float, prompt: str, index: int,
+                held: Reservation) -> Completion:
         c.model = c.model or model
-        if self.client.name == "replay":  # a replayed answer costs nothing
-            c.cost = 0.0
-        else:  # the model version the server reports, else the one asked for
-            c.cost = cost_of(c.model, c.tokens_in, c.tokens_out, self._prices) or \
-                cost_of(model, c.tokens_in, c.tokens_out, self._prices)
-        with self._lock:
-            self.spent += c.cost
+        # The model version the server reports, else the one asked for; a replay's book prices everything at 0.
+        # tokens_in includes the tool-use prompt tokens, tokens_out the thinking tokens.
+        c.cost = actual_cost(c.model, c.tokens_in, c.tokens_out, len(c.search_queries),
+                             bool(c.search_queries or c.sources), self._prices, fallback_model=model)
+        self.meter.settle(held, c.cost)
         c.latency, c.prompt, c.index = time.monotonic() - started, prompt, index
         return c
 
     def _report(self, role: str, c: Completion, error: str | None = None) -> None:
         if self.on_call is not None:
+            grounding = _grounding(c)
             self.on_call(BrainCallRecord(
                 role=role, prompt=self._clean(c.prompt) or "", answer=c.text, tokens_in=c.tokens_in,
                 tokens_out=c.tokens_out, latency=c.latency, cost=c.cost, error=error, model=c.model,
-                step_key=current_step(), call_index=c.index, sources=c.sources))
+                step_key=current_step(), call_index=c.index, sources=c.sources,
+                outcome="unusable" if error else "ok", grounding=grounding,
+                thoughts_tokens=c.thoughts_tokens, tool_tokens=c.tool_tokens,
+                search_queries=len(c.search_queries)))
 
     def _ask(self, role: str, prompt: str, parse: Callable[[Completion], T], *, schema: Any = None,
              search: bool = False, fallback: Callable[[AnswerError], T] | None = None,
@@ -177,6 +242,7 @@ class LLMBrain(Brain):
 
         When every answer was unusable, `fallback` (the role's honest degradation, recorded as a
         note) gives the value; without one the brain gives up and the run pauses."""
+        take_fallback()  # a note left by an earlier role call is not this one's
         asked = prompt
         last: AnswerError | None = None
         for _ in range(max(0, self.settings.format_retries) + 1):
@@ -197,8 +263,13 @@ class LLMBrain(Brain):
         assert last is not None
         if fallback is None:
             raise BrainUnavailable(f"{self.name} gave {tries} unusable answers to {role}; last problem: {last}")
-        self.record(role, f"(no model call: {tries} answers to {role} could not be used; last problem: {last})",
-                    f"Fallback: {fallback_note}", time.monotonic(), model="fallback")
+        # A failure, recorded as one: no model answer is used from here on. Its index (-1) is never a
+        # model call's, so a cassette never mistakes it for an answer.
+        reason = f"{tries} answers to {role} could not be used (last problem: {last})"
+        self.record(role, f"(no model call: {reason})", f"Fallback: {fallback_note}", time.monotonic(),
+                    model="fallback", error=f"fallback: {reason}; instead: {fallback_note}", call_index=-1,
+                    outcome="fallback")
+        note_fallback(f"{reason}; instead: {fallback_note}")
         return fallback(last)
 
     # ---------------------------------------------------------------- 1. retrieval and initial solutions
@@ -209,10 +280,18 @@ class LLMBrain(Brain):
         prompt = prompts.render("retrieve_models", **self._fields(ctx, m=m))
 
         def parse(c: Completion) -> list[ModelCard]:
-            cards = answers.parse_model_cards(c.text, m, default_source="Google Search" if c.sources else
-                                              "model knowledge")
-            for card in cards:
-                card.sources = list(c.sources)
+            source = "Google Search" if c.sources else "model knowledge"
+            if c.tool_refused:
+                source = f"model knowledge, no web search ({c.tool_refused})"
+            cards = answers.parse_model_cards(c.text, m, default_source=source)
+            # Each card keeps the sources whose grounding supports fall inside its part of the answer.
+            for card, sources in zip(cards, answers.card_sources(c.text, cards, c.sources, c.supports), strict=True):
+                card.sources = sources
+            if c.tool_refused:  # a source the model typed from memory is not a search result: say so
+                for card in cards:
+                    cited = f"; the model cited {card.source} from memory" if card.source != source else ""
+                    card.source = source + cited
+                note_fallback(c.tool_refused)
             return cards
 
         return self._ask("retrieve_models", prompt, parse, search=True,
@@ -257,8 +336,8 @@ class LLMBrain(Brain):
 
     def merge(self, ctx: BrainContext, base_code: str, reference_code: str) -> str:
         prompt = prompts.render("merge", **self._fields(ctx, base_code=base_code, reference_code=reference_code))
-        return self._ask("merge", prompt, lambda c: answers.parse_script(c.text), fallback=lambda e: base_code,
-                         fallback_note="the base solution unchanged (no merge)")
+        return self._ask("merge", prompt, lambda c: answers.parse_script(c.text), fallback=_role_failed,
+                         fallback_note="no merge: the base solution goes on unchanged")
 
     # -------------------------------------------------------------------------- 2. checks and repair
 
@@ -272,15 +351,19 @@ class LLMBrain(Brain):
         return self._ask("check_leakage", prompt, lambda c: answers.parse_check(c.text, code, "leakage"),
                          fallback=lambda e: _unchecked(code, "leakage", e), fallback_note="the script kept as is")
 
-    def debug(self, ctx: BrainContext, code: str, error: str) -> str:
-        prompt = prompts.render("debug", **self._fields(ctx, code=code, error=error[-6000:]))
-        return self._ask("debug", prompt, lambda c: answers.parse_script(c.text), fallback=lambda e: code,
-                         fallback_note="the script unchanged (it will fail again)")
+    def debug(self, ctx: BrainContext, code: str, error: str, failure: str = "error") -> str:
+        prompt = prompts.render("debug", **self._fields(ctx, code=code, error=error[-6000:],
+                                                          failure_advice=prompts.debug_advice(failure)))
+        return self._ask("debug", prompt, lambda c: answers.parse_script(c.text), fallback=_role_failed,
+                         fallback_note="no repair: the script stays failed")
 
     # ----------------------------------------------------------------------- 3. targeted refinement
 
-    def write_ablation(self, ctx: BrainContext, code: str) -> list[AblationVariant]:
-        prompt = prompts.render("write_ablation", **self._fields(ctx, code=code))
+    def write_ablation(self, ctx: BrainContext, code: str, previous: list[str] | None = None
+                       ) -> list[AblationVariant]:
+        earlier = "\n\n".join(f"Study {i + 1}:\n{summary.strip()}" for i, summary in enumerate(previous or []))
+        prompt = prompts.render("write_ablation", **self._fields(
+            ctx, code=code, previous_ablations=earlier or "(none: this is the first study)"))
         return self._ask("write_ablation", prompt, lambda c: answers.parse_ablation(c.text, code),
                          schema=SCHEMAS["write_ablation"], fallback=lambda e: [],
                          fallback_note="no ablation variants in this step; the block is chosen without them")
@@ -315,7 +398,9 @@ class LLMBrain(Brain):
         def give_up(e: AnswerError) -> str:
             raise AnswerError(f"no usable code for the `{block}` block: {e}")  # the attempt fails, the loop goes on
 
-        return self._ask("implement_refinement", prompt, lambda c: answers.parse_block_body(c.text, block),
+        original = get_block(code, block)
+        return self._ask("implement_refinement", prompt,
+                         lambda c: answers.parse_block_body(c.text, block, original),
                          fallback=give_up, fallback_note="none: this attempt fails")
 
     # --------------------------------------------------------------------------------- 4. ensemble
@@ -339,8 +424,23 @@ class LLMBrain(Brain):
 
 
 
+def _grounding(c: Completion) -> dict[str, Any]:
+    """What brain_calls.grounding_json keeps of a searched call; {} when the call did not search. Its
+    presence tells the pages that the sources were matched to cards (runs before that kept none)."""
+    out: dict[str, Any] = {}
+    if c.sources or c.search_queries or c.supports or c.search_entry_point:
+        out = {"queries": list(c.search_queries), "supports": list(c.supports), "entry_point": c.search_entry_point}
+    if c.tool_refused:
+        out["tool_refused"] = c.tool_refused
+    return out
+
+
+def _role_failed(error: AnswerError) -> Any:
+    raise RoleFailed(str(error))
+
+
 def _unchecked(code: str, check: str, error: AnswerError) -> CheckResult:
-    return CheckResult(code=code, changed=False,
+    return CheckResult(code=code, changed=False, checked=False,
                        findings=[f"The {check} checker's answers could not be read ({error}); the script is kept "
                                  "as it is, unchecked."])
 

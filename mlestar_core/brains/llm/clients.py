@@ -27,6 +27,7 @@ class Completion:
     supports: list[dict[str, Any]] = field(default_factory=list)  # [{"start", "end", "text", "chunks": [i]}]
     #   start/end are character offsets into `text`; chunks index into `sources`
     search_entry_point: str = ""  # Google's rendered search-suggestions HTML (its terms ask apps to show it)
+    tool_refused: str = ""  # set by the brain: the model refused the search tool, so this answer did not search
     # Filled in by the brain once the call is answered:
     prompt: str = ""
     cost: float = 0.0

@@ -27,7 +27,8 @@ class LLMSettings:
     max_output_tokens: int = 16384  # sent with every call; the cost cap reserves this worst case before a call
     format_retries: int = 2  # re-asks when an answer cannot be parsed
     search: bool = True  # gemini: ground retrieval with the Google Search tool
-    prices: dict[str, list[float]] = field(default_factory=dict)  # model -> [USD/1M in, USD/1M out]
+    # model -> [USD/1M in, USD/1M out] or [in, out, USD per 1000 searches]
+    prices: dict[str, list[float]] = field(default_factory=dict)
     cassette: str = ""  # replay: the cassette file answers come from
 
     def model_for(self, role: str, default: str) -> str:

@@ -138,7 +138,7 @@ class OfflineBrain(Brain):
         self.record("check_leakage", f"script of {len(code)} chars", _check_answer(result), started)
         return result
 
-    def debug(self, ctx: BrainContext, code: str, error: str) -> str:
+    def debug(self, ctx: BrainContext, code: str, error: str, failure: str = "error") -> str:
         started = time.monotonic()
         fixed, what = debugger.repair(ctx, code, error)
         self.record("debug", f"error:\n{error[-3000:]}", f"{what}\n\n{fixed}", started)
@@ -146,7 +146,8 @@ class OfflineBrain(Brain):
 
     # ------------------------------------------------------------ 3. targeted refinement
 
-    def write_ablation(self, ctx: BrainContext, code: str) -> list[AblationVariant]:
+    def write_ablation(self, ctx: BrainContext, code: str, previous: list[str] | None = None
+                       ) -> list[AblationVariant]:
         started = time.monotonic()
         variants = ablation.write_ablation(ctx, code)
         self.record(

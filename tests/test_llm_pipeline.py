@@ -21,7 +21,7 @@ import pytest
 from fakes import Call, FakeGemini, FakeOpenAI, Fault, Reply, ScriptedExpert, model_page, page_of, scripted, searched
 
 from mlestar_core.brains.llm.settings import LLMSettings
-from mlestar_core.config import RunConfig
+from mlestar_core.config import ConfigError, RunConfig
 from mlestar_core.pipeline import Pipeline, create_run
 from mlestar_core.store import Store
 from mlestar_core.task import load_task
@@ -284,31 +284,52 @@ def test_missing_key_is_a_clear_error_and_creates_no_run(tmp_path: Path) -> None
     assert Store(tmp_path / "store").list_runs() == []
 
 
-def test_a_cost_cap_wraps_the_run_up_cleanly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_cost_cap_holds_mid_track_across_parallel_tracks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every answer uses its whole output allowance (the worst case a real service can bill): two tracks
+    spend in parallel, and the cap is never passed, because each call reserves its worst case first."""
     monkeypatch.setenv("GEMINI_API_KEY", SECRET)
     expert = ScriptedExpert()
     base = scripted(expert)
+    max_out = 16384  # the default allowance: $0.147 of output per call at gemini-3.5-flash rates
 
-    def pricey(call: Call) -> Reply | Fault:  # 1M tokens in per call: $1.50 at gemini-3.5-flash rates
+    def verbose(call: Call) -> Reply | Fault:
         reply = base(call)
         if isinstance(reply, Reply):
-            reply.tokens_in, reply.tokens_out = 1_000_000, 1000
+            reply.tokens_out = max_out
         return reply
 
-    with FakeGemini(pricey) as server:
+    with FakeGemini(verbose) as server:
         store = Store(tmp_path / "store")
-        config = RunConfig(**{**SMALL, "outer_steps": 2}, brain="gemini", cost_cap=4.0,
-                           llm=LLMSettings(base_url=server.url))
+        config = RunConfig(**{**SMALL, "outer_steps": 3, "num_solutions": 2}, brain="gemini", cost_cap=2.0,
+                           llm=LLMSettings(base_url=server.url, max_output_tokens=max_out))
         run_id = create_run(store, load_task(TASK), config, out_dir=tmp_path / "out")
         summary = Pipeline(store, run_id).run()
+        n_calls = len(server.calls)
     run = store.get_run(run_id)
     assert run["status"] == "finished" and summary["budget_exhausted"] is True
     spent = store.brain_spent(run_id)
-    assert 4.0 <= spent < 4.0 + 1.6  # the call that crossed the cap is the last one
-    events = [e["kind"] for e in store.events_after(run_id)]
-    assert "cost_cap_reached" in events
+    assert spent <= 2.0  # never passed, however the tracks interleaved
+    assert spent > 2.0 - 3 * 0.2  # and the cap was used, not refused early
+    events = store.events_after(run_id)
+    capped = [e["payload"] for e in events if e["kind"] == "cost_cap_reached"]
+    assert capped and any(s["key"].startswith("t1/") for s in store.steps(run_id))  # reached mid-track
     assert (tmp_path / "out" / "submission.csv").is_file()  # wrapped up with the best solution so far
-    assert len(server.calls) == 3  # retrieve, 2 initial solutions: the 3rd call crossed $4
+    assert n_calls == len([r for r in store.table("brain_calls", run_id) if r["answer"] is not None])
+
+
+def test_an_unpriced_model_cannot_run_under_a_cap(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    for model in ("gemini-flash-latest", "gemini-3.5-pro"):
+        config = RunConfig(**SMALL, brain="gemini", cost_cap=1.0, llm=LLMSettings(model=model))
+        with pytest.raises(ConfigError, match="no known price"):
+            create_run(store, load_task(TASK), config)
+    priced = RunConfig(**SMALL, brain="gemini", cost_cap=1.0,
+                       llm=LLMSettings(model="gemini-flash-latest", prices={"gemini-flash-latest": [0.5, 3.0]}))
+    assert create_run(store, load_task(TASK), priced)
+    role = RunConfig(**SMALL, brain="gemini", cost_cap=1.0,
+                     llm=LLMSettings(role_models={"plan_refinement": "gemini-3.5-pro"}))
+    with pytest.raises(ConfigError, match="gemini-3.5-pro"):  # a per-role model must be priced too
+        create_run(store, load_task(TASK), role)
 
 
 def test_per_role_models_and_call_timeout(tmp_path: Path) -> None:

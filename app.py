@@ -1,4 +1,11 @@
-"""MLE-STAR Studio: the router. Pages live in pages/; shared UI helpers in studio/.
+"""MLE-STAR Studio: the router. It defines every page (`st.navigation`, titles from studio/nav.py), the sidebar
+(brain, sandbox, plans waiting for approval) and the selected run (`?run=`), then runs the page.
+
+Layout: app_pages/<page>.py draws a page; mlestar_core/views/<page>.py shapes what it shows from store rows (no
+Streamlit); studio/ holds the UI pieces pages share. The folder is app_pages/, not pages/: Streamlit would treat
+a `pages/` folder next to this script as a legacy multipage app and run a page file without this router when a
+deep link is a fresh server's first request (no navigation, no `?run=`, no banner). Page URLs are the file
+names: /run, /attempts, /brain_calls...
 
 `streamlit run app.py -- --demo customer-churn` (what `make run` does) also starts a run of
 that bundled demo task on the first session after the process starts, unless the store already
@@ -37,7 +44,7 @@ def _approval_banner() -> None:
 viewer = auth.current_viewer()
 if viewer is None:
     # Exposed and not signed in: the sign-in (or refusal) page is the only page, so any URL lands on it. Every
-    # page also calls auth.require_viewer(): Streamlit can run a page file without this script (see studio/auth.py).
+    # page also calls auth.require_viewer() first: a second lock should a page file run on its own (studio/auth.py).
     st.navigation([st.Page(auth.sign_in_page, title="Sign in", default=True)], position="hidden").run()
     st.stop()
 

@@ -43,8 +43,8 @@ from mlestar_core.pipeline import Pipeline, create_run  # noqa: E402
 from mlestar_core.store import Store  # noqa: E402
 from mlestar_core.task import load_task  # noqa: E402
 
-PAGES = ["pages/run.py", "pages/models.py", "pages/ablation.py", "pages/attempts.py", "pages/ensemble.py",
-         "pages/replay.py"]
+PAGES = ["app_pages/run.py", "app_pages/models.py", "app_pages/ablation.py", "app_pages/attempts.py",
+         "app_pages/ensemble.py", "app_pages/replay.py"]
 TARGET_EXECUTIONS = 500
 POLL_SECONDS = 2.0
 _OUTER_KEY = re.compile(r"^(t\d+/o)(\d+)(/.*)$")

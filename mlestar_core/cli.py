@@ -12,7 +12,7 @@ from typing import Any, TextIO
 
 from .brains import BRAINS, DEFAULT_GEMINI_MODEL, DEFAULT_OPENAI_MODEL, Brain, BrainConfigError, make_brain
 from .brains.llm.settings import LLMSettings
-from .config import RunConfig, cost_problems
+from .config import RunConfig, approval_problems, cost_problems
 from .lease import RunOwnedElsewhere, lease_state
 from .model import TaskError
 from .pipeline import Pipeline, create_run
@@ -40,15 +40,21 @@ class Progress:
         self.done, self.best, self.phase = 0, None, "starting"
         self.start = time.monotonic()
         self.tty = stream.isatty()
+        self.waited = 0.0  # the budget clock's stops (waiting for a human, paused): not counted
+        self.stopped_at: float | None = None
+
+    def agent_time(self) -> float:
+        now = time.monotonic()
+        return now - self.start - self.waited - (now - self.stopped_at if self.stopped_at is not None else 0.0)
 
     def _bar(self) -> str:
         frac = min(1.0, self.done / max(1, self.total))
         if self.budget:
-            frac = max(frac, min(1.0, (time.monotonic() - self.start) / self.budget))
+            frac = max(frac, min(1.0, self.agent_time() / self.budget))
         filled = int(frac * 30)
         best = "—" if self.best is None else f"{self.best:.5g}"
         return (f"[{'#' * filled}{'-' * (30 - filled)}] {frac:4.0%}  {self.phase:<22.22}  best {best}"
-                f"  {time.monotonic() - self.start:5.0f}s")
+                f"  {self.agent_time():5.0f}s")
 
     def line(self, text: str) -> None:
         if self.tty:
@@ -64,6 +70,12 @@ class Progress:
             self.done += 1
         elif kind == "best_score":
             self.best = payload["score"]
+        elif kind == "budget_clock":
+            if payload.get("stopped"):
+                self.stopped_at = self.stopped_at or time.monotonic()
+            elif self.stopped_at is not None:
+                self.waited += time.monotonic() - self.stopped_at
+                self.stopped_at = None
         if kind == "candidate_scored":
             self.line(f"  initial candidate {payload['label']}: {payload['score']}")
         elif kind == "merge":
@@ -78,6 +90,10 @@ class Progress:
         elif kind == "approval_needed":
             self.line(f"  waiting for a decision on plan #{payload['decision_id']} "
                       f"(python -m mlestar_core decide {payload['decision_id']} approve)")
+        elif kind == "approval_waiting":  # (approval_needed is written by the store, not told to this listener)
+            self.line(f"  {payload.get('message')} (python -m mlestar_core decide {payload['decision_id']} approve)")
+        elif kind in ("budget_clock", "approval_decided", "edit_failed", "edit_repaired") and payload.get("message"):
+            self.line(f"  {payload['message']}")
         elif kind == "budget_exhausted":
             self.line("  time budget reached: wrapping up with the best solution so far")
         elif kind == "cost_cap_reached":
@@ -158,6 +174,8 @@ def _llm_from_args(args: argparse.Namespace) -> LLMSettings:
 def _config_from_args(args: argparse.Namespace) -> RunConfig:
     c = RunConfig(brain=args.brain, seed=args.seed, time_budget=args.time_budget,
                   require_approval=args.require_approval, llm=_llm_from_args(args), cost_cap=args.cost_cap)
+    if getattr(args, "auto_approve_after", None) is not None:  # minutes on the command line, seconds in the config
+        c.auto_approve_after = args.auto_approve_after * 60.0
     for flag, attr in [("models", "num_models"), ("outer", "outer_steps"), ("inner", "inner_steps"),
                        ("solutions", "num_solutions"), ("ensemble_rounds", "ensemble_rounds"),
                        ("workers", "workers"), ("script_timeout", "script_timeout"),
@@ -247,6 +265,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         if problems:
             hint = " (--price MODEL=IN,OUT)" if any("no known price" in p for p in problems) else ""
             raise UsageError("; ".join(problems) + hint)
+        if approval_problems(config):
+            raise UsageError("--auto-approve-after MINUTES needs --require-approval and a positive number of "
+                             "minutes")
         brain = make_brain(config.brain, config.llm)  # fail before creating a run: no key, no cassette, ...
     except (UsageError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -292,6 +313,52 @@ def cmd_export_cassette(args: argparse.Namespace) -> int:
     n = len(json.loads(data)["calls"])
     print(f"wrote {n} recorded answers to {args.out}; replay with: python -m mlestar_core run --brain replay "
           f"--cassette {args.out} --task TASK --out DIR", file=sys.stderr)
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .kept import RunNotUsable
+    from .predict import PredictError, PredictFailed, predict_rows
+
+    store = Store(Path(args.store))
+    try:
+        result = predict_rows(store, args.run_id, Path(args.input), Path(args.output),
+                              drop_extra=args.drop_extra_columns, refit=args.refit)
+    except (RunNotUsable, PredictError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except PredictFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for warning in result.warnings:
+        print(f"note: {warning}", file=sys.stderr)
+    print(f"wrote {args.output}: {result.describe()}")
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from .explain import ExplainFailed, explain_run
+    from .kept import RunNotUsable
+
+    store = Store(Path(args.store))
+    try:
+        result = explain_run(store, args.run_id)
+    except RunNotUsable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ExplainFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if result["status"] != "ok":
+        print(f"no explanation: {result['reason']}", file=sys.stderr)
+        return 1
+    rows = result["rows"]
+    print(f"What drives the model of run {args.run_id} (script #{result['script_id']}): permutation importance on "
+          f"{rows['used']} {rows['source']} rows, {result['n_repeats']} repeats, {result['metric_title']} "
+          f"{result['baseline_score']:.5g}; model {result['model']}")
+    print("importance = how much worse the metric gets when the feature's values are shuffled")
+    for f in result["features"][: args.top]:
+        print(f"  {f['name']:<32.32} {f['importance_mean']:>10.4g} ± {f['importance_std']:.2g}")
     return 0
 
 
@@ -351,7 +418,11 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--fold-repeats", type=int, default=None, help="repeats of K-fold, with --folds (default 1)")
     run.add_argument("--script-timeout", type=float, default=None, help="seconds per script (default 300)")
     run.add_argument("--require-approval", action="store_true",
-                     help="wait for `decide` before each refinement plan")
+                     help="wait for `decide` before each refinement plan (the time waiting does not count "
+                          "against --time-budget)")
+    run.add_argument("--auto-approve-after", type=float, default=None, metavar="MINUTES",
+                     help="with --require-approval: a plan nobody decided on within MINUTES is approved by the run "
+                          "itself (recorded as auto-approved, not as a person's approval); default: wait")
     llm = run.add_argument_group("LLM brains (keys come from GEMINI_API_KEY / GOOGLE_API_KEY / OPENAI_API_KEY or "
                                  ".streamlit/secrets.toml, never from the command line)")
     llm.add_argument("--model", default=None,
@@ -386,6 +457,22 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("run_id")
     export.add_argument("-o", "--out", required=True, help="the cassette file to write (.json)")
     export.set_defaults(fn=cmd_export_cassette)
+
+    predict = sub.add_parser("predict", help="predict new rows with a finished run's final solution")
+    predict.add_argument("run_id")
+    predict.add_argument("--input", required=True, help="CSV of the rows to predict (the training columns, no target)")
+    predict.add_argument("--output", required=True, help="where the predictions go (the run's submission format)")
+    predict.add_argument("--drop-extra-columns", action="store_true",
+                         help="drop columns the training data does not have instead of refusing the file")
+    predict.add_argument("--refit", action="store_true",
+                         help="refit the solution on the full training data even when the run kept its fitted model")
+    predict.set_defaults(fn=cmd_predict)
+
+    explain = sub.add_parser("explain", help="what drives a finished run's model: permutation importance and "
+                                             "partial dependence on its locked hold-out rows")
+    explain.add_argument("run_id")
+    explain.add_argument("--top", type=int, default=15, help="features to list (default 15)")
+    explain.set_defaults(fn=cmd_explain)
 
     runs = sub.add_parser("runs", help="list runs")
     runs.set_defaults(fn=cmd_runs)

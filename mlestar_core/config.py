@@ -34,6 +34,10 @@ class RunConfig:
     llm: LLMSettings = field(default_factory=LLMSettings)  # settings of the LLM brains (no secrets)
     cost_cap: float | None = None  # USD of brain calls; reaching it wraps the run up cleanly
     require_approval: bool = False  # wait for a human decision before each refinement plan
+    # With require_approval: seconds after which a plan nobody answered is approved by the run itself
+    # ("auto-approved", never mistaken for a person's approval); None = wait as long as it takes. Waiting never
+    # counts against time_budget either way (see budget_clock.py).
+    auto_approve_after: float | None = None
     use_data_usage_checker: bool = True
     use_leakage_checker: bool = True
     constraints: list[str] = field(default_factory=list)  # pinned user constraints for planners
@@ -78,8 +82,20 @@ def cost_problems(config: RunConfig) -> list[str]:
     return problems
 
 
+def approval_problems(config: RunConfig) -> list[str]:
+    """Why "decide for me after N minutes" cannot be honoured as set (empty: it can)."""
+    after = config.auto_approve_after
+    if after is None:
+        return []
+    if not after > 0:
+        return [f"the automatic approval delay must be a positive number of seconds, not {after}"]
+    if not config.require_approval:
+        return ["an automatic approval delay needs approval on (require_approval): without it no plan waits"]
+    return []
+
+
 def check_config(config: RunConfig) -> None:
     """Raise ConfigError with every problem of `config` (called where a run is created)."""
-    problems = cost_problems(config)
+    problems = cost_problems(config) + approval_problems(config)
     if problems:
         raise ConfigError("; ".join(problems))

@@ -16,10 +16,13 @@ the event that announces it. One process at a time drives a run (`lease.RunLease
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import difflib
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -37,6 +40,7 @@ from . import evaluation, grading
 from .brains import Brain, BrainUnavailable, CostCapReached, make_brain
 from .brains.base import BrainCallRecord, BrainContext, RoleFailed, current_step, step_scope, take_fallback
 from .brains.offline.templates import baseline_script
+from .budget_clock import DECISION, PAUSED, AgentClock, fmt_duration
 from .config import RunConfig, check_config
 from .engine_scoring import EngineScoring
 from .ensemble_phase import EnsemblePhase
@@ -53,7 +57,7 @@ from .model import (
 from .report import write_report
 from .rundata import RunData, prepare_run_data
 from .script import ScriptError, get_block, replace_block, split_block
-from .steps import BudgetExhausted, NoWorkingSolution, Scored, StopRequested
+from .steps import _EXCEPTION_LINE, BudgetExhausted, NoWorkingSolution, Scored, StopRequested, _failure_reason
 from .store import Store
 
 EventListener = Callable[[str, dict[str, Any]], None]
@@ -61,6 +65,40 @@ EventListener = Callable[[str, dict[str, Any]], None]
 # For the crash-recovery tests: "<step key>|<event kind>" makes this process kill itself (SIGKILL, no
 # clean-up) right after it first stores such an event, so every phase can be crashed in deterministically.
 _CRASH_AFTER = os.environ.get("MLESTAR_CRASH_AFTER", "")
+
+
+@dataclasses.dataclass
+class UserEdit:
+    """A human's edited block (a decision "edited" with code) on its way through `_run_scripts`, and what
+    became of it."""
+
+    block: str
+    original: str  # the block before the edit: what a repair must not simply put back
+    edited: str  # the block as the human wrote it
+    where: dict[str, int]  # track / outer / inner
+    script_id: int | None = None  # the script holding the edit exactly as written
+    error: str | None = None  # the first error line when it failed
+    repaired: bool = False  # the debugger repaired the human's code (keeping the edit) and that ran
+    refused: str | None = None  # why a debugger's fix was not used
+
+    def refusal(self, fixed: str) -> str | None:
+        """Why the debugger's `fixed` script does not repair the edit (None: it does). A repair keeps the
+        human's block, changed as little as needed: it may not drop the block, put the original back, or
+        rewrite it into something closer to the original than to what the human wrote."""
+        try:
+            body = get_block(fixed, self.block)
+        except ScriptError:
+            return f"the debugger's fix lost the `{self.block}` block, so it does not repair your edit"
+        if body.strip() == self.original.strip() and self.edited.strip() != self.original.strip():
+            return (f"the debugger's fix put the original `{self.block}` block back instead of repairing your "
+                    "edit, so it was not run")
+        if body.strip() != self.edited.strip():
+            to_edit = difflib.SequenceMatcher(None, body, self.edited).ratio()
+            to_original = difflib.SequenceMatcher(None, body, self.original).ratio()
+            if to_edit <= to_original:
+                return (f"the debugger rewrote the `{self.block}` block instead of repairing your edit, so its fix "
+                        "was not run")
+        return None
 
 
 class Pipeline(EngineScoring, EnsemblePhase):
@@ -100,7 +138,10 @@ class Pipeline(EngineScoring, EnsemblePhase):
                                 threads=getattr(self.executor, "threads_per_job", None),
                                 python=getattr(self.executor, "python", None))
         self._prior_time_used = float(run["time_used"] or 0.0)
-        self._session_start = time.monotonic()
+        # The budget clock (budget_clock.py): agent time, which stops while every live track waits for a human
+        # decision or is paused; runs.time_used and every budget check use it, so waiting never costs budget.
+        self.clock = AgentClock(self._prior_time_used, float(run.get("time_waiting") or 0.0),
+                                on_change=self._clock_changed)
         self._slowest = 0.0  # slowest successful solution run: sizes the reserve for the final step
         self._lock = threading.Lock()
         self.data: RunData | None = None
@@ -122,7 +163,7 @@ class Pipeline(EngineScoring, EnsemblePhase):
     # -- plumbing --------------------------------------------------------------------
     # Events about this session, not about the work: written every time.
     _SESSION_EVENTS = frozenset({"run_started", "paused", "resumed", "run_paused", "run_stopped", "run_failed",
-                                 "lease_lost"})
+                                 "lease_lost", "budget_clock"})
 
     def _nth(self, *key: Any) -> int:
         """0, 1, 2... for successive calls with the same key in this process: the `nth` of a per-step row
@@ -183,7 +224,34 @@ class Pipeline(EngineScoring, EnsemblePhase):
 
 
     def time_used(self) -> float:
-        return self._prior_time_used + (time.monotonic() - self._session_start)
+        """Agent time: wall time of every session minus the time the budget clock stood still (every live track
+        waiting for a human decision or paused; see budget_clock.py)."""
+        return self.clock.used()
+
+    def _clock_fields(self) -> dict[str, Any]:
+        """The budget clock as the runs row keeps it (time_used never includes waiting for a human). Written by a
+        thread that is working, so the clock runs (it stops only while every live track holds)."""
+        return {"time_used": self.clock.used(), "time_waiting": self.clock.waiting(), "clock_at": time.time(),
+                "clock_stopped_since": None, "clock_hold": None}
+
+    def _clock_changed(self, stopped: bool, reason: str, used: float, waiting: float, interval: float) -> None:
+        """The budget clock stopped (every live track waits for a human or is paused) or runs again: stored so
+        the dashboard can say so, and told in the event log."""
+        if self._lease_lost:
+            return
+        now = time.time()
+        self.store.update_run(self.run_id, time_used=used, time_waiting=waiting, clock_at=now,
+                              clock_stopped_since=now if stopped else None, clock_hold=reason if stopped else None)
+        if stopped:
+            why = "waiting for your decision" if reason == DECISION else "the run is paused"
+            message = (f"Budget clock stopped: {why}; this time is not counted against the budget "
+                       f"(agent time so far {fmt_duration(used)})")
+        else:
+            message = (f"Budget clock running again: {fmt_duration(interval)} of waiting not counted "
+                       f"({fmt_duration(waiting)} in all)")
+        self.emit("budget_clock", {"stopped": stopped, "reason": reason or None, "agent_time": used,
+                                   "waiting_total": waiting, "stopped_for": None if stopped else interval,
+                                   "message": message})
 
     def time_left(self) -> float:
         if self.config.time_budget is None:
@@ -215,20 +283,24 @@ class Pipeline(EngineScoring, EnsemblePhase):
         if self._lease_lost:
             raise LeaseLost()
         paused = False
-        while True:
-            run = self.store.get_run(self.run_id) or {}
-            if run.get("config_json"):  # constraints pinned while the run goes on reach the next planner
-                self.ctx.constraints = list(json.loads(run["config_json"]).get("constraints") or [])
-            control = run.get("control", "run")
-            if control == "stop":
-                raise StopRequested()
-            if control != "pause":
-                break
-            if not paused:
-                paused = True
-                self.store.update_run(self.run_id, status="paused")
-                self.emit("paused", {})
-            time.sleep(0.3)
+        with contextlib.ExitStack() as held:
+            while True:
+                run = self.store.get_run(self.run_id) or {}
+                if run.get("config_json"):  # constraints pinned while the run goes on reach the next planner
+                    self.ctx.constraints = list(json.loads(run["config_json"]).get("constraints") or [])
+                control = run.get("control", "run")
+                if control == "stop":
+                    raise StopRequested()
+                if control != "pause":
+                    break
+                if not paused:
+                    paused = True
+                    # A paused track holds the budget clock, like one waiting for a decision: once every live
+                    # track is paused (or waiting), the clock stops.
+                    held.enter_context(self.clock.hold(PAUSED))
+                    self.store.update_run(self.run_id, status="paused")
+                    self.emit("paused", {})
+                time.sleep(0.3)
         if paused:
             self.store.update_run(self.run_id, status="running")
             self.emit("resumed", {})
@@ -276,7 +348,7 @@ class Pipeline(EngineScoring, EnsemblePhase):
             self.store.finish_step(self.run_id, key, None, status="failed", error=repr(exc))
             raise
         self.store.finish_step(self.run_id, key, result)
-        self.store.update_run(self.run_id, time_used=self.time_used())
+        self.store.update_run(self.run_id, **self._clock_fields())
         self.emit("step_done", {"key": key, "phase": phase}, key=f"{key}#step_done")
         return result
 
@@ -343,9 +415,14 @@ class Pipeline(EngineScoring, EnsemblePhase):
         return run.get("control") == "stop"
 
     def _run_scripts(self, specs: list[tuple[str, str, int | None, str]], *, debug: bool = True,
-                     data_dir: Path | None = None, stop_check: Callable[[str], str | None] | None = None
-                     ) -> list[Scored]:
-        """Run (code, role, parent_id, label) scripts in parallel; crashing ones go to the debugger."""
+                     data_dir: Path | None = None, stop_check: Callable[[str], str | None] | None = None,
+                     edit: UserEdit | None = None) -> list[Scored]:
+        """Run (code, role, parent_id, label) scripts in parallel; crashing ones go to the debugger.
+
+        `edit`: the (single) script holds a human's edited block. When it fails, that is said at once
+        (`edit_failed`, with the first error line, recorded on `edit`); the debugger is given the human's code,
+        its fix is labelled "debugger repaired your edit", and a fix that throws the edit away (puts the original
+        block back, or rewrites the block) is refused rather than passed off as the human's attempt."""
         data_dir = data_dir or self._data().search_dir
         # Ablation variants are measurements, never kept; the baseline is the engine's own script.
         codes = [self._leak_review(code, label) if role not in ("ablation", "baseline") else code
@@ -354,6 +431,13 @@ class Pipeline(EngineScoring, EnsemblePhase):
                for code, role, parent, label in specs]
         results = self._execute([(sid, code) for sid, code in zip(ids, codes, strict=True)], data_dir,
                                 stop_check=stop_check)
+        if edit is not None:
+            edit.script_id = ids[0]
+            if not results[0].ok and results[0].killed_reason not in ("cancelled", "early_stop"):
+                edit.error = _first_error_line(results[0])
+                self.emit("edit_failed", {**edit.where, "block": edit.block, "script_id": ids[0], "error": edit.error,
+                                          "message": f"{_where_text(edit.where)}: your edited `{edit.block}` block "
+                                                     f"failed — {edit.error}"})
         for round_ in range(self.config.max_debug_rounds if debug else 0):
             # Nothing to repair in a script the user cancelled or the engine stopped for being hopeless.
             failing = [i for i, r in enumerate(results)
@@ -369,9 +453,16 @@ class Pipeline(EngineScoring, EnsemblePhase):
                 except RoleFailed as exc:  # no repair: the failure stands (running it again would fail again)
                     self.emit("debug_failed", {"script_id": ids[i], "label": specs[i][3], "reason": str(exc)})
                     continue
-                fixed = self._leak_review(fixed, f"{specs[i][3]} (debug {round_ + 1})")
-                new_id = self._add_script("debug", fixed, parent_id=ids[i],
-                                               label=f"{specs[i][3]} (debug {round_ + 1})")
+                label = f"{specs[i][3]} (debug {round_ + 1})"
+                if edit is not None:
+                    label = f"{specs[i][3]} (debugger repaired your edit{f', round {round_ + 1}' if round_ else ''})"
+                fixed = self._leak_review(fixed, label)
+                refused = edit.refusal(fixed) if edit is not None else None
+                if edit is not None and refused is not None:  # the human's attempt stays what the human wrote
+                    edit.refused = refused
+                    self.emit("debug_failed", {"script_id": ids[i], "label": specs[i][3], "reason": refused})
+                    continue
+                new_id = self._add_script("debug", fixed, parent_id=ids[i], label=label)
                 codes[i], ids[i] = fixed, new_id
                 retry.append((new_id, fixed))
             if not retry:
@@ -379,6 +470,8 @@ class Pipeline(EngineScoring, EnsemblePhase):
             repaired = [i for i in failing if ids[i] in {sid for sid, _ in retry}]
             for i, res in zip(repaired, self._execute(retry, data_dir, stop_check=stop_check), strict=True):
                 results[i] = res
+        if edit is not None and edit.error is not None:
+            edit.repaired = results[0].ok and ids[0] != edit.script_id
         return [Scored(ids[i], r.score if r.ok else None, r.wall_time, specs[i][3], list(r.fold_scores or []))
                 for i, r in enumerate(results)]
 
@@ -457,7 +550,7 @@ class Pipeline(EngineScoring, EnsemblePhase):
             self.lease.release()
 
     def _run_owned(self) -> dict[str, Any]:
-        self.store.update_run(self.run_id, status="running", error=None, pause_reason=None)
+        self.store.update_run(self.run_id, status="running", error=None, pause_reason=None, **self._clock_fields())
         self.emit("run_started", {"brain": self.brain.label(), "resumed": self._prior_time_used > 0})
         try:
             self._data()
@@ -465,29 +558,29 @@ class Pipeline(EngineScoring, EnsemblePhase):
         except StopRequested:
             if self._lease_lost:
                 raise LeaseLost() from None
-            self.store.update_run(self.run_id, status="stopped", time_used=self.time_used())
+            self.store.update_run(self.run_id, status="stopped", **self._clock_fields())
             self.emit("run_stopped", {})
             return {"status": "stopped"}
         except BrainUnavailable as exc:
             if self._cancelled():
-                self.store.update_run(self.run_id, status="stopped", time_used=self.time_used())
+                self.store.update_run(self.run_id, status="stopped", **self._clock_fields())
                 self.emit("run_stopped", {})
                 return {"status": "stopped"}
             # Paused, not failed: every finished step is kept and `resume` redoes only the one in flight.
             reason = str(exc)
-            self.store.pause_with_reason(self.run_id, reason, time_used=self.time_used())
+            self.store.pause_with_reason(self.run_id, reason, **self._clock_fields())
             self.emit("run_paused", {"reason": reason})
             return {"status": "paused", "reason": reason}
         except Exception as exc:
             self.store.update_run(self.run_id, status="failed", error=f"{type(exc).__name__}: {exc}",
-                                  time_used=self.time_used())
+                                  **self._clock_fields())
             self.emit("run_failed", {"error": f"{type(exc).__name__}: {exc}"})
             raise
         finally:
             if self._own_executor:
                 self.executor.close()
         self.store.update_run(self.run_id, status="finished", finished=time.time(),
-                              time_used=self.time_used(), phase="done")
+                              **self._clock_fields(), phase="done")
         self.emit("run_finished", summary, key="run_finished")
         return summary
 
@@ -565,18 +658,25 @@ class Pipeline(EngineScoring, EnsemblePhase):
         if n_tracks == 1:
             return [self._track(0, ok)]
         # Tracks run concurrently: while one waits on a script, another's script uses the other core.
-        with ThreadPoolExecutor(max_workers=n_tracks, thread_name_prefix="track") as pool:
-            # Each track starts from its own candidate and merges only candidates no other track starts from,
-            # so the tracks stay different solutions (different lead models) and ensembling has something to gain.
-            shared = ok[n_tracks:]
-            futures = [pool.submit(self._track, t, [ok[t], *shared]) for t in range(n_tracks)]
-            results: list[Scored] = []
-            errors: list[BaseException] = []
-            for f in futures:
-                try:
-                    results.append(f.result())
-                except BaseException as exc:  # collect: one track's budget stop must not lose the other
-                    errors.append(exc)
+        # The budget clock counts n live tracks instead of this thread (which only waits for them): it stops
+        # only while every track still going waits for a human.
+        self.clock.add_live(n_tracks - 1)
+        try:
+            with ThreadPoolExecutor(max_workers=n_tracks, thread_name_prefix="track") as pool:
+                # Each track starts from its own candidate and merges only candidates no other track starts from,
+                # so the tracks stay different solutions (different lead models) and ensembling has something
+                # to gain.
+                shared = ok[n_tracks:]
+                futures = [pool.submit(self._live_track, t, [ok[t], *shared]) for t in range(n_tracks)]
+                results: list[Scored] = []
+                errors: list[BaseException] = []
+                for f in futures:
+                    try:
+                        results.append(f.result())
+                    except BaseException as exc:  # collect: one track's budget stop must not lose the other
+                        errors.append(exc)
+        finally:
+            self.clock.add_live(1)  # the tracks have ended (each took itself off): this thread goes on alone
         for kind in (LeaseLost, StopRequested, BrainUnavailable):  # one track's stop or outage ends the run
             for exc in errors:
                 if isinstance(exc, kind):
@@ -584,6 +684,13 @@ class Pipeline(EngineScoring, EnsemblePhase):
         if errors and not results:
             raise errors[0]
         return results
+
+    def _live_track(self, t: int, order: list[Scored]) -> Scored:
+        """A track in its own thread: one of the budget clock's live tracks until it ends."""
+        try:
+            return self._track(t, order)
+        finally:
+            self.clock.add_live(-1)
 
     def _track(self, t: int, order: list[Scored]) -> Scored:
         """One solution track: merge, checks, then T outer refinement steps."""
@@ -598,7 +705,9 @@ class Pipeline(EngineScoring, EnsemblePhase):
             # cost of an outer step still fits, so the whole budget is used.
             while (outer < self.config.outer_steps or self._room_for_another_outer(t)
                    or self.store.step_result(self.run_id, f"t{t}/o{outer}/ablation")[0]):  # resumed
-                step_started = self.time_used()
+                # What this outer step costs in agent time, without this track's own waiting for a human while
+                # another track kept the budget clock going (it would make further steps look dearer).
+                step_started, held_before = self.time_used(), self.clock.held_running()
                 abl = self._step(f"t{t}/o{outer}/ablation", "ablate",
                                  partial(self._ablation, t, outer, current))
                 choice = self._step(f"t{t}/o{outer}/extract", "refine",
@@ -630,8 +739,9 @@ class Pipeline(EngineScoring, EnsemblePhase):
                 current = best
                 self._track_best[t] = current
                 self._update_best([current.score])
+                cost = self.time_used() - step_started - (self.clock.held_running() - held_before)
                 with self._lock:
-                    self._outer_costs.append(self.time_used() - step_started)
+                    self._outer_costs.append(cost)
                 if len(refined) >= 4:  # every block had its turn: the next round may revisit any of them
                     refined = []
                 outer += 1
@@ -810,38 +920,98 @@ class Pipeline(EngineScoring, EnsemblePhase):
         except (ValueError, ScriptError) as exc:
             aid = self._add_attempt(track=t, outer_step=outer, inner_step=inner,
                                          block=block, plan=plan, decision=decision, status="failed",
-                                         parent_script_id=current.script_id, baseline=current.score)
+                                         parent_script_id=current.script_id, baseline=current.score,
+                                         error=str(exc))
             self.emit("attempt_scored", {"id": aid, "track": t, "outer": outer, "inner": inner,
                                          "score": None, "error": str(exc)})
             return {"attempt_id": aid, "script_id": current.script_id, "score": None, "plan": plan,
                     "ok": False, "wall_time": 0.0, "decision": decision}
+        # A human's edited code is run as written; if it fails, the attempt says so (see UserEdit).
+        edit = None if edited_code is None else UserEdit(block, get_block(code, block), get_block(new_code, block),
+                                                         {"track": t, "outer": outer, "inner": inner})
         (res,) = self._run_scripts([(new_code, "refine", current.script_id,
                                      f"track {t + 1} step {outer + 1}.{inner + 1}: {block}")],
-                                   stop_check=self._hopeless_check(current))
-        stopped = any(e["killed_reason"] == "early_stop" for e in self.store.executions_of(res.script_id))
+                                   stop_check=self._hopeless_check(current), edit=edit)
+        executions = self.store.executions_of(res.script_id)
+        stopped = any(e["killed_reason"] == "early_stop" for e in executions)
         status = "ok" if res.score is not None else "stopped early" if stopped else "failed"
+        error = None if res.score is not None or stopped or not executions else _failure_reason(executions[-1])
+        if edit is not None and edit.error is not None:
+            # "edit failed": the human's code failed and nothing kept it alive; "edit repaired": the debugger
+            # repaired the human's code (not the original) and that ran.
+            ran_repair = res.script_id != edit.script_id
+            status = "edit repaired" if ran_repair and res.score is not None else \
+                "stopped early" if ran_repair and stopped else "edit failed"
+            error = f"your edit failed: {edit.error}" + (
+                "; the debugger repaired your edit" if status == "edit repaired" else
+                "; the debugger repaired your edit, which was stopped early: it could not catch up"
+                if status == "stopped early" else
+                f"; {edit.refused}" if edit.refused else
+                "; the debugger's repair of your edit failed too" if ran_repair else "")
         aid = self._add_attempt(track=t, outer_step=outer, inner_step=inner, block=block,
                                      plan=plan, decision=decision, status=status, script_id=res.script_id,
                                      parent_script_id=current.script_id, score=res.score,
-                                     baseline=current.score)
+                                     baseline=current.score, error=error,
+                                     edit_script_id=edit.script_id if edit is not None else None)
         self.emit("attempt_scored", {"id": aid, "track": t, "outer": outer, "inner": inner, "block": block,
                                      "score": res.score, "baseline": current.score, "decision": decision,
-                                     "status": status})
+                                     "status": status, "error": error,
+                                     "edit_script_id": edit.script_id if edit is not None else None})
+        if edit is not None and status == "edit repaired":
+            self.emit("edit_repaired", {
+                "track": t, "outer": outer, "inner": inner, "block": block, "edit_script_id": edit.script_id,
+                "script_id": res.script_id, "score": res.score,
+                "message": f"{_where_text(edit.where)}: the debugger repaired your edit of the `{block}` block "
+                           f"(script #{res.script_id}, compare it with your code in script #{edit.script_id}); "
+                           f"score {res.score:.6g}"})
         self._update_best([res.score])
         return {"attempt_id": aid, "script_id": res.script_id, "score": res.score, "plan": plan,
                 "ok": res.score is not None, "wall_time": res.wall_time, "decision": decision,
                 "fold_scores": res.fold_scores}
 
     def _await_decision(self, key: str, block: str, plan: str, block_code: str) -> dict[str, Any]:
-        did = self.store.request_decision(self.run_id, key, block, plan, block_code)
-        self.store.update_run(self.run_id, status="waiting")
-        while True:
-            self._check_control()
-            d = self.store.get_decision(did)
-            if d is not None and d["status"] != "pending":
-                self.store.update_run(self.run_id, status="running")
-                return d
-            time.sleep(0.3)
+        """Wait for a human decision on a plan. The wait holds the budget clock (it stops once every live track
+        waits), and with `auto_approve_after` the plan is approved by the run itself at the decision's deadline
+        (stored with it: a restarted run keeps the same deadline)."""
+        after = self.config.auto_approve_after
+        did = self.store.request_decision(self.run_id, key, block, plan, block_code, auto_approve_after=after)
+        d = self.store.get_decision(did) or {}
+        where = _decision_where(key)
+        if d.get("status") == "pending":
+            deadline = d.get("deadline")
+            auto = (f"; approved automatically at {time.strftime('%H:%M:%S', time.localtime(deadline))} if "
+                    f"nobody answers" if deadline is not None else "")
+            self.emit("approval_waiting", {
+                "decision_id": did, "key": key, "block": block, **where, "deadline": deadline,
+                "auto_approve_after": after,
+                "message": f"{_where_text(where)}: a plan for the `{block}` block waits for your decision{auto}; "
+                           "the budget clock stops while nothing else is working"}, key=f"approval_waiting#{did}")
+            self.store.update_run(self.run_id, status="waiting")
+            with self.clock.hold(DECISION):
+                while True:
+                    self._check_control()
+                    d = self.store.get_decision(did) or {}
+                    if d.get("status", "pending") != "pending":
+                        break
+                    if d.get("deadline") is not None and time.time() >= float(d["deadline"]):
+                        # First answer wins: a human's decision written a moment earlier is kept.
+                        delay = float(d["deadline"]) - float(d["created"])
+                        self.store.decide(did, "auto-approved",
+                                          decided_by=f"auto: no decision within {fmt_duration(delay)}")
+                        continue
+                    time.sleep(0.3)
+            self.store.update_run(self.run_id, status="running")
+        waited = float(d.get("decided") or time.time()) - float(d.get("created") or time.time())
+        auto = d["status"] == "auto-approved"
+        self.emit("approval_decided", {
+            "decision_id": did, "key": key, "block": block, **where, "status": d["status"],
+            "decided_by": d.get("decided_by"), "waited": waited,
+            "message": (f"{_where_text(where)}: nobody decided within {fmt_duration(waited)}, so the run approved the "
+                        "plan itself (auto-approved, not a person's approval)" if auto else
+                        f"{_where_text(where)}: plan {d['status']} after {fmt_duration(waited)} of waiting (not "
+                        "counted against the budget while nothing else was working)")},
+            key=f"approval_decided#{did}")
+        return d
 
     def _best_so_far(self) -> list[Scored]:
         """Every scored solution-like script so far (used when the budget ends early)."""
@@ -892,22 +1062,36 @@ class Pipeline(EngineScoring, EnsemblePhase):
         }
         self.store.update_run(self.run_id, holdout_score=outcome["holdout_score"],
                               best_score=choice.score)
+        from .explain import explain_final  # what drives the model: stored with the run, read by the report
+
+        explain_final(self, choice.script_id, data, outcome["holdout_score"])
         report = write_report(self.store, self.run_id, summary, self.out_dir)
         summary["report"] = str(report)
         self.emit("final", summary)
         return summary
 
     def _final_runs(self, choice: Scored, data: RunData) -> dict[str, Any] | None:
+        from . import kept
+
         code = self._code(choice.script_id)
+        kept.discard_other_models(self.run_dir, choice.script_id)  # an earlier choice that could not finish
+        # Both final runs keep their fitted state (MLESTAR_MODEL_DIR, docs/protocol.md): the full-data one predicts
+        # new rows (so it runs even without a test file), the hold-out one is explained on the hold-out rows.
+        keep = {kept.ENV_MODEL_DIR: kept.JOB_MODEL_DIR}
         jobs: dict[str, Job] = {}
         if data.holdout_dir is not None:
             jobs["holdout"] = self._job(choice.script_id, code, "holdout", data.holdout_dir, submit=True,
-                                        timeout=self.config.script_timeout)
-        if self.task.test_file:
-            jobs["full"] = self._job(choice.script_id, code, "full", data.full_dir, submit=True,
-                                     timeout=self.config.script_timeout)
+                                        timeout=self.config.script_timeout, env=keep)
+        jobs["full"] = self._job(choice.script_id, code, "full", data.full_dir, submit=True,
+                                 timeout=self.config.script_timeout, env=keep)
         results = dict(zip(jobs, self._run_recorded([(choice.script_id, job, purpose) for purpose, job in jobs.items()],
                                                     engine_scored=False), strict=True))
+        for purpose, res in results.items():
+            km = kept.keep_model(self.run_dir, purpose, choice.script_id, jobs[purpose].workdir / kept.JOB_MODEL_DIR) \
+                if res.exit_code == 0 else None
+            if km is not None:
+                self.emit("model_kept", {"purpose": purpose, "script_id": choice.script_id, "files": len(km.files),
+                                         "bytes": km.bytes})
         holdout_score = None
         if "holdout" in results and results["holdout"].exit_code == 0:
             sub_path = jobs["holdout"].workdir / "submission.csv"
@@ -919,7 +1103,7 @@ class Pipeline(EngineScoring, EnsemblePhase):
                 self.emit("log", {"message": f"hold-out scoring failed: {exc}"})
         self.out_dir.mkdir(parents=True, exist_ok=True)
         submission = None
-        if "full" in results:
+        if self.task.test_file:
             full = results["full"]
             sub_path = jobs["full"].workdir / "submission.csv"
             if full.exit_code != 0 or not sub_path.exists():
@@ -945,6 +1129,31 @@ def _stored_result(row: dict[str, Any]) -> ExecResult:
         # The engine keeps why it could not score a script that exited cleanly in score_note.
         protocol_error=note if exit_code == 0 and score is None and note else None, score_note=note,
         early_stop=note if row["killed_reason"] == "early_stop" else None)
+
+
+def _decision_where(key: str) -> dict[str, int]:
+    """track / outer / inner of a decision key "t{t}/o{o}/i{i}/r{r}" (empty when it is not one)."""
+    parts = dict((p[:1], p[1:]) for p in key.split("/") if p[:1] in "toi" and p[1:].isdigit())
+    names = {"t": "track", "o": "outer", "i": "inner"}
+    return {names[k]: int(v) for k, v in parts.items() if k in names}
+
+
+def _where_text(where: dict[str, int]) -> str:
+    if not {"track", "outer", "inner"} <= set(where):
+        return "A refinement attempt"
+    return f"Track {where['track'] + 1}, attempt {where['outer'] + 1}.{where['inner'] + 1}"
+
+
+def _first_error_line(res: ExecResult) -> str:
+    """The line that says why a script failed: the exception line of its traceback when there is one."""
+    text = res.error_text(4000)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    exc = [ln for ln in lines if _EXCEPTION_LINE.match(ln)]
+    line = exc[-1] if exc else (lines[-1] if lines else "it failed without an error message")
+    where = [m.group(1) for ln in lines if (m := re.match(r'File "[^"]*", line (\d+)', ln))]
+    if exc and where:
+        line += f" (line {where[-1]} of the script)"
+    return line if len(line) <= 300 else line[:297] + "..."
 
 
 def _deltas(base_runs: list[float | None], runs: list[float | None], hib: bool) -> list[float]:

@@ -365,6 +365,18 @@ def protocol_text(task: Task, *, seed: int = 42, valid_fraction: float = 0.2, ti
         "and write `test_pred.csv` and `./submission.csv`; when false, skip the test file entirely.",
         f'- `THREADS = int(os.environ.get("MLESTAR_THREADS", {cores}))`: the cores to use; pass it as '
         "`n_jobs` / `nthread` / `thread_count` / `num_threads` (never -1).",
+        '- `MODEL_DIR = os.environ.get("MLESTAR_MODEL_DIR")` (set while the final solution runs): when set, after '
+        "the fold loop save into that folder everything predicting new rows needs (every fitted fold model, the "
+        "fitted imputers, encoders and feature steps, a tuned threshold or ensemble weights), e.g. "
+        '`os.makedirs(MODEL_DIR, exist_ok=True); joblib.dump(state, os.path.join(MODEL_DIR, "model.joblib"))`. '
+        "Save nothing else there, and define the functions and classes those objects use at the top level of the "
+        "script (not inside a function), so that loading them finds them.",
+        '- `PREDICT_FROM = os.environ.get("MLESTAR_PREDICT_FROM")`: when set, fit nothing: load that state from '
+        "the folder, predict the test file (it then holds new rows) exactly as the fold models predict the test "
+        "rows in a normal run (same averaging, same threshold), write `test_pred.csv` and `./submission.csv`, and "
+        "write no `oof.csv` (no validation score either). The engine runs this same script for that, in the "
+        "sandbox; a script that ignores these two variables still works, but every prediction of new rows then "
+        "refits it.",
         "",
         "### Limits",
         f"- Time: the whole script (every fold, plus the test predictions) is killed after {timeout:g} s. "
@@ -502,8 +514,8 @@ _DEBUG_ADVICE = {
                "with compact dtypes (float32, category), avoid dense copies of wide or one-hot data (use sparse "
                "matrices), free intermediate frames, lower model sizes (max_bin, depth, trees), no in-memory "
                "duplication per fold. Keep every fold."),
-    "disk": ("- The script wrote too much to disk: write only `oof.csv`, `test_pred.csv` and `./submission.csv`; "
-             "no caches, checkpoints or copies of the data."),
+    "disk": ("- The script wrote too much to disk: write only `oof.csv`, `test_pred.csv` and `./submission.csv` (and "
+             "the fitted state in MLESTAR_MODEL_DIR when it is set); no caches, checkpoints or copies of the data."),
 }
 
 

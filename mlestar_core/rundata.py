@@ -98,6 +98,14 @@ def _load(data: Path) -> RunData:
         holdout_test_file=meta["holdout_test_file"], holdout_sample_file=meta["holdout_sample_file"])
 
 
+def load_run_data(run_dir: Path) -> RunData | None:
+    """The run's split as it was made, or None when it was never completed (nothing is rebuilt)."""
+    data = Path(run_dir) / "data"
+    if not (data / MANIFEST).is_file():
+        return None
+    return _load(data)
+
+
 def prepare_run_data(task: Task, run_dir: Path, holdout_fraction: float, seed: int) -> RunData:
     """Copy the task into run_dir/data and lock away a stratified hold-out (idempotent).
 

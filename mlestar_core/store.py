@@ -149,6 +149,19 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE brain_calls ADD COLUMN search_queries INTEGER
         """,
     ),
+    (
+        "007_budget_clock_and_edits",
+        """
+        ALTER TABLE runs ADD COLUMN time_waiting REAL NOT NULL DEFAULT 0;
+        ALTER TABLE runs ADD COLUMN clock_at REAL;
+        ALTER TABLE runs ADD COLUMN clock_stopped_since REAL;
+        ALTER TABLE runs ADD COLUMN clock_hold TEXT;
+        ALTER TABLE decisions ADD COLUMN deadline REAL;
+        ALTER TABLE decisions ADD COLUMN decided_by TEXT;
+        ALTER TABLE attempts ADD COLUMN edit_script_id INTEGER;
+        ALTER TABLE attempts ADD COLUMN error TEXT
+        """,
+    ),
 ]
 
 RUN_TABLES = ("steps", "model_cards", "scripts", "executions", "ablations", "attempts",
@@ -559,30 +572,45 @@ class Store:
         return self._rows("SELECT * FROM executions WHERE script_id = ? ORDER BY id", (script_id,))
 
     # -- human decisions -----------------------------------------------------------------
-    def request_decision(self, run_id: str, key: str, block: str, plan: str, block_code: str) -> int:
+    def request_decision(self, run_id: str, key: str, block: str, plan: str, block_code: str,
+                         auto_approve_after: float | None = None) -> int:
+        """A pending decision on a plan; with `auto_approve_after` (seconds) its `deadline` is that long after its
+        creation, stored with it, so a restarted run honours the same deadline."""
         # The latest decision of this key, decided or not: a run resumed after the human answered goes on with
         # that answer instead of asking again.
         existing = self._one("SELECT id FROM decisions WHERE run_id = ? AND key = ? ORDER BY id DESC LIMIT 1",
                              (run_id, key))
         if existing:
             return int(existing["id"])
+        created = time.time()
+        deadline = created + float(auto_approve_after) if auto_approve_after is not None else None
         did = self._insert("decisions", {"run_id": run_id, "key": key, "block": block, "plan": plan,
                                          "block_code": block_code, "status": "pending",
-                                         "created": time.time()})
-        self.emit(run_id, "approval_needed", {"decision_id": did, "key": key, "block": block, "plan": plan})
+                                         "created": created, "deadline": deadline})
+        self.emit(run_id, "approval_needed", {"decision_id": did, "key": key, "block": block, "plan": plan,
+                                              "deadline": deadline})
         return did
 
+    # "auto-approved": the pipeline approved the plan itself, nobody answered by the decision's deadline.
+    DECISION_STATUSES = ("approved", "edited", "rejected", "auto-approved")
+
     def decide(self, decision_id: int, status: str, edited_plan: str | None = None,
-               edited_code: str | None = None) -> None:
-        if status not in ("approved", "edited", "rejected"):
+               edited_code: str | None = None, decided_by: str | None = None) -> bool:
+        """Answer a pending decision (only the first answer counts: a human's and the automatic approval
+        race safely). `decided_by`: who, e.g. a signed-in user's name; "human" when not given, and for
+        "auto-approved" the rule that decided. Returns whether this answer was the one taken."""
+        if status not in self.DECISION_STATUSES:
             raise ValueError(f"unknown decision {status!r}")
+        who = decided_by or ("auto" if status == "auto-approved" else "human")
         with self.atomic() as c:
-            c.execute("UPDATE decisions SET status = ?, edited_plan = ?, edited_code = ?, decided = ?"
-                      " WHERE id = ? AND status = 'pending'",
-                      (status, edited_plan, edited_code, time.time(), decision_id))
+            cur = c.execute("UPDATE decisions SET status = ?, edited_plan = ?, edited_code = ?, decided = ?,"
+                            " decided_by = ? WHERE id = ? AND status = 'pending'",
+                            (status, edited_plan, edited_code, time.time(), who, decision_id))
+            taken = cur.rowcount == 1
         row = self._one("SELECT run_id FROM decisions WHERE id = ?", (decision_id,))
-        if row:
-            self.emit(row["run_id"], "decision", {"decision_id": decision_id, "status": status})
+        if row and taken:
+            self.emit(row["run_id"], "decision", {"decision_id": decision_id, "status": status, "decided_by": who})
+        return taken
 
     def get_decision(self, decision_id: int) -> dict[str, Any] | None:
         return self._one("SELECT * FROM decisions WHERE id = ?", (decision_id,))

@@ -403,34 +403,94 @@ _QUOTED = re.compile(r"`([^`\n]{1,80})`|\*\*([^*\n]{1,80})\*\*|\"([^\"\n]{1,80})
 _TARGET_CUE = re.compile(r"predict|target|forecast|estimate|label", re.I)
 
 
-def _target_from_description(text: str, candidates: list[str]) -> str | None:
-    """A train column the description names as the thing to predict (first mention wins)."""
+_QUOTED_TOKEN = r"(?:`([^`\n]{1,80})`|\*\*([^*\n]{1,80})\*\*|\"([^\"\n]{1,80})\"|'([^'\n]{1,80})')"
+# A target named in so many words and quoted ("the target is `SalePrice`", "`price` is the target", "the target
+# `churned`"): strong enough to say it is missing from the data, unlike "predict whether a customer churns".
+_NAMED_TARGET = [
+    re.compile(r"\btarget(?:\s+(?:column|variable|field|label))?\s*(?:is|:|=|will\s+be)?\s*(?:the\s+)?"
+               r"(?:column\s+)?" + _QUOTED_TOKEN, re.I),
+    re.compile(_QUOTED_TOKEN + r"\s+(?:column\s+)?(?:is|as)\s+(?:the\s+)?target\b", re.I),
+]
+
+
+def normalised_name(name: str) -> str:
+    """A column name compared without case and punctuation: "SalePrice", "sale_price" and "Sale Price" agree."""
+    return re.sub(r"[^0-9a-z]", "", name.lower())
+
+
+def match_column(name: str, columns: Iterable[str]) -> str | None:
+    """The column `name` means: the exact name, else the one column equal without case, else the one column
+    equal as a normalised name (`normalised_name`); None when there is none or more than one."""
+    cols = list(columns)
+    if name in cols:
+        return name
+    for key in (str.lower, normalised_name):
+        hits = [c for c in cols if key(c) == key(name)]
+        if len(hits) == 1 and key(name):
+            return hits[0]
+        if hits:
+            return None  # ambiguous: never guess between two columns
+    return None
+
+
+def closest_columns(name: str, columns: Iterable[str], n: int = 3) -> list[str]:
+    """The columns most like `name` (compared as normalised names), best first."""
+    cols = list(columns)
+    by_norm: dict[str, list[str]] = {}
+    for c in cols:
+        by_norm.setdefault(normalised_name(c), []).append(c)
+    close = difflib.get_close_matches(normalised_name(name), list(by_norm), n=n, cutoff=0.5)
+    return [c for key in close for c in by_norm[key]][:n]
+
+
+def _columns_and_closest(name: str, columns: list[str]) -> str:
+    """'columns: a, b, c; closest: b' for a message about a column that is not there."""
+    close = closest_columns(name, columns)
+    return f"columns: {_names(columns)}; closest: {', '.join(close) if close else 'none is close'}"
+
+
+def _target_mention(text: str, candidates: list[str]) -> tuple[str, str] | None:
+    """(train column, the words the description uses for it) for the column the description names as the thing
+    to predict (first mention wins); names match without case and punctuation ("SalePrice" is `sale_price`)."""
     if not text or not candidates:
         return None
-    exact = set(candidates)
-    lower = {c.lower(): c for c in candidates}
 
     def match(token: str) -> str | None:
-        token = token.strip().strip(".,:;")
-        return token if token in exact else lower.get(token.lower())
+        return match_column(token.strip().strip(".,:;"), candidates)
 
-    found: list[tuple[int, str]] = []
+    found: list[tuple[int, str, str]] = []
     for pattern in _TARGET_PATTERNS:
         for m in pattern.finditer(text):
             col = match(m.group(1))
             if col:
-                found.append((m.start(), col))
+                found.append((m.start(), col, m.group(1).strip().strip(".,:;")))
     if found:
-        return min(found)[1]
+        _, col, token = min(found)
+        return col, token
     # Fallback: a quoted column name in a sentence that talks about predicting / the target.
     for sentence in re.split(r"(?<=[.!?])\s+|\n", text):
         if not _TARGET_CUE.search(sentence):
             continue
         for m in _QUOTED.finditer(sentence):
-            col = match(next(g for g in m.groups() if g))
+            token = next(g for g in m.groups() if g)
+            col = match(token)
             if col:
-                return col
+                return col, token.strip().strip(".,:;")
     return None
+
+
+def _target_from_description(text: str, candidates: list[str]) -> str | None:
+    """A train column the description names as the thing to predict (first mention wins)."""
+    mention = _target_mention(text, candidates)
+    return mention[0] if mention else None
+
+
+def described_target(text: str) -> str | None:
+    """The target the description names in so many words, quoted ("the target is `SalePrice`"), whether or
+    not the data has such a column (first mention wins)."""
+    found = [(m.start(), next(g for g in m.groups() if g).strip().strip(".,:;"))
+             for pattern in _NAMED_TARGET for m in pattern.finditer(text or "")]
+    return min(found)[1] if found else None
 
 
 def _idlike_name(name: str) -> bool:
@@ -696,9 +756,13 @@ def load_task(
     if test_cols is not None:
         # Before deriving the target: a test file from another table would only make that fail confusingly.
         _check_test_columns(train_cols, test_cols, target, sample_id, train_file, str(test_file))
+    notes: list[str] = []
     if target is None:
-        target = _derive_target(train_cols, test_cols, sample_pred, sample_id, desc_text, train_file,
-                                sample_file)
+        target, notes = _derive_target(train_cols, test_cols, sample_pred, sample_id, desc_text, train_file,
+                                       sample_file)
+    else:
+        notes = _chosen_target_notes(target, train_cols, test_cols, sample_pred, sample_id, desc_text, train_file,
+                                     sample_file)
 
     # --- id column ---
     if id_column is not None:
@@ -708,7 +772,6 @@ def load_task(
         id_column = _derive_id(sample_id, pred_frame, target)
 
     # --- columns the test file lacks are not known at prediction time: never features ---
-    notes: list[str] = []
     train_only: list[str] = []
     if test_cols is not None:
         train_only = [c for c in train_cols if c not in test_cols and c not in (target, id_column)]
@@ -878,24 +941,70 @@ def _check_test_columns(train_cols: list[str], test_cols: list[str], target: str
 
 
 def _derive_target(train_cols: list[str], test_cols: list[str] | None, sample_pred: list[str],
-                   sample_id: str | None, desc: str, train_file: str, sample_file: str | None) -> str:
+                   sample_id: str | None, desc: str, train_file: str, sample_file: str | None
+                   ) -> tuple[str, list[str]]:
+    """(target, notes): the column to predict, from the sample submission's prediction column, else the
+    description, else the one column the test file lacks. Names match without case and punctuation
+    ("SalePrice" is `sale_price`); whenever the sources disagree or a name had to be matched loosely, a note
+    says which column was taken and why. A target the description names that is not a column is an error
+    unless the sample submission settles it: another column is never picked silently."""
     def not_in_test(c: str) -> bool:
         return test_cols is None or c not in test_cols
 
-    from_sample = [c for c in sample_pred if c in train_cols and not_in_test(c)]
-    if len(from_sample) == 1:
-        return from_sample[0]
-    if len(from_sample) > 1:
-        raise TaskError(f"{sample_file} has several target columns ({', '.join(from_sample)}); this tool "
-                        "predicts one target. Pass target=... (and a matching sample submission).")
+    train_name = Path(train_file).name
+    sample_name = Path(sample_file).name if sample_file else "the sample submission"
     candidates = [c for c in train_cols if not_in_test(c) and c != sample_id]
-    named = _target_from_description(desc, candidates)
-    if named:
-        return named
+    pairs = [(c, match_column(c, [t for t in train_cols if not_in_test(t)])) for c in sample_pred]
+    from_sample = [(c, t) for c, t in pairs if t is not None]
+    if len(from_sample) > 1:
+        raise TaskError(f"{sample_file} has several target columns ({', '.join(t for _, t in from_sample)}); this "
+                        "tool predicts one target. Pass target=... (and a matching sample submission).")
+    mention = _target_mention(desc, candidates)
+    named = described_target(desc)
+    notes: list[str] = []
+    if from_sample:
+        pred_col, target = from_sample[0]
+        if pred_col != target:
+            notes.append(f"{sample_name}'s prediction column `{pred_col}` is `{target}` in {train_name} (names "
+                         f"compared without case and punctuation): `{target}` is the target, and the submission "
+                         f"keeps the column name `{pred_col}`.")
+        if mention is not None and mention[0] != target:
+            notes.append(f"the description names `{mention[1]}` as the target, but {sample_name} predicts "
+                         f"`{pred_col}`: the target is `{target}`, as the sample submission says; choose another "
+                         "target column if that is wrong.")
+        elif mention is None and named is not None and match_column(named, train_cols) is None:
+            notes.append(f"the description names target `{named}`, which is not a column of {train_name} "
+                         f"({_columns_and_closest(named, train_cols)}); the target is `{target}`, the prediction "
+                         f"column of {sample_name}.")
+        return target, notes
+    # A single prediction column the training file lacks (renamed?): said, never silently replaced.
+    unmatched = sample_pred[0] if len(sample_pred) == 1 else None
+    sample_note = (f"{sample_name}'s prediction column `{unmatched}` is not a column of {train_name} "
+                   f"({_columns_and_closest(unmatched, train_cols)})") if unmatched else ""
+    if mention is not None:
+        target, token = mention
+        if token != target:
+            notes.append(f"the description names `{token}` as the target; {train_name}'s column `{target}` is "
+                         "taken to be it (names compared without case and punctuation).")
+        if sample_note:
+            notes.append(f"{sample_note}; the target is `{target}`, named in the description, and the submission "
+                         f"keeps the column name `{unmatched}`.")
+        return target, notes
+    if named is not None and match_column(named, train_cols) is None:
+        raise TaskError(f"the description names target `{named}`, which is not a column of {train_name} "
+                        f"({_columns_and_closest(named, train_cols)}). Choose the column to predict with --target "
+                        "<column> (the Target column menu in the app), or correct the description.")
     if test_cols is not None:
         only_train = [c for c in train_cols if c not in test_cols and not _idlike_name(c)]
         if len(only_train) == 1:
-            return only_train[0]
+            if sample_note:
+                notes.append(f"{sample_note}; the target is `{only_train[0]}`, the only column {train_name} has "
+                             f"and the test file lacks; choose another target column if that is wrong.")
+            return only_train[0], notes
+    if sample_note:
+        raise TaskError(f"{sample_note}, and nothing else says which column to predict. Choose it with --target "
+                        "<column> (the Target column menu in the app), or name the sample submission's prediction "
+                        "column like the target.")
     raise TaskError(
         f"cannot tell which column of {train_file} to predict. Name it with --target <column> (the Target "
         "column menu in the app; target=<column> in Python), add a "
@@ -903,6 +1012,28 @@ def _derive_target(train_cols: list[str], test_cols: list[str] | None, sample_pr
         "'The target column is `<column>`' in description.md. Columns: "
         + ", ".join(train_cols[:30]) + (" ..." if len(train_cols) > 30 else "")
     )
+
+
+def _chosen_target_notes(target: str, train_cols: list[str], test_cols: list[str] | None, sample_pred: list[str],
+                         sample_id: str | None, desc: str, train_file: str, sample_file: str | None) -> list[str]:
+    """What a target the user chose disagrees with: the sample submission's prediction column, the description."""
+    train_name = Path(train_file).name
+    notes: list[str] = []
+    if len(sample_pred) == 1 and sample_pred[0] != target:
+        sample_name = Path(sample_file).name if sample_file else "the sample submission"
+        same = match_column(sample_pred[0], [target]) is not None
+        notes.append(f"{sample_name}'s prediction column is `{sample_pred[0]}`, not `{target}`"
+                     + (" (the same name without case and punctuation)" if same else "")
+                     + f": the submission keeps the column name `{sample_pred[0]}` and holds the predictions of "
+                     f"`{target}`.")
+    named = described_target(desc)
+    candidates = [c for c in train_cols if (test_cols is None or c not in test_cols) and c != sample_id]
+    mention = _target_mention(desc, candidates) if named is None else None
+    said = named or (mention[1] if mention else None)
+    if said is not None and match_column(said, [target]) is None:
+        where = "" if match_column(said, train_cols) else f", which is not a column of {train_name}"
+        notes.append(f"the description names `{said}` as the target{where}; the target is `{target}`, as chosen.")
+    return notes
 
 
 def _derive_id(sample_id: str | None, frame: pd.DataFrame, target: str) -> str | None:

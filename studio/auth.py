@@ -1,10 +1,11 @@
 """The Streamlit side of `mlestar_core.access`: this server's access settings, the viewer of this session, the
 sign-in page, and the runs and upload folder that viewer may use.
 
-app.py calls `require_viewer()` before `st.navigation(...)`, and so does every page, first thing. The pages'
-call is not redundant: the app has a `pages/` folder, and Streamlit runs a page file directly, without app.py,
-for a deep link that is a fresh server's first request (and for every `AppTest.switch_page`). A gate in app.py
-alone would be skipped then. Where app.py ran first, the page's call only re-reads the session (cheap).
+app.py calls `require_viewer()` before `st.navigation(...)`, and so does every page, first thing. The pages live
+in `app_pages/`, not `pages/`: Streamlit treats a `pages/` folder next to the entry script as a legacy multipage
+app and runs a page file directly, without app.py, for a deep link that is a fresh server's first request. With
+no such folder app.py always runs first; the pages' own call is a second lock for a page file run on its own
+(`streamlit run app_pages/run.py`). Where app.py ran first, it only re-reads the session (cheap).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 import streamlit as st
 
 from mlestar_core import access
-from mlestar_core.views import md_escape
+from mlestar_core.views.common import md_escape
 
 from .resources import get_store, store_root
 

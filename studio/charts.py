@@ -52,10 +52,16 @@ def ablation_chart(group: AblationGroup, info: RunInfo) -> go.Figure:
         marker={"color": [CHOSEN if b.chosen else NEUTRAL for b in bars]},
         error_y={"type": "data", "array": [e if e is not None else 0.0 for e in errors], "visible": True,
                  "color": "#333"} if group.has_error_bars else None,
-        text=[f"{b.delta:+.3g}" if b.delta is not None else "failed" for b in bars], textposition="outside",
         customdata=[[b.description, b.score if b.score is not None else float("nan"), b.repeats] for b in bars],
         hovertemplate="<b>%{x}</b>: %{customdata[0]}<br>contribution %{y:.4g}<br>"
                       "score without it %{customdata[1]:.5g} (%{customdata[2]} runs)<extra></extra>"))
+    # Value labels sit beyond the end of each error bar (a label "outside" the bar would be printed over it).
+    ends = [(b.delta or 0.0) + (1 if (b.delta or 0.0) >= 0 else -1) * ((b.error or 0.0) if group.has_error_bars
+                                                                          else 0.0) for b in bars]
+    fig.add_trace(go.Scatter(
+        x=ticks, y=ends, mode="text", text=[f"{b.delta:+.3g}" if b.delta is not None else "failed" for b in bars],
+        textposition=["top center" if (b.delta or 0.0) >= 0 else "bottom center" for b in bars],
+        hoverinfo="skip", cliponaxis=False))
     fig.add_hline(y=0, line_color="#888", line_width=1)
     fig.update_yaxes(exponentformat="none")
     return _layout(fig, 320, showlegend=False, xaxis_title="block switched to a simpler version (★ = chosen)",

@@ -12,16 +12,16 @@ class PageDef:
     icon: str
 
 
-HOME = PageDef("pages/home.py", "Home", ":material/home:")
-NEW_RUN = PageDef("pages/new_run.py", "New run", ":material/add_circle:")
-RUN = PageDef("pages/run.py", "Run dashboard", ":material/monitoring:")
-MODELS = PageDef("pages/models.py", "Retrieved models", ":material/travel_explore:")
-ABLATION = PageDef("pages/ablation.py", "Ablation", ":material/science:")
-ATTEMPTS = PageDef("pages/attempts.py", "Refinement", ":material/tune:")
-ENSEMBLE = PageDef("pages/ensemble.py", "Ensemble", ":material/join_inner:")
-BRAIN_CALLS = PageDef("pages/brain_calls.py", "Brain calls", ":material/forum:")
-HISTORY = PageDef("pages/history.py", "History", ":material/history:")
-REPLAY = PageDef("pages/replay.py", "Replay", ":material/replay:")
+HOME = PageDef("app_pages/home.py", "Home", ":material/home:")
+NEW_RUN = PageDef("app_pages/new_run.py", "New run", ":material/add_circle:")
+RUN = PageDef("app_pages/run.py", "Run dashboard", ":material/monitoring:")
+MODELS = PageDef("app_pages/models.py", "Retrieved models", ":material/travel_explore:")
+ABLATION = PageDef("app_pages/ablation.py", "Ablation", ":material/science:")
+ATTEMPTS = PageDef("app_pages/attempts.py", "Refinement", ":material/tune:")
+ENSEMBLE = PageDef("app_pages/ensemble.py", "Ensemble", ":material/join_inner:")
+BRAIN_CALLS = PageDef("app_pages/brain_calls.py", "Brain calls", ":material/forum:")
+HISTORY = PageDef("app_pages/history.py", "History", ":material/history:")
+REPLAY = PageDef("app_pages/replay.py", "Replay", ":material/replay:")
 
 # Sidebar sections, in order.
 SECTIONS: dict[str, list[PageDef]] = {

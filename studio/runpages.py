@@ -12,11 +12,11 @@ from collections.abc import Callable, Sequence
 
 import streamlit as st
 
-from mlestar_core.views import PHASES, PhaseState, RunInfo, current_phase, run_info
+from mlestar_core.views.common import PHASES, PhaseState, RunInfo, current_phase, run_brain_text, run_info
 
 from . import nav
 from .resources import get_store
-from .widgets import ACTIVE, require_run, run_brain_text, status_badge
+from .widgets import ACTIVE, require_run, status_badge
 
 POLL = "2s"
 

@@ -1,88 +1,26 @@
-"""Small widgets and formatters shared by pages."""
+"""Small widgets shared by pages (the formatting they use lives in mlestar_core.views.common)."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-import pandas as pd
 import streamlit as st
 
 from mlestar_core import sandbox
-from mlestar_core.views import brain_in_use
+from mlestar_core.exports import cassette_json, final_files, zip_run_artifacts
+from mlestar_core.store import Store
+from mlestar_core.views import history as history_view
+from mlestar_core.views.common import ACTIVE_STATUSES, HoldoutCheck, fmt_score, run_brain_text, run_label
 
 from . import auth, nav, state
 from .resources import get_services
 
-BRAIN_LABELS = {"offline": "offline — deterministic, no LLM", "gemini": "gemini — Google Gemini",
-                "openai": "openai — an OpenAI-compatible server", "replay": "replay — a recorded run's answers"}
 STATUS_COLORS = {"running": "blue", "waiting": "orange", "paused": "gray", "created": "gray",
                  "finished": "green", "failed": "red", "stopped": "gray"}
-STATUS_ICONS = {"running": "▶", "waiting": "⏸", "paused": "⏸", "created": "…",
-                "finished": "✓", "failed": "✗", "stopped": "■"}
-ACTIVE = ("created", "running", "waiting", "paused")
-
-
-# -- formatting ------------------------------------------------------------------------------
-
-
-def brain_label(brain: str) -> str:
-    return BRAIN_LABELS.get(brain, brain)
-
-
-def run_brain_text(brain: str, config: dict[str, Any]) -> str:
-    """A run's brain for headers and the sidebar: the LLM brains with their model, offline described."""
-    return BRAIN_LABELS["offline"] if brain == "offline" else brain_in_use(brain, config)
-
-
-def fmt_score(value: float | None) -> str:
-    return "—" if value is None else f"{value:.5g}"
-
-
-def fmt_duration(seconds: float | None) -> str:
-    if not seconds:
-        return "—"
-    s = int(round(seconds))
-    if s < 60:
-        return f"{s} s"
-    if s < 3600:
-        return f"{s // 60} min {s % 60:02d} s"
-    return f"{s // 3600} h {(s % 3600) // 60:02d} min"
-
-
-def fmt_time(ts: float | None) -> str:
-    return "—" if not ts else dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
-
-
-def run_metric(run: dict[str, Any]) -> str:
-    try:
-        return str(json.loads(run["task_json"]).get("metric", ""))
-    except (ValueError, TypeError):
-        return ""
-
-
-def runs_frame(runs: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    """Runs as a display table (one row per run, newest first as given)."""
-    rows = [{
-        "status": f"{STATUS_ICONS.get(r['status'], '')} {r['status']}",
-        "task": r["name"],
-        "brain": r["brain"],
-        "metric": run_metric(r),
-        "best score": r["best_score"],
-        "hold-out score": r["holdout_score"],
-        "duration": fmt_duration(r["time_used"]),
-        "started": fmt_time(r["created"]),
-        "run id": r["id"],
-    } for r in runs]
-    return pd.DataFrame(rows, columns=["status", "task", "brain", "metric", "best score", "hold-out score",
-                                       "duration", "started", "run id"])
-
-
-def run_label(run: dict[str, Any]) -> str:
-    return f"{run['name']} · {run['status']} · {fmt_time(run['created'])} · {run['id']}"
+ACTIVE = ACTIVE_STATUSES
 
 
 # -- widgets ---------------------------------------------------------------------------------
@@ -169,3 +107,72 @@ def engine_error() -> None:
     if error:
         st.error(f"{error}\n\nYou can still browse past runs; new runs cannot start until this is fixed.",
                  icon=":material/error:")
+
+
+def flash(key: str) -> None:
+    """Show, once, the message an action left under `key` before the rerun it caused."""
+    message = st.session_state.pop(key, None)
+    if message:
+        st.success(message, icon=":material/check_circle:")
+
+
+def script_tabs(code: str, executions: Sequence[dict[str, Any]]) -> None:
+    """A script's code, and each of its executions with its output."""
+    code_tab, out_tab = st.tabs(["Code", "Executions"])
+    with code_tab, st.container(height=480, border=False):
+        st.code(code, language="python", line_numbers=True)
+    with out_tab:
+        if not executions:
+            st.caption("This script has not run.")
+        for e in executions:
+            st.markdown(f"**{e['purpose'] or 'search'}** · exit {e['exit_code']} · score {fmt_score(e['score'])} · "
+                        f"{(e['wall_time'] or 0):.1f} s · peak {(e['peak_memory_mb'] or 0):.0f} MB"
+                        + (" · timed out" if e["timed_out"] else "")
+                        + (" · memory cap hit" if e["memory_exceeded"] else ""))
+            with st.expander("stdout", expanded=False):
+                st.code((e["stdout"] or "")[-6000:] or "(empty)", language=None)
+            if e["stderr"]:
+                with st.expander("stderr", expanded=e["exit_code"] != 0):
+                    st.code(e["stderr"][-6000:], language=None)
+
+
+def diff_tabs(html: str, unified: str) -> None:
+    """A block's change: side by side (the HTML diff) and as a unified diff."""
+    side, plain = st.tabs(["Side by side", "Unified diff"])
+    with side, st.container(height=520 if html.count("<tr") > 30 else "content", border=False):
+        st.html(html)
+    with plain:
+        st.code(unified or "(no change in the block)", language="diff")
+
+
+def run_downloads(store: Store, run: dict[str, Any], *, key: str) -> None:
+    """A run's final files, a zip of everything, and (an LLM run) its cassette, each a download button."""
+    st.markdown("**Downloads**")
+    files = final_files(store, run["id"])
+    dl = st.columns(4)
+    for i, name in enumerate(history_view.FINAL_FILES):
+        path = files.get(name)
+        dl[i].download_button(name, data=path.read_bytes() if path else b"", file_name=name,
+                              mime=history_view.MIME[name], key=f"{key}.{name}", disabled=path is None,
+                              width="stretch", icon=":material/download:", on_click="ignore",
+                              help=None if path else "Written when the run finishes.")
+    dl[3].download_button("All artifacts (.zip)", data=lambda: zip_run_artifacts(store, run["id"]),
+                          file_name=f"mlestar-run-{run['id']}.zip", mime="application/zip", key=f"{key}.zip",
+                          width="stretch", icon=":material/folder_zip:", on_click="ignore",
+                          help="Scripts, executions' outputs, final files and the run's settings.")
+    if history_view.offers_cassette(run):
+        calls = sum(int(u["calls"] or 0) for u in store.brain_usage(run["id"]))
+        c1, c2 = st.columns([1, 3], vertical_alignment="center")
+        c1.download_button("Download cassette", data=lambda: cassette_json(store, run["id"]),
+                           file_name=f"mlestar-cassette-{run['id']}.json", mime="application/json",
+                           key=f"{key}.cassette", width="stretch", icon=":material/album:", on_click="ignore",
+                           disabled=calls == 0, help=history_view.cassette_help(calls))
+        c2.caption(history_view.REPLAY_HINT)
+
+
+def holdout_message(check: HoldoutCheck) -> None:
+    """Validation vs hold-out in words: a warning when the hold-out drifted, else a caption."""
+    if check.drift:
+        st.warning(check.message, icon=":material/warning:")
+    else:
+        st.caption(check.message)

@@ -51,19 +51,21 @@ def wait_for_port(port: int, timeout: float = 60.0, proc: subprocess.Popen | Non
 
 
 @contextmanager
-def running_app(store_dir: Path, *app_args: str, log: Path | None = None) -> Iterator[str]:
-    """`streamlit run app.py` with MLESTAR_HOME=store_dir on a free port; yields its URL.
+def running_app(store_dir: Path, *app_args: str, log: Path | None = None, port: int | None = None) -> Iterator[str]:
+    """`streamlit run app.py` with MLESTAR_HOME=store_dir on `port` (default: a free one); yields its URL.
 
     The server runs in its own process group, killed on exit with everything it started
-    (runs' scripts included), so a failing test leaves nothing behind.
+    (runs' scripts included), so a failing test leaves nothing behind. Waiting for the port opens a
+    bare TCP connection only: the first HTTP request the server gets is the test's own. Pass the
+    same `port` twice to restart an app under an open tab.
     """
-    port = free_port()
+    port = port or free_port()
     env = {**os.environ, "MLESTAR_HOME": str(store_dir), "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
            "--server.headless", "true", "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
     if app_args:
         cmd += ["--", *app_args]
-    out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 - closed in finally
+    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - closed in finally
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_for_port(port, proc=proc)

@@ -35,7 +35,7 @@ from studio.state import NewRunKeys as K
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
 BREAST = ROOT / "demo_tasks" / "breast-cancer"
-PAGES = sorted(str(p) for p in (ROOT / "pages").glob("*.py"))
+PAGES = sorted(str(p) for p in (ROOT / "app_pages").glob("*.py"))
 TIMEOUT = 60
 USERS = {"alice": "alice-pw", "bob": access.hash_password("bob-pw")}
 PASSWORDS = {"alice": "alice-pw", "bob": "bob-pw"}
@@ -393,7 +393,7 @@ def test_sign_out(store: Store, exposed: None) -> None:
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: Path(p).stem)
 def test_every_page_file_refuses_to_render_without_a_sign_in(store: Store, exposed: None, page: str) -> None:
-    """Streamlit runs a page file without app.py for a fresh server's first deep link: each page guards itself."""
+    """A page file run on its own, without app.py (`streamlit run app_pages/x.py`), still guards itself."""
     make_run(store, "alices-run", "alice")
     at = app(PASSWORD_SECRETS, {state.QUERY_RUN: make_run(store, "bobs-run", "bob")}, script=page)
     assert not at.exception, at.exception
@@ -426,7 +426,7 @@ def test_two_users_see_only_their_own_runs(store: Store, exposed: None) -> None:
     assert bob_run not in home and "bob-one" not in home and unowned not in home
     assert "waiting for your approval" not in "\n".join(str(w.value) for w in at.sidebar.warning)
 
-    at.switch_page("pages/history.py").run()
+    at.switch_page("app_pages/history.py").run()
     assert not at.exception, at.exception
     history = page_text(at)
     assert "2 of 2 runs" in history
@@ -438,7 +438,7 @@ def test_two_users_see_only_their_own_runs(store: Store, exposed: None) -> None:
     assert "1 refinement plan waiting for your approval" in "\n".join(str(w.value) for w in at.sidebar.warning)
 
 
-@pytest.mark.parametrize("page", ["pages/run.py", "pages/attempts.py", "pages/brain_calls.py"])
+@pytest.mark.parametrize("page", ["app_pages/run.py", "app_pages/attempts.py", "app_pages/brain_calls.py"])
 def test_another_users_run_in_the_url_is_no_such_run(store: Store, exposed: None, page: str) -> None:
     bob_run = make_run(store, "bob-one", "bob")
     at = sign_in(app(PASSWORD_SECRETS, {state.QUERY_RUN: bob_run}), "alice", "alice-pw")
@@ -475,7 +475,7 @@ def test_a_signed_in_users_runs_and_uploads_are_theirs(store: Store, exposed: No
     assert started == ["alice"]
     assert [r["owner"] for r in store.list_runs()] == ["alice"]
 
-    at.switch_page("pages/new_run.py").run()
+    at.switch_page("app_pages/new_run.py").run()
     at.file_uploader(key=K.TRAIN).set_value(("../../evil.csv", CSV, "text/csv"))
     at.run()
     assert not at.exception, at.exception

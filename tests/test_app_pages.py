@@ -99,12 +99,14 @@ def upload(at: AppTest, key: str, name: str, data: bytes) -> AppTest:
 def test_sidebar_shows_the_brain_and_every_page_is_registered(store: Store) -> None:
     at = boot()
     assert "Brain:** offline (default for new runs)" in texts(at.sidebar.markdown)
-    # (AppTest drops the entrypoint's sidebar on a session's later runs; the browser checks it on New run.)
-    for page in ("pages/new_run.py", "pages/run.py", "pages/models.py", "pages/ablation.py", "pages/attempts.py",
-                 "pages/ensemble.py", "pages/brain_calls.py", "pages/history.py", "pages/replay.py"):
+    # Every page runs inside app.py (no legacy pages/ folder): the sidebar comes with each one.
+    for page in ("app_pages/new_run.py", "app_pages/run.py", "app_pages/models.py", "app_pages/ablation.py",
+                 "app_pages/attempts.py", "app_pages/ensemble.py", "app_pages/brain_calls.py", "app_pages/history.py",
+                 "app_pages/replay.py"):
         at.switch_page(page).run()
         assert not at.exception, (page, at.exception)
         assert at.title, page  # the page drew something
+        assert "Brain:** offline (default for new runs)" in texts(at.sidebar.markdown), page
 
 
 def test_sidebar_says_whether_scripts_are_sandboxed(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -149,7 +151,7 @@ def test_engine_failure_is_a_message_not_a_traceback(store: Store, monkeypatch: 
     at.button(key=HomeKeys.DEMO_START).click().run()
     assert not at.exception
     assert "The run engine could not be loaded" in texts(at.error)
-    at.switch_page("pages/history.py").run()
+    at.switch_page("app_pages/history.py").run()
     assert not at.exception
 
 
@@ -235,14 +237,14 @@ def test_unknown_demo_is_reported(store: Store, started: Started, monkeypatch: p
 
 
 def test_new_run_empty_state(store: Store) -> None:
-    at = boot("pages/new_run.py")
+    at = boot("app_pages/new_run.py")
     assert "Upload a training CSV to continue" in texts(at.info)
     assert "Up to 200 MB per file" in texts(at.caption)
     assert not at.button  # nothing to start yet
 
 
 def test_csv_upload_shows_preview_derived_task_and_chart(store: Store) -> None:
-    at = boot("pages/new_run.py")
+    at = boot("app_pages/new_run.py")
     upload(at, K.TRAIN, "breast.csv", (BREAST / "train.csv").read_bytes())
     assert not at.exception
     assert "Pick the **target column**" in texts(at.warning)  # a bare CSV does not name its target
@@ -261,7 +263,7 @@ def test_csv_upload_shows_preview_derived_task_and_chart(store: Store) -> None:
 
 
 def test_regression_demo_gets_a_histogram(store: Store) -> None:
-    at = boot("pages/new_run.py")
+    at = boot("app_pages/new_run.py")
     at.radio(key=K.SOURCE).set_value("demo").run()
     at.selectbox(key=K.DEMO).set_value("diabetes-progression").run()
     assert not at.exception
@@ -288,7 +290,7 @@ def _zip(files: dict[str, str | bytes]) -> bytes:
 ])
 def test_bad_uploads_show_an_error_not_a_traceback(store: Store, source: str, key: str, name: str, data: bytes,
                                                    message: str) -> None:
-    at = boot("pages/new_run.py")
+    at = boot("app_pages/new_run.py")
     at.radio(key=K.SOURCE).set_value(source).run()
     upload(at, key, name, data)
     assert not at.exception, at.exception
@@ -297,7 +299,7 @@ def test_bad_uploads_show_an_error_not_a_traceback(store: Store, source: str, ke
 
 
 def test_wrong_target_override_shows_the_task_error(store: Store) -> None:
-    at = boot("pages/new_run.py")
+    at = boot("app_pages/new_run.py")
     upload(at, K.TRAIN, "breast.csv", (BREAST / "train.csv").read_bytes())
     at.selectbox(key=K.TARGET).set_value("mean_radius").run()
     at.selectbox(key=K.TASK_TYPE).set_value("binary").run()
@@ -307,7 +309,7 @@ def test_wrong_target_override_shows_the_task_error(store: Store) -> None:
 
 
 def test_knobs_and_overrides_reach_run_manager_start(store: Store, started: Started) -> None:
-    at = boot("pages/new_run.py")
+    at = boot("app_pages/new_run.py")
     upload(at, K.TRAIN, "cancer.csv", (BREAST / "train.csv").read_bytes())
     upload(at, K.TEST, "cancer_test.csv", (BREAST / "test.csv").read_bytes())
     at.selectbox(key=K.TARGET).set_value("malignant").run()
@@ -339,7 +341,7 @@ def test_knobs_and_overrides_reach_run_manager_start(store: Store, started: Star
 
 
 def test_zero_budget_means_no_limit(store: Store, started: Started) -> None:
-    at = boot("pages/new_run.py")
+    at = boot("app_pages/new_run.py")
     at.radio(key=K.SOURCE).set_value("demo").run()
     at.number_input(key=K.TIME_BUDGET).set_value(0).run()
     at.button(key=K.START).click().run()
@@ -358,7 +360,7 @@ def no_keys(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 def demo_page(brain: str | None = None) -> AppTest:
-    at = boot("pages/new_run.py")
+    at = boot("app_pages/new_run.py")
     at.radio(key=K.SOURCE).set_value("demo").run()
     if brain:
         at.selectbox(key=K.BRAIN).set_value(brain).run()
@@ -555,7 +557,7 @@ def test_sidebar_and_header_show_the_brain_of_the_run_in_view(store: Store) -> N
     at.run()
     assert "Brain:** gemini · gemini-3.1-pro-preview" in texts(at.sidebar.markdown)
     assert "of the run in view: gemini-run" in texts(at.sidebar.caption)
-    at.switch_page("pages/run.py").run()
+    at.switch_page("app_pages/run.py").run()
     assert "brain **gemini · gemini-3.1-pro-preview**" in texts(at.markdown)
     offline = make_run(store, name="offline-run")
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
@@ -568,7 +570,7 @@ def test_sidebar_and_header_show_the_brain_of_the_run_in_view(store: Store) -> N
 
 
 def test_history_empty_state(store: Store) -> None:
-    at = boot("pages/history.py")
+    at = boot("app_pages/history.py")
     assert "No runs yet" in texts(at.info)
     assert not at.get("dataframe")
 
@@ -577,7 +579,7 @@ def test_history_filters(store: Store) -> None:
     make_run(store, name="breast-cancer", status="finished")
     make_run(store, name="wine-cultivar", status="failed", best=None, error="boom")
     make_run(store, name="breast-cancer-2", status="stopped")
-    at = boot("pages/history.py")
+    at = boot("app_pages/history.py")
     assert "3 of 3 runs" in texts(at.caption)
     at.multiselect(key=HistoryKeys.STATUS).select("failed").run()
     assert list(at.dataframe[0].value["task"]) == ["wine-cultivar"]
@@ -594,7 +596,7 @@ def test_history_filters(store: Store) -> None:
 def test_history_delete_needs_confirmation(store: Store) -> None:
     keep = make_run(store, name="keep-me")
     doomed = make_run(store, name="delete-me")
-    at = boot("pages/history.py")
+    at = boot("app_pages/history.py")
     at.selectbox(key=HistoryKeys.PICK).set_value(doomed).run()
     at.button(key=HistoryKeys.DELETE).click().run()
     assert "cannot be undone" in texts(at.warning)
@@ -611,7 +613,7 @@ def test_history_delete_needs_confirmation(store: Store) -> None:
 
 
 def test_history_stop_and_resume_go_through_the_manager(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    at = boot("pages/history.py")  # boot first: the manager resumes "running" runs it finds at start
+    at = boot("app_pages/history.py")  # boot first: the manager resumes "running" runs it finds at start
     running = make_run(store, name="live", status="running", best=None, holdout=None)
     at.run()
     assert at.button(key=HistoryKeys.DELETE).disabled  # a running run cannot be deleted
@@ -632,7 +634,7 @@ def test_history_downloads(store: Store) -> None:
     out.mkdir(parents=True)
     (out / "solution.py").write_text("print('solution')\n")
     (out / "submission.csv").write_text("id,malignant\n1,0.5\n")
-    at = boot("pages/history.py")
+    at = boot("app_pages/history.py")
     buttons = {b.key: b for b in at.get("download_button")}
     assert buttons["history.download.solution.py"].disabled is False
     assert buttons["history.download.submission.csv"].disabled is False
@@ -647,7 +649,7 @@ def test_history_offers_the_cassette_of_llm_runs(store: Store) -> None:
     task = load_uploaded_task(BREAST, name="gemini-run")
     gemini = create_run(store, task, RunConfig(brain="gemini"))
     store.update_run(gemini, status="finished")
-    at = boot("pages/history.py")
+    at = boot("app_pages/history.py")
     at.selectbox(key=HistoryKeys.PICK).set_value(gemini).run()
     button = next(b for b in at.get("download_button") if b.key == HistoryKeys.CASSETTE)
     assert button.disabled  # no brain call yet
@@ -663,7 +665,7 @@ def test_history_offers_the_cassette_of_llm_runs(store: Store) -> None:
 
 def test_history_open_selects_the_run(store: Store) -> None:
     run_id = make_run(store)
-    at = boot("pages/history.py")
+    at = boot("app_pages/history.py")
     at.button(key=HistoryKeys.OPEN).click().run()
     assert not at.exception
     assert at.session_state[state.RUN_ID] == run_id
@@ -676,7 +678,7 @@ def test_history_compares_two_best_score_curves(store: Store) -> None:
     for run_id, points in [(a, [(3.0, 0.90), (9.0, 0.93)]), (b, [(4.0, 0.91)])]:
         for t, score in points:
             store.emit(run_id, "best_score", {"score": score, "time": t})
-    at = boot("pages/history.py")
+    at = boot("app_pages/history.py")
     at.selectbox(key=HistoryKeys.COMPARE_A).set_value(a).run()
     at.selectbox(key=HistoryKeys.COMPARE_B).set_value(b).run()
     traces = json.loads(at.get("plotly_chart")[0].proto.spec)["data"]
@@ -713,7 +715,7 @@ st.navigation(pages).run()
 @pytest.fixture
 def guarded_app(tmp_path: Path) -> str:
     """An entrypoint whose default page only runs the guard; the real pages are linked next to it."""
-    (tmp_path / "pages").symlink_to(ROOT / "pages")
+    (tmp_path / "app_pages").symlink_to(ROOT / "app_pages")
     script = tmp_path / "guarded_app.py"
     script.write_text(GUARDED_APP)
     return str(script)

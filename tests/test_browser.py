@@ -17,10 +17,13 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-from browser_helpers import CHROMIUM, ROOT, browser_page, open_page, running_app, screenshot, wait_idle
+from browser_helpers import CHROMIUM, ROOT, browser_page, free_port, open_page, running_app, screenshot, wait_idle
 from waiting import wait_for
 
+from mlestar_core.pipeline import create_run
 from mlestar_core.store import Store
+from mlestar_core.uploads import demo_config, load_uploaded_task
+from studio import nav
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
                                 reason=f"{CHROMIUM} is missing; run: bash scripts/setup_browser.sh")
@@ -54,6 +57,10 @@ def page(app: App) -> Iterator[object]:
 
 def sidebar_text(page) -> str:  # noqa: ANN001
     return page.locator('[data-testid="stSidebar"]').inner_text()
+
+
+def main_text(page) -> str:  # noqa: ANN001
+    return page.locator('[data-testid="stMain"]').inner_text()
 
 
 def choose(page, label: str, option: str) -> None:  # noqa: ANN001
@@ -150,6 +157,82 @@ def test_make_run_lands_on_home_with_the_demo_run_going(tmp_path: Path) -> None:
         assert len(Store(store).list_runs()) == 1
 
 
+# -- links that always work: deep links on a fresh server, and a tab open across a restart ----------
+
+RUN_NAME = "deep-link-run"
+ALL_TITLES = [p.title for pages in nav.SECTIONS.values() for p in pages]
+# What Streamlit's legacy `pages/` folder mode showed instead of the app's navigation: the file names.
+FILE_NAMES = ["app", "ablation", "attempts", "brain calls", "new run", "run"]
+
+
+def seed_run_waiting_for_approval(store_dir: Path) -> str:
+    """A run with a plan waiting for a decision. Stopped, so the server does not resume it on start."""
+    store = Store(store_dir)
+    task = load_uploaded_task(ROOT / "demo_tasks" / "breast-cancer", name=RUN_NAME)
+    run_id = create_run(store, task, demo_config(require_approval=True), name=RUN_NAME)
+    store.update_run(run_id, status="stopped", control="stop")
+    store.request_decision(run_id, "t0/o0/i0", "model", "Use more trees in the forest", "model = Forest()")
+    return run_id
+
+
+def assert_inside_the_app(page, title: str, run_id: str, run_name: str = RUN_NAME) -> None:  # noqa: ANN001
+    """The page drawn by app.py's navigation: titled sidebar links, the run named by ?run=, the brain of
+    that run, and the approval banner."""
+    links = page.locator('[data-testid="stSidebarNav"]')
+    for name in ALL_TITLES:
+        assert links.get_by_role("link", name=name, exact=True).count() == 1, (title, name)
+    for name in FILE_NAMES:
+        assert links.get_by_role("link", name=name, exact=True).count() == 0, (title, name)
+    assert page.locator("h1").first.inner_text().strip() == title
+    main = main_text(page)
+    assert run_name in main and run_id in main and "No run selected yet" not in main, (title, main[:300])
+    sidebar = sidebar_text(page)
+    assert "Brain: offline — deterministic, no LLM" in sidebar and f"of the run in view: {run_name}" in sidebar
+    assert "1 refinement plan waiting for your approval" in sidebar and f"Review: {run_name}" in sidebar
+    assert f"run={run_id}" in page.url
+
+
+def test_deep_links_open_inside_the_app_as_a_fresh_servers_first_request(tmp_path: Path) -> None:
+    """Every page URL with ?run=, each in a new browser; the first one is the fresh server's very first
+    request (before app.py ever ran in that process)."""
+    store = tmp_path / "store"
+    run_id = seed_run_waiting_for_approval(store)
+    with running_app(store, log=tmp_path / "streamlit.log") as url:
+        for page_def in (nav.RUN, nav.ATTEMPTS, nav.BRAIN_CALLS, nav.ABLATION):
+            with browser_page() as page:
+                open_page(page, url, Path(page_def.path).stem, query=f"run={run_id}")
+                page.get_by_text(run_id).first.wait_for()
+                assert_inside_the_app(page, page_def.title, run_id)
+                if page_def == nav.RUN:
+                    page.get_by_text("The run is waiting for your approval").wait_for()
+
+
+def test_a_tab_left_open_across_a_restart_comes_back_inside_the_app(tmp_path: Path) -> None:
+    """The dashboard tab reconnects by itself to the restarted server (same port and store): its first
+    request there is that reconnect, and it draws the full app with the same run."""
+    store = tmp_path / "store"
+    run_id = seed_run_waiting_for_approval(store)
+    port, log = free_port(), tmp_path / "streamlit.log"
+    app_root = '[data-testid="stApp"]'
+    with browser_page() as page:
+        with running_app(store, log=log, port=port) as url:
+            open_page(page, url, "run", query=f"run={run_id}")
+            assert_inside_the_app(page, "Run dashboard", run_id)
+        page.wait_for_selector(f'{app_root}:not([data-test-connection-state="CONNECTED"])')  # the tab saw it go
+        renamed = "renamed-while-the-server-was-down"
+        Store(store).update_run(run_id, name=renamed)  # so only a redraw by the new server shows this name
+        with running_app(store, log=log, port=port):
+            page.get_by_text(renamed).first.wait_for(timeout=60_000)
+            page.wait_for_selector(f'{app_root}[data-test-connection-state="CONNECTED"]')
+            wait_idle(page)
+            assert_inside_the_app(page, "Run dashboard", run_id, renamed)
+            page.reload()
+            page.wait_for_selector('[data-testid="stMain"]')
+            wait_idle(page)
+            page.get_by_text(renamed).first.wait_for()
+            assert_inside_the_app(page, "Run dashboard", run_id, renamed)
+
+
 # -- the run pages, live: a run with approval, steered from the Refinement page -----------------------
 
 # A regression task, so the live flow also checks a lower-is-better metric (RMSE) end to end.
@@ -172,16 +255,11 @@ def nav_to(page, title: str) -> None:  # noqa: ANN001
     wait_idle(page)
 
 
-def main_text(page) -> str:  # noqa: ANN001
-    return page.locator('[data-testid="stMain"]').inner_text()
-
-
 def test_run_pages_live_with_approval(app: App, page) -> None:  # noqa: ANN001
     """Start a run with approval from the UI, approve its plans on the Refinement page, watch the ablation
     chart and an attempt's diff appear, and download the submission once it finished."""
     store = Store(app.store)
-    open_page(page, app.url)  # Home first: a deep link as a server's very first page load skips app.py
-    nav_to(page, "New run")
+    open_page(page, app.url, "new_run")  # a deep link, even as the server's first request
     uploaders = page.locator('[data-testid="stFileUploader"]')
     uploaders.nth(0).locator('input[type="file"]').set_input_files(str(DIABETES / "train.csv"))
     page.get_by_text("Pick the target column").wait_for()

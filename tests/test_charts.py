@@ -17,3 +17,21 @@ def test_refinement_chart_ticks_only_whole_attempts(run_builder: RunBuilder) -> 
     fig = attempt_trace_chart(trace, info)
     assert fig.layout.xaxis.dtick == 1 and fig.layout.xaxis.tick0 == 1  # no tick at 1.5 or 2.5
     assert [list(t.x) for t in fig.data][0] == [1, 2, 3]
+
+
+def test_ablation_value_labels_sit_beyond_the_error_bars(run_builder: RunBuilder) -> None:
+    """Labels placed "outside" the bar were printed over the error bar; they go past its end instead."""
+    from studio.charts import ablation_chart
+
+    rid = run_builder.run("finished")
+    info = views.run_info(run_builder.store.get_run(rid))
+    bars = [views.AblationBar("model", "a stump", 0.05, 0.02, 0.90, 0.95, 3, 1, True),
+            views.AblationBar("features", "no features", -0.01, 0.03, 0.96, 0.95, 3, 2, False)]
+    group = views.AblationGroup(0, 0, bars, "model", None, None)
+    assert group.has_error_bars
+    fig = ablation_chart(group, info)
+    bar, labels = fig.data[0], fig.data[1]
+    assert bar.text is None  # no label on the bar itself
+    assert list(labels.text) == ["+0.05", "-0.01"]
+    assert list(labels.y) == [0.05 + 0.02, -0.01 - 0.03]  # at the far end of each error bar
+    assert list(labels.textposition) == ["top center", "bottom center"]

@@ -34,7 +34,10 @@ KNOBS = ["-M", "2", "-T", "1", "-K", "2", "-L", "1", "-R", "2", "--folds", "2", 
 CRASHES = ["retrieve|model_card", "init|script_executed", "t0/merge|script_executed", "t0/checks|check",
            "t0/o0/ablation|script_executed", "approval", "t0/o0/i0|script_executed", "t0/o0/i1|brain_call",
            "ens/r0|ensemble_round", "final|script_executed"]
-SESSION_KINDS = {"run_started", "paused", "resumed", "run_paused", "run_stopped", "run_failed", "control"}
+# Events about a session, not the work (Pipeline._SESSION_EVENTS): a killed session leaves its own, e.g. the
+# budget clock stopped for the plan it died waiting on.
+SESSION_KINDS = {"run_started", "paused", "resumed", "run_paused", "run_stopped", "run_failed", "control",
+                 "budget_clock"}
 
 
 def _cli(store: Path, *args: str, crash: str = "") -> subprocess.Popen[bytes]:

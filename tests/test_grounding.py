@@ -233,7 +233,7 @@ def iframes(at: AppTest) -> list[str]:
 
 def test_models_page_shows_each_cards_own_sources_and_the_suggestions(builder: RunBuilder) -> None:
     rid = grounded_run(builder)
-    at = open_page("pages/models.py", rid)
+    at = open_page("app_pages/models.py", rid)
     md = texts(at.markdown)
     assert ("**Grounded on** (2 web sources): [XGBoost docs](https://xgboost.readthedocs.io/) · "
             "[Kaggle survey](https://www.kaggle.com/survey)") in md
@@ -245,7 +245,7 @@ def test_models_page_shows_each_cards_own_sources_and_the_suggestions(builder: R
     assert len(frames) == 1 and ENTRY_POINT in frames[0]  # Google's snippet as delivered, in its own frame
 
     legacy = grounded_run(builder, grounding=False)
-    at = open_page("pages/models.py", legacy)
+    at = open_page("app_pages/models.py", legacy)
     assert texts(at.markdown).count("**Sources of the whole answer** (4; this run was recorded before") == 3
     assert "recorded before the search queries and Google's search suggestions were kept" in texts(at.caption)
     assert not iframes(at)
@@ -256,7 +256,7 @@ def test_models_page_without_search(builder: RunBuilder) -> None:
     builder.brain_call(rid, "retrieve_models", answer="Fallback: kb", step_key="retrieve", model="knowledge base")
     builder.store.add_model_card(rid, 0, {"name": "xgb", "why": "w", "example_code": "x",
                                           "source": "bundled knowledge base (web search is turned off)"})
-    at = open_page("pages/models.py", rid)
+    at = open_page("app_pages/models.py", rid)
     assert "The retrieval answer was not grounded with Google Search" in texts(at.caption)
     assert "Grounded" not in texts(at.markdown) and not iframes(at)
 
@@ -264,7 +264,7 @@ def test_models_page_without_search(builder: RunBuilder) -> None:
 def test_brain_calls_page_shows_queries_and_suggestions(builder: RunBuilder) -> None:
     rid = grounded_run(builder)
     call = builder.store.brain_call_list(rid)[0]["id"]
-    at = open_page("pages/brain_calls.py", rid)
+    at = open_page("app_pages/brain_calls.py", rid)
     assert not iframes(at)  # collapsed
     at.session_state[f"{BrainCallKeys.CALL}{call}"] = True
     at.run()

@@ -271,3 +271,139 @@ def test_constraints_pinned_mid_run_reach_the_planner(tmp_path: Path) -> None:
     assert "constraints" in {e["kind"] for e in store.events_after(run_id)}
     # the data-usage check ran before the pin; the final report still reads the stored config
     assert store.get_run(run_id)["status"] == "finished"
+
+
+def test_a_users_failing_edit_is_said_and_only_their_code_is_repaired(tmp_path: Path) -> None:
+    """Approval on, one track, three attempts: a broken edit the debugger repairs (an LLM-like fix of the user's
+    own code), a broken edit it cannot repair without throwing it away, and a plan nobody answers (approved by
+    the run itself). The first plan waits 3 s for its human: none of the waiting is agent time."""
+    from mlestar_core.brains import make_brain
+    from mlestar_core.script import unified_diff
+
+    store = Store(tmp_path / "store")
+    task = load_task(DEMOS / "breast-cancer")
+    config = RunConfig(**{**SMALL, "num_models": 1, "num_solutions": 1, "inner_steps": 3, "ensemble_rounds": 0,
+                          "require_approval": True, "auto_approve_after": 8.0,
+                          "n_folds": 1})  # one split: no early stop of an attempt that ties its baseline
+    run_id = create_run(store, task, config, out_dir=tmp_path / "out")
+    brain = make_brain("offline")
+    offline_debug = brain.debug
+
+    def debug(ctx, code, error, failure="error"):  # type: ignore[no-untyped-def]
+        if "MARKER_FIX = = 1" in code:  # what an LLM debugger does: the smallest fix of the code it was given
+            return code.replace("MARKER_FIX = = 1", "MARKER_FIX = 1")
+        return offline_debug(ctx, code, error, failure)  # the offline one regenerates the block from its config
+
+    brain.debug = debug  # type: ignore[method-assign]
+    started = time.monotonic()
+    thread = threading.Thread(target=lambda: Pipeline(store, run_id, brain=brain).run(), daemon=True)
+    thread.start()
+    first = wait_for(lambda: store.pending_decisions(run_id), what="the first plan")[0]
+    time.sleep(3.0)  # the teacher explains the plan
+    store.decide(first["id"], "edited", edited_plan=first["plan"],
+                 edited_code=first["block_code"] + "MARKER_FIX = = 1  # my edit\n")
+    second = wait_for(lambda: [d for d in store.pending_decisions(run_id) if d["id"] != first["id"]],
+                      what="the second plan")[0]
+    store.decide(second["id"], "edited", edited_plan=second["plan"],
+                 edited_code=second["block_code"] + "broken = = 2  # my edit\n")
+    thread.join(timeout=300)
+    elapsed = time.monotonic() - started
+    assert not thread.is_alive() and store.get_run(run_id)["status"] == "finished"
+    a1, a2, a3 = sorted(store.table("attempts", run_id), key=lambda a: a["inner_step"])
+
+    # 1: the user's edit failed, the debugger repaired *their* code, and the diff against it is only the repair.
+    assert (a1["decision"], a1["status"]) == ("edited", "edit repaired") and a1["score"] is not None
+    assert a1["error"].startswith("your edit failed: SyntaxError") and "debugger repaired your edit" in a1["error"]
+    mine, repaired = store.get_script(a1["edit_script_id"]), store.get_script(a1["script_id"])
+    assert repaired["parent_id"] == mine["id"] and repaired["label"].endswith("(debugger repaired your edit)")
+    diff = unified_diff(get_block(mine["code"], a1["block"]), get_block(repaired["code"], a1["block"]))
+    changed = [ln for ln in diff.splitlines() if ln[:1] in "+-" and ln[:3] not in ("+++", "---")]
+    assert changed == ["-MARKER_FIX = = 1  # my edit", "+MARKER_FIX = 1  # my edit"]
+
+    # 2: the offline debugger could only put the original block back: refused, the attempt says the edit failed.
+    assert (a2["decision"], a2["status"], a2["score"]) == ("edited", "edit failed", None)
+    assert a2["script_id"] == a2["edit_script_id"] and "broken = = 2" in store.get_script(a2["script_id"])["code"]
+    assert a2["error"].startswith("your edit failed: SyntaxError") and "instead of repairing your edit" in a2["error"]
+    labels = [s["label"] for s in store.table("scripts", run_id) if s["parent_id"] == a2["script_id"]]
+    assert labels == []  # nothing was run in the user's name
+    events = store.events_after(run_id)
+    failed = [e["payload"] for e in events if e["kind"] == "edit_failed"]
+    assert [p["script_id"] for p in failed] == [a1["edit_script_id"], a2["edit_script_id"]]
+    assert all(p["error"].startswith("SyntaxError") and "your edited" in p["message"] for p in failed)
+    assert [e["payload"]["status"] for e in events if e["kind"] == "attempt_scored"] == \
+        ["edit repaired", "edit failed", a3["status"]]
+    assert any(e["kind"] == "debug_failed" and "instead of repairing your edit" in e["payload"]["reason"]
+               for e in events)
+
+    # 3: nobody answered: the run approved it itself, and says so everywhere.
+    third = store.table("decisions", run_id)[-1]
+    assert third["status"] == "auto-approved" and third["decided_by"] == "auto: no decision within 8 s"
+    assert a3["decision"] == "auto-approved"
+    decided = [e["payload"] for e in events if e["kind"] == "approval_decided"]
+    assert [p["status"] for p in decided] == ["edited", "edited", "auto-approved"]
+    assert "not a person's approval" in decided[-1]["message"]
+
+    # The waiting (3 s + 8 s) stopped the budget clock: it is not in time_used, which a resume starts from.
+    run = store.get_run(run_id)
+    assert run["time_waiting"] >= 10.5
+    assert run["time_used"] <= elapsed - 10.0
+    assert run["time_used"] + run["time_waiting"] == pytest.approx(elapsed, abs=5.0)
+    clock = [e["payload"]["stopped"] for e in events if e["kind"] == "budget_clock"]
+    assert clock[:2] == [True, False] and len(clock) >= 6
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "waiting for human decisions or paused, not counted against the budget" in report
+    assert "| auto-approved |" in report
+
+
+def test_solution_py_explains_its_number_and_runs_on_its_own(finished_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The header says what solution.py prints (a K-fold score on all training rows) against the headline (the
+    engine's score on the search rows) and how to run it; run that way, it works and prints that number."""
+    import re
+    import shutil
+
+    from mlestar_core.report import SOLUTION_HEADER_END, SOLUTION_HEADER_START
+
+    store, run_id, summary, out = finished_run
+    code = (out / "solution.py").read_text()
+    assert code.startswith(SOLUTION_HEADER_START) and code.count(SOLUTION_HEADER_END) == 1
+    header = code[: code.index(SOLUTION_HEADER_END)]
+    flat = " ".join(ln.lstrip("# ").strip() for ln in header.splitlines())
+    assert f"The headline validation score, {summary['validation_score']:.6g}" in flat
+    assert "search rows" in flat and "hold-out rows included" in flat and "python solution.py" in flat
+    assert f"cd {out}" in header and "mkdir -p input && cp " in header and "scikit-learn" in flat
+    printed = re.search(r"in this run's own full-data run it printed ([-+]?\d[\d.e+-]*\d)", flat)
+    assert printed is not None
+    report = (out / "report.md").read_text()
+    assert "## Running the final solution yourself" in report and "hold-out rows included" in report
+    assert re.search(r"agent time \d+ s", report)
+    # The stored script is unchanged: the header is comments only, and the run's script is what was scored.
+    body = code[code.index(SOLUTION_HEADER_END) + len(SOLUTION_HEADER_END):].lstrip("\n")
+    assert body == store.get_script(summary["final_script_id"])["code"]
+
+    # Laid out as the header says: the task's own files under ./input/ (no folds.csv), then python solution.py.
+    folder = tmp_path / "mine"
+    (folder / "input").mkdir(parents=True)
+    shutil.copy(out / "solution.py", folder / "solution.py")
+    for name in ("train.csv", "test.csv", "sample_submission.csv"):
+        shutil.copy(DEMOS / "breast-cancer" / name, folder / "input" / name)
+    proc = subprocess.run([sys.executable, "solution.py"], cwd=folder, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    line = re.search(r"^Final Validation Performance: (\S+)$", proc.stdout, re.M)
+    assert line is not None
+    assert float(line.group(1)) == pytest.approx(float(printed.group(1)), abs=0.01)  # the number the header gives
+    sub = pd.read_csv(folder / "submission.csv")
+    assert list(sub.columns) == list(pd.read_csv(DEMOS / "breast-cancer" / "sample_submission.csv").columns)
+
+
+def test_report_and_dashboard_agree_on_agent_time(finished_run) -> None:  # type: ignore[no-untyped-def]
+    import re
+
+    from mlestar_core.budget_clock import agent_seconds, clock_state
+
+    store, run_id, _, out = finished_run
+    run = store.get_run(run_id)
+    reported = float(re.search(r"agent time (\d+) s", (out / "report.md").read_text()).group(1))
+    shown = agent_seconds(run, store.events_after(run_id))
+    # The report is written inside the final step, a moment before the run's last time_used: same clock.
+    assert shown - 5 <= reported <= shown + 0.5
+    assert clock_state(run).budget_text.startswith("Agent time")

@@ -35,8 +35,8 @@ from studio.runpages import AttemptKeys, BrainCallKeys, ReplayKeys, RunKeys
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
 TIMEOUT = 60
-RUN_PAGES = ["pages/run.py", "pages/models.py", "pages/ablation.py", "pages/attempts.py", "pages/ensemble.py",
-             "pages/brain_calls.py", "pages/replay.py"]
+RUN_PAGES = ["app_pages/run.py", "app_pages/models.py", "app_pages/ablation.py", "app_pages/attempts.py",
+             "app_pages/ensemble.py", "app_pages/brain_calls.py", "app_pages/replay.py"]
 
 
 def texts(elements: Any) -> str:
@@ -101,7 +101,7 @@ def test_every_run_page_guards_without_a_run(home: Path, page: str) -> None:
 
 
 def test_dashboard_of_a_finished_run(finished: FinishedRun) -> None:
-    at = open_page("pages/run.py", finished.run_id)
+    at = open_page("app_pages/run.py", finished.run_id)
     store, rid = finished.store, finished.run_id
     run = store.get_run(rid)
     assert at.title[0].value == "Run dashboard"
@@ -121,7 +121,7 @@ def test_dashboard_of_a_finished_run(finished: FinishedRun) -> None:
 
 
 def test_models_page_shows_cards_with_scores_and_merges(finished: FinishedRun) -> None:
-    at = open_page("pages/models.py", finished.run_id)
+    at = open_page("app_pages/models.py", finished.run_id)
     cards = finished.store.table("model_cards", finished.run_id)
     md = texts(at.markdown)
     for c in cards:
@@ -133,7 +133,7 @@ def test_models_page_shows_cards_with_scores_and_merges(finished: FinishedRun) -
 
 
 def test_ablation_page_charts_each_study(finished: FinishedRun) -> None:
-    at = open_page("pages/ablation.py", finished.run_id)
+    at = open_page("app_pages/ablation.py", finished.run_id)
     groups = views.ablation_groups(finished.store.table("ablations", finished.run_id),
                                    finished.store.events_after(finished.run_id))
     charts = at.get("plotly_chart")
@@ -145,7 +145,7 @@ def test_ablation_page_charts_each_study(finished: FinishedRun) -> None:
 
 
 def test_attempts_page_shows_history_diff_and_tree(finished: FinishedRun) -> None:
-    at = open_page("pages/attempts.py", finished.run_id)
+    at = open_page("app_pages/attempts.py", finished.run_id)
     assert "This run does not ask for approval" in texts(at.caption)
     assert len(at.get("plotly_chart")) == 1  # scores through all attempts
     assert len(at.expander) >= 2 and len(at.dataframe) >= 2  # one table per track / outer step / block
@@ -170,7 +170,7 @@ def test_fork_from_a_tree_node_opens_the_new_run(finished: FinishedRun, monkeypa
         return run_id  # the fixture store stays as it is; opening "the new run" is what is checked
 
     monkeypatch.setattr(RunManager, "fork", fake_fork)
-    at = open_page("pages/attempts.py", finished.run_id)
+    at = open_page("app_pages/attempts.py", finished.run_id)
     node = at.selectbox(key=AttemptKeys.TREE_NODE).value
     at.button(key=AttemptKeys.FORK).click().run()
     assert not at.exception
@@ -179,7 +179,7 @@ def test_fork_from_a_tree_node_opens_the_new_run(finished: FinishedRun, monkeypa
 
 
 def test_ensemble_page_compares_rounds_with_members(finished: FinishedRun) -> None:
-    at = open_page("pages/ensemble.py", finished.run_id)
+    at = open_page("app_pages/ensemble.py", finished.run_id)
     final = views.final_summary(finished.store.events_after(finished.run_id))
     assert len(at.get("plotly_chart")) == 1
     assert f"**{final['final_label']}** (script #{final['final_script_id']}" in texts(at.markdown)
@@ -192,7 +192,7 @@ def test_ensemble_page_compares_rounds_with_members(finished: FinishedRun) -> No
 
 
 def test_replay_slider_and_step_buttons(finished: FinishedRun) -> None:
-    at = open_page("pages/replay.py", finished.run_id)
+    at = open_page("app_pages/replay.py", finished.run_id)
     total = len(finished.store.events_after(finished.run_id))
     slider = at.slider(key=ReplayKeys.N)
     assert slider.value == total and len(at.get("plotly_chart")) == 1
@@ -230,26 +230,26 @@ def running_run(b: RunBuilder) -> str:
 
 def test_pages_of_a_running_run(builder: RunBuilder) -> None:
     rid = running_run(builder)
-    at = open_page("pages/run.py", rid)
+    at = open_page("app_pages/run.py", rid)
     assert "Now: Initial candidates" in texts(at.info)
     assert "Time budget:" in str(at.get("progress")[0].proto.text)
     assert "No solution scored yet" in texts(at.caption)
     assert not at.button(key=RunKeys.PAUSE).disabled and not at.button(key=RunKeys.STOP).disabled
-    at = open_page("pages/models.py", rid)
+    at = open_page("app_pages/models.py", rid)
     assert metric(at, "initial candidate") == "pending"
-    at = open_page("pages/ablation.py", rid)
+    at = open_page("app_pages/ablation.py", rid)
     assert "No ablation yet — it starts after the merge" in texts(at.info)
-    at = open_page("pages/attempts.py", rid)
+    at = open_page("app_pages/attempts.py", rid)
     assert "No refinement attempt yet" in texts(at.info)
-    at = open_page("pages/ensemble.py", rid)
+    at = open_page("app_pages/ensemble.py", rid)
     assert "No ensemble yet" in texts(at.info)
-    at = open_page("pages/replay.py", rid)
+    at = open_page("app_pages/replay.py", rid)
     assert "still running" in texts(at.info)
 
     # rows arrive: the next poll (a rerun) shows them
     builder.store.add_ablation(rid, 0, 0, {"block": "model", "description": "defaults", "score": 0.8,
                                            "baseline": 0.85, "delta": 0.05}, None)
-    at = open_page("pages/ablation.py", rid)
+    at = open_page("app_pages/ablation.py", rid)
     assert len(at.get("plotly_chart")) == 1
     assert "no error bars" in texts(at.caption) and "The study is running" in texts(at.caption)
 
@@ -258,7 +258,7 @@ def test_pause_resume_stop_buttons(builder: RunBuilder, monkeypatch: pytest.Monk
     rid = running_run(builder)
     resumed: list[str] = []
     monkeypatch.setattr(RunManager, "resume", lambda self, run_id: resumed.append(run_id))
-    at = open_page("pages/run.py", rid)
+    at = open_page("app_pages/run.py", rid)
     at.button(key=RunKeys.PAUSE).click().run()
     assert not at.exception and builder.store.get_run(rid)["control"] == "pause"
     assert "Pause requested" in texts(at.success)
@@ -276,7 +276,7 @@ def test_a_run_driven_by_another_process_is_followed_read_only(builder: RunBuild
     rid = running_run(builder)
     lease = RunLease(builder.store, rid).acquire()  # this test process plays the CLI that drives the run
     try:
-        at = open_page("pages/run.py", rid)
+        at = open_page("app_pages/run.py", rid)
         assert "Running in another process" in texts(at.caption)
         assert f"process {os.getpid()}" in texts(at.caption)
         for key in (RunKeys.PAUSE, RunKeys.RESUME, RunKeys.STOP):
@@ -287,14 +287,14 @@ def test_a_run_driven_by_another_process_is_followed_read_only(builder: RunBuild
         assert builder.store.get_run(rid)["control"] == "run"  # the refusal changed nothing
     finally:
         lease.release()
-    at = open_page("pages/run.py", rid)  # the driver ended: this app may take the run over
+    at = open_page("app_pages/run.py", rid)  # the driver ended: this app may take the run over
     assert "Running in another process" not in texts(at.caption)
     assert not at.button(key=RunKeys.RESUME).disabled
 
 
 def test_constraints_can_be_added_and_removed(builder: RunBuilder) -> None:
     rid = running_run(builder)
-    at = open_page("pages/run.py", rid)
+    at = open_page("app_pages/run.py", rid)
     assert "No constraints pinned." in texts(at.caption)
     at.text_input(key=RunKeys.CONSTRAINT_NEW).set_value("no neural networks")
     at.button(key=RunKeys.CONSTRAINT_ADD).click().run()
@@ -313,7 +313,7 @@ def test_waiting_run_shows_the_plan_on_the_dashboard(builder: RunBuilder) -> Non
     rid = running_run(builder)
     builder.store.update_run(rid, status="waiting")
     builder.store.request_decision(rid, "t0/o0/i0/r0", "model", "Use 500 trees.", "m = XGB()\n")
-    at = open_page("pages/run.py", rid)
+    at = open_page("app_pages/run.py", rid)
     assert "waiting for your approval" in texts(at.warning)
     assert "Use 500 trees." in texts(at.markdown)
     assert any(p.proto.page == "attempts" and rid in p.proto.query_string for p in at.get("page_link"))
@@ -349,7 +349,7 @@ def with_calls(b: RunBuilder, rid: str) -> list[int]:
 def test_brain_calls_page_lists_every_call(builder: RunBuilder) -> None:
     rid = gemini_run(builder, "finished", cost_cap=1.0)
     first, failed, last = with_calls(builder, rid)
-    at = open_page("pages/brain_calls.py", rid)
+    at = open_page("app_pages/brain_calls.py", rid)
     assert at.title[0].value == "Brain calls"
     assert "3 calls · 2 234→767 tokens · \\$0.0042 estimated · 7.3 s waiting · 1 failed" in texts(at.markdown)
     titles = [e.label for e in at.expander]
@@ -390,7 +390,7 @@ def test_brain_calls_page_shows_more_on_demand(builder: RunBuilder) -> None:
     at.query_params[state.QUERY_RUN] = rid
     at.session_state[f"{BrainCallKeys.LIMIT}{rid}"] = 2  # as if the page size were 2
     at.run()
-    at.switch_page("pages/brain_calls.py").run()
+    at.switch_page("app_pages/brain_calls.py").run()
     assert len(at.expander) == 2 and "Showing the newest 2 of 3 calls." in texts(at.caption)
     assert at.button(key=BrainCallKeys.MORE).label == "Show 1 more"
     at.button(key=BrainCallKeys.MORE).click().run()
@@ -399,24 +399,24 @@ def test_brain_calls_page_shows_more_on_demand(builder: RunBuilder) -> None:
 
 def test_brain_calls_empty_state(builder: RunBuilder) -> None:
     rid = builder.run("finished")
-    at = open_page("pages/brain_calls.py", rid)
+    at = open_page("app_pages/brain_calls.py", rid)
     assert "This run has no brain calls recorded. Every run records its calls, the offline brain's too" \
         in texts(at.info)
     live_run = gemini_run(builder, "running")
-    at = open_page("pages/brain_calls.py", live_run)
+    at = open_page("app_pages/brain_calls.py", live_run)
     assert "No brain calls yet" in texts(at.info)
 
 
 def test_models_page_shows_grounding_sources(builder: RunBuilder) -> None:
     rid = gemini_run(builder)
-    at = open_page("pages/models.py", rid)
+    at = open_page("app_pages/models.py", rid)
     assert "**Grounded on** (1 web source): [XGBoost docs](https://xgboost.readthedocs.io/)" in texts(at.markdown)
 
 
 def test_dashboard_shows_brain_usage(builder: RunBuilder) -> None:
     rid = gemini_run(builder, "finished", cost_cap=0.01)
     with_calls(builder, rid)
-    at = open_page("pages/run.py", rid)
+    at = open_page("app_pages/run.py", rid)
     brain = next(m for m in at.metric if m.label == "Brain")
     assert (brain.value, brain.delta) == ("gemini", "gemini-3.5-flash")  # the brain, its model below
     assert metric(at, "Brain calls") == "3" and metric(at, "Failed calls") == "1"
@@ -437,7 +437,7 @@ def test_dashboard_shows_brain_usage(builder: RunBuilder) -> None:
 
 def test_offline_dashboard_has_no_brain_usage(builder: RunBuilder) -> None:
     rid = running_run(builder)
-    at = open_page("pages/run.py", rid)
+    at = open_page("app_pages/run.py", rid)
     assert "Brain usage" not in texts(at.subheader)
 
 
@@ -449,7 +449,7 @@ def test_paused_run_shows_the_reason_and_resumes(builder: RunBuilder, monkeypatc
     unpaused: list[tuple[str, str | None]] = []
     monkeypatch.setattr(RunManager, "unpause",
                         lambda self, run_id, api_key=None: unpaused.append((run_id, api_key)))
-    at = open_page("pages/run.py", rid)
+    at = open_page("app_pages/run.py", rid)
     warning = texts(at.warning)
     assert "The run is paused: the brain could not go on." in warning and "API key not valid" in warning
     assert any(w.startswith("Run paused by the brain: gemini refused the retrieve_models call")
@@ -464,7 +464,7 @@ def test_paused_run_shows_the_reason_and_resumes(builder: RunBuilder, monkeypatc
 
     # A pause that is not about the key: no key field, Resume alone.
     builder.store.update_run(rid, pause_reason="gemini failed 5 times in a row on merge (last: HTTP 503)")
-    at = open_page("pages/run.py", rid)
+    at = open_page("app_pages/run.py", rid)
     assert "failed 5 times in a row" in texts(at.warning)
     assert not [t for t in at.text_input if t.key == RunKeys.API_KEY]
     at.button(key=RunKeys.RESUME_PAUSED).click().run()
@@ -475,7 +475,7 @@ def test_cost_cap_event_reads_well_in_the_log(builder: RunBuilder) -> None:
     rid = gemini_run(builder, "finished", cost_cap=0.004)
     with_calls(builder, rid)
     builder.event(rid, "cost_cap_reached", at_step="t0/o1/i2", spent=0.0042, cap=0.004)
-    at = open_page("pages/run.py", rid)
+    at = open_page("app_pages/run.py", rid)
     assert any(w.startswith("Cost cap reached: $0.0042 spent of the $0.0040 cap at track 1 · outer step 2")
                for w in at.dataframe[-1].value["what"])
 
@@ -502,7 +502,7 @@ def gated_run(home: Path) -> Iterator[tuple[Store, str, threading.Thread]]:
 def test_approve_edit_and_reject_from_the_refinement_page(gated_run: tuple[Store, str, threading.Thread]) -> None:
     store, rid, thread = gated_run
     first = wait_for(lambda: store.pending_decisions(rid), what="the first plan")[0]
-    at = open_page("pages/attempts.py", rid)
+    at = open_page("app_pages/attempts.py", rid)
     assert "A plan is waiting for your decision" in texts(at.warning)
     assert first["plan"] in texts(at.markdown)
     assert any(c.value.strip() == first["block_code"].strip() for c in at.code)

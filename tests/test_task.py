@@ -549,3 +549,83 @@ def test_the_feature_count_leaves_out_the_id_column(make_task_dir) -> None:  # n
     task = load_task(folder, target="y")
     assert task.id_column == "id"
     assert task.n_features == len([c for c in task.columns if c.name != "id"]) == 2
+
+
+# -- target messages: a named target that is missing, names that differ only in case and punctuation --------
+
+
+def _houses(n: int = 40) -> tuple[pd.DataFrame, pd.DataFrame]:
+    train = pd.DataFrame({"Id": range(n), "area": [50 + 3 * i for i in range(n)],
+                          "rooms": [1 + i % 5 for i in range(n)], "sale_price": [1000.0 + 37 * i for i in range(n)]})
+    return train, train.drop(columns="sale_price").iloc[:10].assign(Id=range(n, n + 10))
+
+
+def test_a_target_the_description_names_but_the_csv_lacks_is_said(make_task_dir) -> None:  # noqa: ANN001
+    train, test = _houses()
+    train = train.rename(columns={"sale_price": "price_usd"})
+    folder = make_task_dir(train, test, description="House prices. The target column is `SalePrice`.")
+    # Before: the one column test.csv lacks was picked silently. Now the page (and CLI) say what is wrong.
+    with pytest.raises(TaskError) as err:
+        load_task(folder)
+    msg = str(err.value)
+    assert msg.startswith("the description names target `SalePrice`, which is not a column of train.csv")
+    assert "columns: Id, area, rooms, price_usd" in msg and "closest: price_usd" in msg
+    assert not msg.startswith("cannot tell which column")  # the New run page's "nothing names a target" case
+    # Choosing the target settles it, and the disagreement stays visible as a note.
+    task = load_task(folder, target="price_usd")
+    assert task.target == "price_usd"
+    assert any("names `SalePrice` as the target, which is not a column of train.csv" in n for n in task.notes)
+
+
+def test_normalised_names_match_the_sample_submission_and_say_so(make_task_dir) -> None:  # noqa: ANN001
+    train, test = _houses()
+    train = train.assign(casual=1)  # a second column test.csv lacks: the old fallback could not decide
+    sample = pd.DataFrame({"Id": test["Id"], "SalePrice": 0.0})
+    folder = make_task_dir(train, test, sample, description="Predict the SalePrice of each house.")
+    task = load_task(folder)
+    assert task.target == "sale_price"
+    assert task.submission_columns == ["Id", "SalePrice"]  # the submission keeps the sample's column name
+    assert any("prediction column `SalePrice` is `sale_price` in train.csv" in n for n in task.notes)
+
+
+def test_the_description_names_a_column_by_another_spelling(make_task_dir) -> None:  # noqa: ANN001
+    train, test = _houses()
+    task = load_task(make_task_dir(train, test, description="The target is `SalePrice`. Evaluation: RMSE."))
+    assert task.target == "sale_price"
+    assert any("names `SalePrice` as the target; train.csv's column `sale_price` is taken to be it" in n
+               for n in task.notes)
+
+
+def test_a_sample_column_the_csv_lacks_is_never_replaced_silently(make_task_dir) -> None:  # noqa: ANN001
+    train, test = _houses()
+    train = train.rename(columns={"sale_price": "price_usd"})
+    sample = pd.DataFrame({"Id": test["Id"], "SalePrice": 0.0})
+    # The only column test.csv lacks is still taken, but the note says the sample names something else.
+    task = load_task(make_task_dir(train, test, sample))
+    assert task.target == "price_usd"
+    assert any("prediction column `SalePrice` is not a column of train.csv" in n and "closest: price_usd" in n
+               for n in task.notes)
+    # With two candidate columns nothing settles it: the message names the sample's column.
+    with pytest.raises(TaskError, match=r"^sample_submission\.csv's prediction column `SalePrice` is not a column "
+                                        r"of train\.csv .*nothing else says which column to predict"):
+        load_task(make_task_dir(train.assign(casual=1), test, sample))
+
+
+def test_the_sample_submission_wins_over_the_description_and_says_so(make_task_dir) -> None:  # noqa: ANN001
+    train, test = _houses()
+    train = train.assign(list_price=train["sale_price"] * 1.1)
+    sample = pd.DataFrame({"Id": test["Id"], "sale_price": 0.0})
+    task = load_task(make_task_dir(train, test, sample, description="The target is `list_price`."))
+    assert task.target == "sale_price"
+    assert any("the description names `list_price` as the target, but sample_submission.csv predicts `sale_price`"
+               in n for n in task.notes)
+
+
+def test_a_chosen_target_that_differs_from_the_sample_is_said(make_task_dir) -> None:  # noqa: ANN001
+    train, test = _houses()
+    train = train.assign(list_price=train["sale_price"] * 1.1)
+    sample = pd.DataFrame({"Id": test["Id"], "SalePrice": 0.0})
+    task = load_task(make_task_dir(train, test, sample), target="list_price")
+    assert task.target == "list_price"
+    assert any("prediction column is `SalePrice`, not `list_price`" in n and "holds the predictions of `list_price`"
+               in n for n in task.notes)

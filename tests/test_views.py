@@ -670,3 +670,62 @@ def test_brain_usage_names_the_roles_that_fell_back() -> None:
     usage = views.brain_usage(rows)
     assert usage.fallbacks == {"merge": 1} and "merge ×1" in usage.degraded_text and "FALLBACK" in usage.degraded_text
     assert views.brain_usage(rows[1:]).degraded_text == ""
+
+
+# -- the page modules: what a page decides, without Streamlit -------------------------------------------
+
+
+def test_each_page_has_its_own_view_module() -> None:
+    from pathlib import Path
+
+    root = Path(views.__file__).parent
+    app_pages = root.parents[1] / "app_pages"
+    pages = {p.stem for p in app_pages.glob("*.py")}
+    assert pages <= {p.stem for p in root.glob("*.py")}  # app_pages/run.py -> views/run.py, ...
+    for page in pages:
+        assert f"from mlestar_core.views import {page} as view" in (app_pages / f"{page}.py").read_text()
+
+
+def test_run_controls_follow_the_run_and_who_drives_it() -> None:
+    run = {"status": "running", "control": "run", "pause_reason": None}
+    c = views.run.controls(run, engine=True, alive=True)
+    assert (c.can_pause, c.can_resume, c.can_stop, c.locked, c.note) == (True, False, True, None, "")
+    c = views.run.controls({**run, "control": "pause"}, engine=True, alive=True)
+    assert not c.can_pause and c.can_resume and c.unpause and c.note.startswith("Pause requested")
+    c = views.run.controls(run, engine=True, alive=False)  # the app restarted: Resume relaunches it
+    assert c.can_resume and not c.unpause and "interrupted" in c.note
+    c = views.run.controls(run, engine=True, alive=False, elsewhere="pid 12 on host")
+    assert not (c.can_pause or c.can_resume or c.can_stop) and "pid 12 on host" in c.locked
+    c = views.run.controls(run, engine=False, engine_error="broken brain")
+    assert not (c.can_pause or c.can_resume or c.can_stop) and c.locked == "broken brain"
+    assert not views.run.controls({**run, "status": "finished"}, engine=True).can_resume
+    assert views.run.constraints_with(["a"], "  b ") == ["a", "b"] and views.run.constraints_with(["a"], " ") is None
+    assert views.run.constraints_without(["a", "b", "c"], 1) == ["a", "c"]
+
+
+def test_history_filters_and_actions() -> None:
+    runs = [{"id": "1", "name": "Churn", "status": "finished", "brain": "offline"},
+            {"id": "2", "name": "wine", "status": "running", "brain": "gemini"}]
+    assert views.history.filter_options(runs) == (["finished", "running"], ["gemini", "offline"])
+    assert [r["id"] for r in views.history.filter_runs(runs, search=" CHU ")] == ["1"]
+    assert [r["id"] for r in views.history.filter_runs(runs, ["running"], ["gemini"])] == ["2"]
+    going = views.history.run_actions(runs[1], engine=True, alive=True)
+    assert not going.can_resume and going.can_stop and not going.can_delete
+    assert going.delete_help == "Stop the run first."
+    done = views.history.run_actions(runs[0], engine=True, alive=False)
+    assert not done.can_resume and not done.can_stop and done.can_delete
+
+
+def test_new_run_config_from_the_form() -> None:
+    from mlestar_core.brains.llm.settings import LLMSettings
+
+    knobs = views.new_run.Knobs(2, 1, 1, 1, 0, 0, 2, 7, 60, True, False)
+    config = views.new_run.run_config(knobs, brain="offline", settings=LLMSettings(), cost_cap=None,
+                                      approval=True, constraints=" no trees \n\n keep it small ")
+    assert config.time_budget is None and config.require_approval and config.seed == 7
+    assert config.constraints == ["no trees", "keep it small"] and not config.use_leakage_checker
+    replayed = views.new_run.run_config(knobs, brain="replay", settings=LLMSettings(), cost_cap=None,
+                                        approval=False, constraints="", cassette={"config": {"num_models": 4}})
+    assert replayed.num_models == 4 and replayed.brain == "replay"  # the recording's knobs win
+    assert views.new_run.start_blocker(None, engine=False) == "The run engine is not available."
+    assert views.new_run.start_blocker("Set a key", engine=False) == "Set a key"

@@ -661,8 +661,9 @@ class FittedModel:
         return proba
 
 
-def fit_predict_each(X_fit, y_fit, X_apply_list):
-    """Per model: fit (averaging n_seeds seeds) on X_fit, predict every frame of X_apply_list."""
+def fit_predict_each(X_fit, y_fit, X_apply_list, kept=None):
+    """Per model: fit (averaging n_seeds seeds) on X_fit, predict every frame of X_apply_list; the fitted
+    models are appended to `kept` as (spec, [one per seed]) when a list is given (MLESTAR_MODEL_DIR)."""
     if TRAIN["max_fit_rows"] and len(X_fit) > TRAIN["max_fit_rows"]:
         keep = np.sort(np.random.default_rng(SEED).choice(len(X_fit), TRAIN["max_fit_rows"], replace=False))
         X_fit, y_fit = X_fit.iloc[keep], y_fit[keep]
@@ -671,11 +672,31 @@ def fit_predict_each(X_fit, y_fit, X_apply_list):
         if spec.get("weight", 1.0) <= 0:
             continue
         preds = [0.0 for _ in X_apply_list]
+        seeds = []
         for s in range(TRAIN["n_seeds"]):
             fitted = FittedModel(spec, SEED + s).fit(X_fit, y_fit)
             preds = [p + fitted.predict(X) / TRAIN["n_seeds"] for p, X in zip(preds, X_apply_list)]
+            seeds.append(fitted)
         results.append((spec, preds))
+        if kept is not None:
+            kept.append((spec, seeds))
     return results
+
+
+def predict_kept(state, X):
+    """Test predictions of kept fold models (MLESTAR_PREDICT_FROM), with the same arithmetic as the fold loop
+    below: the seeds' mean per model, the weighted blend per fold, the mean over folds, the tuned threshold."""
+    total = 0.0
+    for unit in state["units"]:
+        per_model = []
+        for spec, seeds in unit:
+            pred = 0.0
+            for fitted in seeds:
+                pred = pred + fitted.predict(X) / len(seeds)
+            per_model.append((spec, [pred]))
+        total = total + blend(per_model)[0]
+    pred = total / len(state["units"])
+    return pred if state["threshold"] is None else apply_threshold(pred, state["threshold"])
 
 
 def blend(results):
@@ -707,11 +728,12 @@ def uses_threshold(y):
 
 def thresholded(units, unit_preds, y, test_pred):
     """Binary label metrics (F1): each fold's cut-off is tuned on the out-of-fold predictions of the OTHER
-    folds of its repeat (so its own rows play no part); the test's on every out-of-fold prediction."""
+    folds of its repeat (so its own rows play no part); the test's on every out-of-fold prediction.
+    Returns the shifted fold predictions, the shifted test predictions and the test's cut-off."""
     if TRAIN["decision_threshold"] != "auto":
         t = float(TRAIN["decision_threshold"])
         return [apply_threshold(p, t) for p in unit_preds], (None if test_pred is None else
-                                                              apply_threshold(test_pred, t))
+                                                              apply_threshold(test_pred, t)), t
     out = []
     for i, (r, _, _, held) in enumerate(units):
         others = [j for j, u in enumerate(units) if u[0] == r and j != i]
@@ -724,38 +746,60 @@ def thresholded(units, unit_preds, y, test_pred):
     t_all = best_threshold(np.concatenate([p[:, 1] for p in unit_preds]),
                            np.concatenate([y[u[3]] for u in units]))
     print(f"decision threshold on P(class 1) for the test rows: {t_all:.4f}")
-    return out, (None if test_pred is None else apply_threshold(test_pred, t_all))
+    return out, (None if test_pred is None else apply_threshold(test_pred, t_all)), t_all
 
 
-# The engine's protocol: every model is fitted on the other folds and predicts its fold's rows; the
-# test predictions are the mean of the fold models (no refit), so the score and the test share models.
+def cross_fit(units, kept):
+    """The engine's protocol: every model is fitted on the other folds and predicts its fold's rows; the test
+    predictions are the mean of the fold models (no refit), so the score and the test share models. Returns
+    the fold predictions, the test predictions and the test's decision threshold; fills `kept` (a list, or
+    None) with each fold's fitted models."""
+    unit_preds, model_preds, test_sum = [], {}, 0.0
+    fold_scores_final = not uses_threshold(y_all)  # a tuned threshold changes the fold scores after the loop
+    for r, k, fit, held in units:
+        apply_to = [X_all.iloc[held]] + ([X_test] if PREDICT_TEST else [])
+        unit_kept = [] if kept is not None else None
+        per_model = fit_predict_each(X_all.iloc[fit], y_all[fit], apply_to, unit_kept)
+        if kept is not None:
+            kept.append(unit_kept)
+        for spec, preds in per_model:
+            model_preds.setdefault(spec["name"], []).append(preds[0])
+        blended = blend(per_model)
+        unit_preds.append(blended[0])
+        if fold_scores_final:  # progress the engine reads while the script runs (a hopeless attempt is stopped)
+            try:
+                value = compute_metric(y_all[held], metric_input(blended[0]))
+                print(f"Fold score: repeat={r} fold={k} value={value!r}")
+            except ValueError:  # e.g. a fold with one class for ROC-AUC
+                pass
+        if PREDICT_TEST:
+            test_sum = test_sum + blended[1]
+    test_pred = test_sum / len(units) if PREDICT_TEST else None
+    for name, preds in model_preds.items():
+        print(f"model {name}: validation {METRIC} = {fold_mean_score(units, preds, y_all):.6f} (mean of folds)")
+    threshold = None
+    if uses_threshold(y_all):
+        unit_preds, test_pred, threshold = thresholded(units, unit_preds, y_all, test_pred)
+    return unit_preds, test_pred, threshold
+
+
 UNITS = fold_units(TRAIN_ROWS, y_all)
 PREDICT_TEST = os.environ.get("MLESTAR_SUBMIT", "1") != "0" and X_test is not None
-unit_preds, model_preds, test_sum = [], {}, 0.0
-FOLD_SCORES_FINAL = not uses_threshold(y_all)  # a tuned threshold changes the fold scores after the loop
-for r, k, fit, held in UNITS:
-    apply_to = [X_all.iloc[held]] + ([X_test] if PREDICT_TEST else [])
-    per_model = fit_predict_each(X_all.iloc[fit], y_all[fit], apply_to)
-    for spec, preds in per_model:
-        model_preds.setdefault(spec["name"], []).append(preds[0])
-    blended = blend(per_model)
-    unit_preds.append(blended[0])
-    if FOLD_SCORES_FINAL:  # progress the engine reads while the script runs (a hopeless attempt is stopped)
-        try:
-            print(f"Fold score: repeat={r} fold={k} value={compute_metric(y_all[held], metric_input(blended[0]))!r}")
-        except ValueError:  # e.g. a fold with one class for ROC-AUC
-            pass
-    if PREDICT_TEST:
-        test_sum = test_sum + blended[1]
-TEST_PRED = test_sum / len(UNITS) if PREDICT_TEST else None
-for name, preds in model_preds.items():
-    print(f"model {name}: validation {METRIC} = {fold_mean_score(UNITS, preds, y_all):.6f} (mean of folds)")
-if uses_threshold(y_all):
-    unit_preds, TEST_PRED = thresholded(UNITS, unit_preds, y_all, TEST_PRED)
 OOF_PATH = "oof.csv"  # None: keep the predictions in memory (an ensemble embedding this script)
-if OOF_PATH:
-    write_oof(UNITS, unit_preds, TRAIN_ROWS, OOF_PATH)
-print(f"Final Validation Performance: {fold_mean_score(UNITS, unit_preds, y_all)!r}")
+if PREDICT_FROM:
+    # MLESTAR_PREDICT_FROM: the fold models a final run kept predict the test rows; nothing is fitted, so there
+    # are no out-of-fold predictions and no validation score.
+    unit_preds = []
+    TEST_PRED = predict_kept(load_kept(PREDICT_FROM), X_test) if PREDICT_TEST else None
+    print("Predicted with the kept model: nothing was fitted")
+else:
+    KEPT_UNITS = [] if MODEL_DIR else None
+    unit_preds, TEST_PRED, TEST_THRESHOLD = cross_fit(UNITS, KEPT_UNITS)
+    if MODEL_DIR:
+        save_kept({"units": KEPT_UNITS, "threshold": TEST_THRESHOLD, "class_values": CLASS_VALUES}, MODEL_DIR)
+    if OOF_PATH:
+        write_oof(UNITS, unit_preds, TRAIN_ROWS, OOF_PATH)
+    print(f"Final Validation Performance: {fold_mean_score(UNITS, unit_preds, y_all)!r}")
 '''
 
 

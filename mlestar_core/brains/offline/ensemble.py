@@ -102,6 +102,12 @@ def embed(index: int, solution: SolutionSummary) -> str:
         flags=re.M,
     )
     body = re.sub(r"^OOF_PATH = .*$", "OOF_PATH = None  # the ensemble writes oof.csv", body, flags=re.M)
+    # The kept model: each solution keeps its fitted state in (and predicts from) a folder of its own.
+    for name, env in (("MODEL_DIR", "MLESTAR_MODEL_DIR"), ("PREDICT_FROM", "MLESTAR_PREDICT_FROM")):
+        body = re.sub(rf"^{name} = .*$",
+                      f'{name} = os.path.join(os.environ["{env}"], "solution_{index}") '
+                      f'if os.environ.get("{env}") else None',
+                      body, flags=re.M)
     score = f"{solution.score:.6g}" if solution.score is not None else "unknown"
     doc = f"Solution {index} ({solution.label}, validation {score}), embedded verbatim."
     returns = 'return {"unit_preds": unit_preds, "test": TEST_PRED}'
@@ -142,18 +148,27 @@ outputs = []
 for number, solution in enumerate(SOLUTIONS, start=1):
     with contextlib.redirect_stdout(io.StringIO()):  # each solution prints its own score line: keep only ours
         out = solution()
-    if len(out["unit_preds"]) != len(UNITS):
-        raise RuntimeError(f"solution {number} was validated on other folds; it cannot be ensembled")
-    print(f"solution {number}: validation {METRIC} = {fold_mean_score(UNITS, out['unit_preds'], y_all):.6f}")
+    if not PREDICT_FROM:
+        if len(out["unit_preds"]) != len(UNITS):
+            raise RuntimeError(f"solution {number} was validated on other folds; it cannot be ensembled")
+        print(f"solution {number}: validation {METRIC} = {fold_mean_score(UNITS, out['unit_preds'], y_all):.6f}")
     outputs.append(out)
-members = [np.concatenate([np.asarray(p, dtype=float) for p in o["unit_preds"]]) for o in outputs]
-combined, combine = combine_out_of_fold(ENSEMBLE["strategy"], members, Y_OOF, UNIT_INDEX, score_rows,
-                                        HIGHER_IS_BETTER, TASK_TYPE, max(1, N_CLASSES))
-if getattr(combine, "weights", None) is not None:
-    print(f"weights (chosen on every out-of-fold row, used for the test): {np.round(combine.weights, 3).tolist()}")
-unit_preds = [combined[bounds[i]:bounds[i + 1]] for i in range(len(UNITS))]
-write_oof(UNITS, unit_preds, TRAIN_ROWS)
-print(f"Final Validation Performance: {fold_mean_score(UNITS, unit_preds, y_all)!r}")
+if PREDICT_FROM:
+    # MLESTAR_PREDICT_FROM: each solution predicted with its kept fold models; the kept combiner joins them.
+    combine = load_kept(PREDICT_FROM, "ensemble.pkl")
+    unit_preds = []
+    print("Predicted with the kept model: nothing was fitted")
+else:
+    members = [np.concatenate([np.asarray(p, dtype=float) for p in o["unit_preds"]]) for o in outputs]
+    combined, combine = combine_out_of_fold(ENSEMBLE["strategy"], members, Y_OOF, UNIT_INDEX, score_rows,
+                                            HIGHER_IS_BETTER, TASK_TYPE, max(1, N_CLASSES))
+    if getattr(combine, "weights", None) is not None:
+        print(f"weights (chosen on every out-of-fold row, used for the test): {np.round(combine.weights, 3).tolist()}")
+    if MODEL_DIR:
+        save_kept(combine, MODEL_DIR, "ensemble.pkl")
+    unit_preds = [combined[bounds[i]:bounds[i + 1]] for i in range(len(UNITS))]
+    write_oof(UNITS, unit_preds, TRAIN_ROWS)
+    print(f"Final Validation Performance: {fold_mean_score(UNITS, unit_preds, y_all)!r}")
 '''
 
 

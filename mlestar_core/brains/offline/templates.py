@@ -186,6 +186,10 @@ def render_header(
         f"SUBMISSION_KIND = {task.submission_kind!r}",
         f"SUBMISSION_CLASSES = {list(task.classes)!r}  # class labels (as text) in the submission's order",
         f"POSITIVE_CLASS = {task.positive_class!r}",
+        "# The kept model (docs/protocol.md): MLESTAR_MODEL_DIR asks the script to save there what predicting new",
+        "# rows needs; MLESTAR_PREDICT_FROM asks it to load that instead of fitting and predict ./input's test file.",
+        'MODEL_DIR = os.environ.get("MLESTAR_MODEL_DIR") or None',
+        'PREDICT_FROM = os.environ.get("MLESTAR_PREDICT_FROM") or None',
     ]
     for var in COLUMN_LISTS.values():
         lines.append(f"{var} = {lists.get(var, [])!r}")
@@ -277,6 +281,31 @@ def fold_mean_score(units, unit_preds, y):
     """The protocol's validation score: the metric on each fold's held-out rows, averaged."""
     return float(np.mean([compute_metric(y[held], metric_input(pred))
                           for (_, _, _, held), pred in zip(units, unit_preds)]))
+
+
+def save_kept(state, folder, name="model.pkl"):
+    """MLESTAR_MODEL_DIR: keep what predicting new rows needs. cloudpickle (installed with joblib) stores this
+    script's own classes and functions by value, so the file loads without them (even from an ensemble)."""
+    try:
+        try:
+            import cloudpickle as pickler
+        except ImportError:  # plain pickle stores the script's classes by name: fine when run as a script
+            import pickle as pickler
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, name), "wb") as f:
+            pickler.dump(state, f)
+    except Exception as exc:  # keeping the model is a service on top of the run: its failure must not fail it
+        print(f"the fitted model could not be kept: {type(exc).__name__}: {exc}")
+        if os.path.exists(os.path.join(folder, name)):
+            os.remove(os.path.join(folder, name))
+
+
+def load_kept(folder, name="model.pkl"):
+    """MLESTAR_PREDICT_FROM: what save_kept stored (the engine runs this only inside the sandbox)."""
+    import pickle
+
+    with open(os.path.join(folder, name), "rb") as f:
+        return pickle.load(f)
 '''
 
 

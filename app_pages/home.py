@@ -5,29 +5,19 @@ from __future__ import annotations
 import streamlit as st
 
 from mlestar_core.uploads import list_demo_tasks
+from mlestar_core.views import home as view
+from mlestar_core.views.common import any_active, runs_frame
 from studio import nav
 from studio.auth import require_viewer, visible_runs
 from studio.resources import demo_autostart, get_store, start_demo_run
 from studio.state import HomeKeys
-from studio.widgets import ACTIVE, engine_error, open_run, runs_frame, status_badge
+from studio.widgets import engine_error, open_run, status_badge
 
-LATEST = 8
 LIVE = "home.live"  # whether the latest-runs list is polling
 
 viewer = require_viewer()
 st.title("MLE-STAR Studio")
-st.markdown(
-    "Watch and steer an ML-engineering agent. **MLE-STAR** builds a solution for a tabular task in "
-    "steps you can follow live:\n\n"
-    "1. **Retrieve** a handful of suitable models for the task.\n"
-    "2. **Initial solutions & merge**: one script per model, run and scored; the best are merged "
-    "while the score improves.\n"
-    "3. **Checks**: a data-usage check (is all the provided data used?) and a leakage check.\n"
-    "4. **Ablation-guided refinement**: an ablation study finds the code block that matters most; "
-    "only that block is rewritten, a few attempts at a time, keeping the best.\n"
-    "5. **Ensemble** the refined solutions.\n"
-    "6. **Submission**: the best solution is scored on a locked hold-out and writes `submission.csv`."
-)
+st.markdown(view.INTRO)
 engine_error()
 
 demo = demo_autostart() if viewer.local else None  # a shared server autostarts nothing (app.py)
@@ -35,10 +25,7 @@ if demo is not None:
     demo_run = get_store().get_run(demo.run_id) if demo.run_id else None
     if demo_run is not None:
         with st.container(border=True):
-            if demo.started:
-                st.markdown(f"The app started a demo run on **{demo.name}** with the offline brain.")
-            else:
-                st.markdown(f"A demo run on **{demo.name}** is in the store ({demo_run['status']}).")
+            st.markdown(view.demo_text(demo.name, demo.started, demo_run["status"]))
             if st.button("Watch the demo run", key=HomeKeys.WATCH_DEMO, type="primary",
                          icon=":material/play_circle:"):
                 open_run(demo.run_id)
@@ -52,7 +39,7 @@ with left, st.container(border=True):
     demos = list(list_demo_tasks())
     if demos:
         pick = st.selectbox("Demo task", demos, key=HomeKeys.DEMO_PICK,
-                            index=demos.index("customer-churn") if "customer-churn" in demos else 0)
+                            index=view.default_demo(demos))
         if st.button("Start a demo run", key=HomeKeys.DEMO_START, type="primary", icon=":material/rocket_launch:"):
             with st.spinner("Starting…"):
                 run_id, error = start_demo_run(pick, owner=viewer.owner)
@@ -71,11 +58,11 @@ st.subheader("Latest runs")
 
 
 def latest_runs() -> None:
-    runs = visible_runs()[:LATEST]
+    runs = view.latest(visible_runs())
     if not runs:
         st.info("No runs yet. Start a demo run above, or upload your own data.", icon=":material/info:")
         return
-    if st.session_state.get(LIVE) and not any(r["status"] in ACTIVE for r in runs):
+    if st.session_state.get(LIVE) and not any_active(runs):
         st.rerun()  # the last active run ended: redraw the page once, without the timer
     st.dataframe(runs_frame(runs), hide_index=True, width="stretch",
                  column_config={"best score": st.column_config.NumberColumn(format="%.5g"),
@@ -91,6 +78,6 @@ def latest_runs() -> None:
 
 
 # Poll the store while a run is going, so statuses and scores move without a click.
-live = any(r["status"] in ACTIVE for r in visible_runs()[:LATEST])
+live = any_active(view.latest(visible_runs()))
 st.session_state[LIVE] = live
 st.fragment(latest_runs, run_every="3s" if live else None)()

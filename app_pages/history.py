@@ -5,37 +5,22 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import streamlit as st
 
-from mlestar_core.exports import best_score_curve, cassette_json, final_files, zip_run_artifacts
-from mlestar_core.views import LLM_BRAINS
+from mlestar_core.exports import best_score_curve
+from mlestar_core.views import history as view
+from mlestar_core.views.common import any_active, brain_label, runs_frame
 from studio import nav
 from studio.auth import require_viewer, visible_run, visible_runs
 from studio.resources import get_services
 from studio.state import HistoryKeys as K
 from studio.state import select_run, selected_run_id
-from studio.widgets import (
-    ACTIVE,
-    brain_label,
-    engine_error,
-    fmt_score,
-    open_run,
-    run_metric,
-    run_picker,
-    runs_frame,
-    status_badge,
-)
-
-MIME = {"solution.py": "text/x-python", "submission.csv": "text/csv", "report.md": "text/markdown"}
+from studio.widgets import engine_error, flash, open_run, run_downloads, run_picker, status_badge
 
 require_viewer()
 st.title("History")
 engine_error()
 services = get_services()
 store, manager = services.store, services.manager
-
-flash = st.session_state.get(K.FLASH)
-if flash:  # the outcome of the action that caused this rerun
-    st.success(flash, icon=":material/check_circle:")
-    st.session_state[K.FLASH] = None
+flash(K.FLASH)  # the outcome of the action that caused this rerun
 
 all_runs = visible_runs()  # this user's runs only on a shared server
 if not all_runs:
@@ -46,16 +31,11 @@ if not all_runs:
     st.stop()
 
 f1, f2, f3 = st.columns([2, 2, 3])
-statuses = sorted({r["status"] for r in all_runs})
-brains = sorted({r["brain"] for r in all_runs})
+statuses, brains = view.filter_options(all_runs)
 want_status = f1.multiselect("Status", statuses, key=K.STATUS, placeholder="All statuses")
 want_brain = f2.multiselect("Brain", brains, key=K.BRAIN, format_func=brain_label, placeholder="All brains")
-search = f3.text_input("Search task", key=K.SEARCH, placeholder="task name…").strip().lower()
-runs = [r for r in all_runs
-        if (not want_status or r["status"] in want_status)
-        and (not want_brain or r["brain"] in want_brain)
-        and (not search or search in r["name"].lower())]
-
+search = f3.text_input("Search task", key=K.SEARCH, placeholder="task name…")
+runs = view.filter_runs(all_runs, want_status, want_brain, search)
 st.caption(f"{len(runs)} of {len(all_runs)} runs")
 if not runs:
     st.info("No run matches these filters.", icon=":material/filter_alt_off:")
@@ -70,31 +50,25 @@ def runs_table(ids: list[str]) -> None:
                                 "hold-out score": st.column_config.NumberColumn(format="%.5g")})
 
 
-live = any(r["status"] in ACTIVE for r in runs)
-st.fragment(runs_table, run_every="3s" if live else None)([r["id"] for r in runs])
+st.fragment(runs_table, run_every="3s" if any_active(runs) else None)([r["id"] for r in runs])
 
 # -- actions on one run ----------------------------------------------------------------------
 st.subheader("Selected run")
-run_id = run_picker(runs, key=K.PICK, label="Run")
-run = visible_run(run_id)  # every action below acts on this row: checked, not taken from the widget
+run = visible_run(run_picker(runs, key=K.PICK, label="Run"))  # every action acts on this row, not the widget
 if run is None:
     st.stop()
-
-alive = manager is not None and manager.is_alive(run["id"])
-active = run["status"] in ACTIVE
+acts = view.run_actions(run, engine=manager is not None, alive=manager is not None and manager.is_alive(run["id"]))
 c_status, c_scores = st.columns([1, 3], vertical_alignment="center")
 with c_status:
     status_badge(run["status"])
-c_scores.markdown(f"best **{fmt_score(run['best_score'])}** · hold-out **{fmt_score(run['holdout_score'])}**"
-                  f" · baseline {fmt_score(run['baseline_score'])}")
+c_scores.markdown(view.scores_text(run))
 if run["error"]:
     st.error(run["error"])
 
 a1, a2, a3, a4 = st.columns(4)
 if a1.button("Open", key=K.OPEN, icon=":material/open_in_new:", width="stretch"):
     open_run(run["id"])
-can_resume = manager is not None and run["status"] != "finished" and not alive
-if a2.button("Resume", key=K.RESUME, icon=":material/play_arrow:", width="stretch", disabled=not can_resume,
+if a2.button("Resume", key=K.RESUME, icon=":material/play_arrow:", width="stretch", disabled=not acts.can_resume,
              help="Continue from the last completed step."):
     try:
         manager.resume(run["id"])  # type: ignore[union-attr]
@@ -104,14 +78,13 @@ if a2.button("Resume", key=K.RESUME, icon=":material/play_arrow:", width="stretc
         st.error(f"The run could not resume: {exc}")
     else:
         st.rerun()
-can_stop = manager is not None and (alive or active)
-if a3.button("Stop", key=K.STOP, icon=":material/stop:", width="stretch", disabled=not can_stop,
+if a3.button("Stop", key=K.STOP, icon=":material/stop:", width="stretch", disabled=not acts.can_stop,
              help="Scripts in flight are cancelled; the run can be resumed later."):
     manager.stop(run["id"])  # type: ignore[union-attr]
     st.session_state[K.FLASH] = f"Stop requested for run {run['id']}."
     st.rerun()
-if a4.button("Delete…", key=K.DELETE, icon=":material/delete:", width="stretch", disabled=alive or active,
-             help="Stop the run first." if (alive or active) else "Delete the run and its files."):
+if a4.button("Delete…", key=K.DELETE, icon=":material/delete:", width="stretch", disabled=not acts.can_delete,
+             help=acts.delete_help):
     st.session_state[K.CONFIRMING] = run["id"]
 
 if st.session_state.get(K.CONFIRMING) == run["id"]:
@@ -130,29 +103,7 @@ if st.session_state.get(K.CONFIRMING) == run["id"]:
             st.session_state[K.CONFIRMING] = None
             st.rerun()
 
-st.markdown("**Downloads**")
-files = final_files(store, run["id"])
-dl = st.columns(4)
-for i, name in enumerate(("solution.py", "submission.csv", "report.md")):
-    path = files.get(name)
-    dl[i].download_button(name, data=path.read_bytes() if path else b"", file_name=name, mime=MIME[name],
-                          key=f"history.download.{name}", disabled=path is None, width="stretch",
-                          icon=":material/download:", on_click="ignore",
-                          help=None if path else "Written when the run finishes.")
-dl[3].download_button("All artifacts (.zip)", data=lambda: zip_run_artifacts(store, run["id"]),
-                      file_name=f"mlestar-run-{run['id']}.zip", mime="application/zip",
-                      key="history.download.zip", width="stretch", icon=":material/folder_zip:",
-                      on_click="ignore", help="Scripts, executions' outputs, final files and the run's settings.")
-if run["brain"] in LLM_BRAINS:
-    calls = sum(int(u["calls"] or 0) for u in store.brain_usage(run["id"]))
-    c1, c2 = st.columns([1, 3], vertical_alignment="center")
-    c1.download_button("Download cassette", data=lambda: cassette_json(store, run["id"]),
-                       file_name=f"mlestar-cassette-{run['id']}.json", mime="application/json", key=K.CASSETTE,
-                       width="stretch", icon=":material/album:", on_click="ignore", disabled=calls == 0,
-                       help="Every answer the brain gave in this run, to replay it without a key or network."
-                       if calls else "The brain has not been asked anything in this run yet.")
-    c2.caption("Replay it offline with `python -m mlestar_core run --brain replay --cassette FILE ...` "
-               "(same task and data), or choose **Replay a recorded run** on the New run page.")
+run_downloads(store, run, key="history.download")
 
 # -- compare two runs ------------------------------------------------------------------------
 st.subheader("Compare two runs")
@@ -165,18 +116,14 @@ with p1:
 with p2:
     others = [r for r in all_runs if r["id"] != first]
     second = run_picker(others, key=K.COMPARE_B, label="Second run", default=others[0]["id"])
-fig = go.Figure()
-empty = []
-for rid in (first, second):
-    r = visible_run(rid)
-    if r is None:
-        continue
-    curve = best_score_curve(store, rid)
+fig, empty = go.Figure(), []
+for r in filter(None, (visible_run(first), visible_run(second))):
+    curve = best_score_curve(store, r["id"])
     if curve.empty:
         empty.append(r["name"])
-        continue
-    fig.add_trace(go.Scatter(x=curve["seconds"], y=curve["best_score"], mode="lines+markers",
-                             line_shape="hv", name=f"{r['name']} · {run_metric(r)} · {rid}"))
+    else:
+        fig.add_trace(go.Scatter(x=curve["seconds"], y=curve["best_score"], mode="lines+markers", line_shape="hv",
+                                 name=view.curve_name(r)))
 if empty:
     st.caption("No scores yet for: " + ", ".join(empty))
 if fig.data:

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import streamlit as st
 
-from mlestar_core import views
+from mlestar_core.views import replay as view
+from mlestar_core.views.common import active_seconds, fmt_score
 from studio.auth import require_viewer
 from studio.charts import best_score_chart
 from studio.resources import get_store
 from studio.runpages import ReplayKeys as K
 from studio.runpages import empty_state, page_header, timeline
-from studio.widgets import fmt_score, status_badge
+from studio.widgets import status_badge
 
-require_viewer()  # first: the page may run without app.py (see studio/auth.py)
+require_viewer()  # first, even if this file runs on its own (see studio/auth.py)
 info = page_header("Replay")
 store = get_store()
 events = store.events_after(info.id)  # read once: a finished run's feed does not change
@@ -22,8 +23,7 @@ if not total:
     empty_state("This run has no events yet: start it, then come back to replay it.")
     st.stop()
 if info.active:
-    st.info(f"This run is still {info.status}: the replay covers the {total} events written so far "
-            "(reload the page for more).", icon=":material/info:")
+    st.info(view.still_running_text(info.status, total), icon=":material/info:")
 st.caption("Drag the slider (or press play) to see the run as the dashboard showed it after each event.")
 
 if st.session_state.get(K.RUN) != info.id or st.session_state.get(K.N, 0) > total:  # another run opened
@@ -31,8 +31,8 @@ if st.session_state.get(K.RUN) != info.id or st.session_state.get(K.N, 0) > tota
     st.session_state[K.N] = total
     st.session_state[K.PLAYING] = False
 playing = bool(st.session_state.get(K.PLAYING))
-STEP = max(1, total // 80)  # play runs through a run in about 80 frames
-run_length = views.active_seconds(events)[-1]
+STEP = view.play_step(total)
+run_length = active_seconds(events)[-1]
 
 
 def move(to: int) -> None:
@@ -67,8 +67,8 @@ def player() -> None:
                 args=(total,), width="stretch")
     n = st.slider("Events", 0, total, key=K.N, format="event %d")
 
-    state = views.replay_state(events, n, info.config, info.higher_is_better)
-    st.markdown(f"**After event {state.n} of {state.total}** · {state.seconds:.0f} s into the run · {state.event}")
+    state = view.replay_state(events, n, info.config, info.higher_is_better)
+    st.markdown(view.headline(state))
     c0, c1, c2, c3 = st.columns([1, 2, 2, 2], vertical_alignment="center")
     with c0:
         status_badge(state.status)

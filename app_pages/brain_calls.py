@@ -6,33 +6,27 @@ from __future__ import annotations
 
 import streamlit as st
 
-from mlestar_core import views
+from mlestar_core.views import brain_calls as view
+from mlestar_core.views.common import SUGGESTIONS_HEIGHT, md_escape, parse_grounding, source_links, suggestions_document
 from studio import nav
 from studio.auth import require_viewer
 from studio.resources import get_store
 from studio.runpages import BrainCallKeys as K
 from studio.runpages import empty_state, live, page_header
-from studio.widgets import fmt_time
 
 PAGE = 50  # calls drawn per "show more": each is a collapsed expander whose texts load only when opened
 
-require_viewer()  # first: the page may run without app.py (see studio/auth.py)
+require_viewer()  # first, even if this file runs on its own (see studio/auth.py)
 info = page_header("Brain calls")
 store = get_store()
 st.caption("Each call a role of the agent made (retrieve models, write a solution, plan a refinement…) with what "
            "it cost. Open a call to read the prompt the brain got and the answer it gave.")
 
 
-
 def waiting_for_calls() -> None:
     if store.brain_usage(info.id):
         st.rerun()  # the first call arrived: draw the page
-    if info.active:
-        empty_state("No brain calls yet — the first one, the model retrieval, comes right after the trivial "
-                    "baseline. Calls show up here as the run goes.", link=nav.RUN, link_label="Run dashboard")
-    else:
-        empty_state("This run has no brain calls recorded. Every run records its calls, the offline brain's too; "
-                    "this one ended before the brain was asked anything.", link=nav.RUN, link_label="Run dashboard")
+    empty_state(view.no_calls_text(info.active), link=nav.RUN, link_label="Run dashboard")
 
 
 usage = store.brain_usage(info.id)
@@ -49,18 +43,18 @@ failed_only = f2.toggle("Only failed", key=K.FAILED, help="Calls without an answ
 
 # The list is drawn once per page run (it does not move under the reader); the summary above it follows
 # the run live and offers a refresh when new calls came in.
-shown_total = sum(int(u["calls"] or 0) for u in usage)
+shown_total = view.total_calls(usage)
 
 
 def summary() -> None:
     now = store.brain_usage(info.id)
-    st.markdown(views.md_escape(views.brain_calls_summary(now)))
+    st.markdown(md_escape(view.brain_calls_summary(now)))
     if roles or failed_only:
-        st.caption(views.md_escape("Matching the filters: " + views.brain_calls_summary(now, roles, failed_only)))
-    new = sum(int(u["calls"] or 0) for u in now) - shown_total
+        st.caption(md_escape("Matching the filters: " + view.brain_calls_summary(now, roles, failed_only)))
+    new = view.total_calls(now) - shown_total
     if new > 0:
         c1, c2 = st.columns([3, 1], vertical_alignment="center")
-        c1.caption(f"{new} new call{'s' if new != 1 else ''} since the list below was drawn.")
+        c1.caption(view.new_calls_text(new))
         if c2.button("Refresh", key=K.REFRESH, icon=":material/refresh:"):
             st.rerun()
 
@@ -69,9 +63,9 @@ live(summary, info.id, key="brain_calls.live")
 
 limit_key = f"{K.LIMIT}{info.id}"
 limit = int(st.session_state.get(limit_key, PAGE))
-matching = views.matching_calls(usage, roles, failed_only)
-calls = views.brain_call_views(store.brain_call_list(info.id, roles=roles or None, failed_only=failed_only,
-                                                     limit=limit))
+matching = view.matching_calls(usage, roles, failed_only)
+calls = view.brain_call_views(store.brain_call_list(info.id, roles=roles or None, failed_only=failed_only,
+                                                    limit=limit))
 if not calls:
     st.info("No call matches these filters.", icon=":material/filter_alt_off:")
     st.stop()
@@ -84,8 +78,7 @@ for c in calls:
         continue
     with box:
         row = store.get_brain_call(c.id) or {}
-        st.caption(views.md_escape(f"{c.step_text} · model {c.model or '—'} · call {c.n} of the run · "
-                                   f"{fmt_time(row.get('created'))}"))
+        st.caption(view.call_caption(c, row.get("created")))
         if c.error:
             st.error(c.error, icon=":material/error:")
         answer, prompt = st.tabs(["Answer", "Prompt"])
@@ -94,21 +87,19 @@ for c in calls:
                 st.caption("No answer: the call failed before the brain replied.")
             else:
                 st.code(row["answer"], language="text", wrap_lines=True, height=400)
-                grounding = views.parse_grounding(row)
+                grounding = parse_grounding(row)
                 if grounding is not None and grounding.queries:
-                    st.markdown("**Searched Google for:** " + " · ".join(views.md_escape(q) for q in grounding.queries))
+                    st.markdown(view.searched_text(grounding))
                 if grounding is not None and grounding.entry_point:  # shown with the grounded answer, as delivered
-                    st.iframe(views.suggestions_document(grounding.entry_point), height=views.SUGGESTIONS_HEIGHT,
+                    st.iframe(suggestions_document(grounding.entry_point), height=SUGGESTIONS_HEIGHT,
                               alt="Google Search suggestions for this answer")
         with prompt:
             st.code(row.get("prompt") or "", language="text", wrap_lines=True, height=400)
         if c.sources:
-            st.markdown("**Grounded on:** " + views.source_links(c.sources))
+            st.markdown("**Grounded on:** " + source_links(c.sources))
 
-shown = len(calls)
-st.caption(f"Showing the newest {shown} of {matching} call{'s' if matching != 1 else ''}"
-           + (" matching the filters." if roles or failed_only else "."))
-if shown < matching and st.button(f"Show {min(PAGE, matching - shown)} more", key=K.MORE,
-                                  icon=":material/expand_more:"):
+st.caption(view.shown_text(len(calls), matching, bool(roles or failed_only)))
+if len(calls) < matching and st.button(f"Show {min(PAGE, matching - len(calls))} more", key=K.MORE,
+                                       icon=":material/expand_more:"):
     st.session_state[limit_key] = limit + PAGE
     st.rerun()

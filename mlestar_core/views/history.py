@@ -1,0 +1,68 @@
+"""History (app_pages/history.py): the runs filtered, what may be done to the selected one, its downloads."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .common import ACTIVE_STATUSES, LLM_BRAINS, Row, fmt_score, run_metric
+
+MIME = {"solution.py": "text/x-python", "submission.csv": "text/csv", "report.md": "text/markdown"}
+FINAL_FILES = tuple(MIME)  # what a finished run writes, each a download
+REPLAY_HINT = ("Replay it offline with `python -m mlestar_core run --brain replay --cassette FILE ...` (same task and "
+               "data), or choose **Replay a recorded run** on the New run page.")
+
+
+def filter_options(runs: Sequence[Row]) -> tuple[list[str], list[str]]:
+    """(statuses, brains) present in the runs, for the filters."""
+    return sorted({r["status"] for r in runs}), sorted({r["brain"] for r in runs})
+
+
+def filter_runs(runs: Sequence[Row], statuses: Sequence[str] = (), brains: Sequence[str] = (),
+                search: str = "") -> list[Row]:
+    """The runs with one of the statuses and brains (none chosen: all) whose name contains `search`."""
+    search = search.strip().lower()
+    return [r for r in runs
+            if (not statuses or r["status"] in statuses)
+            and (not brains or r["brain"] in brains)
+            and (not search or search in r["name"].lower())]
+
+
+@dataclass(frozen=True)
+class RunActions:
+    """What the buttons may do to the selected run."""
+
+    can_resume: bool
+    can_stop: bool
+    can_delete: bool
+    delete_help: str
+
+
+def run_actions(run: Row, *, engine: bool, alive: bool) -> RunActions:
+    """`engine`: this app has a RunManager; `alive`: one of its threads runs the run. A run still going (or
+    that the store says is active) must be stopped before it can be deleted."""
+    busy = alive or run["status"] in ACTIVE_STATUSES
+    return RunActions(can_resume=engine and run["status"] != "finished" and not alive, can_stop=engine and busy,
+                      can_delete=not busy,
+                      delete_help="Stop the run first." if busy else "Delete the run and its files.")
+
+
+def scores_text(run: Row) -> str:
+    return (f"best **{fmt_score(run['best_score'])}** · hold-out **{fmt_score(run['holdout_score'])}**"
+            f" · baseline {fmt_score(run['baseline_score'])}")
+
+
+def offers_cassette(run: Row) -> bool:
+    """An LLM run's answers can be downloaded, to replay it offline."""
+    return run["brain"] in LLM_BRAINS
+
+
+def cassette_help(calls: int) -> str:
+    if calls:
+        return "Every answer the brain gave in this run, to replay it without a key or network."
+    return "The brain has not been asked anything in this run yet."
+
+
+def curve_name(run: Row) -> str:
+    """A run's line in the comparison chart."""
+    return f"{run['name']} · {run_metric(run)} · {run['id']}"

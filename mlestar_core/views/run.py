@@ -1,0 +1,252 @@
+"""The Run dashboard (app_pages/run.py): what the Pause / Resume / Stop buttons may do, a run the brain
+paused, progress against the time budget, validation vs hold-out, brain usage and spend against the cost
+cap, pinned constraints."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..brains.llm.settings import LLMSettings
+from .common import (
+    ACTIVE_STATUSES,
+    LLM_BRAINS,
+    BrainUsage,
+    HoldoutCheck,
+    PhaseState,
+    Row,
+    ScriptCounts,
+    describe_decision_key,
+    final_summary,
+    fmt_usd,
+    holdout_check,
+    step_progress,
+    time_by_phase_text,
+)
+
+# -- steering: what the buttons may do now ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Controls:
+    """The Pause / Resume / Stop row for a run, as this app may use it now."""
+
+    can_pause: bool
+    can_resume: bool
+    can_stop: bool
+    unpause: bool  # Resume lets the live thread go on (else it continues the run from its last completed step)
+    locked: str | None  # why the buttons are off here (no engine, another process drives the run), or None
+    note: str  # a line beside the buttons ('' for none)
+
+
+def controls(run: Row, *, engine: bool, engine_error: str | None = None, alive: bool = False,
+             elsewhere: str | None = None) -> Controls:
+    """`engine`: this app has a RunManager; `alive`: one of its threads runs the run; `elsewhere`: who else
+    drives it (RunManager.driven_elsewhere). Resume means "un-pause" for a paused run, and "continue from the
+    last completed step" for a run that stopped, failed or lost its thread (the app restarted). A run another
+    process drives (a CLI run, a second app) is followed read-only: only its owner steers it."""
+    status, control = run["status"], run["control"]
+    paused, active = control == "pause", status in ACTIVE_STATUSES
+    free = engine and not elsewhere
+    locked = None if engine else (engine_error or "The run engine is not available.")
+    note = ""
+    if elsewhere is not None:
+        locked = f"Running in another process ({elsewhere}): this page follows it read-only."
+        note = f":material/sync_alt: Running in another process ({elsewhere}); this page follows it read-only."
+    elif paused and status != "paused" and active:
+        note = "Pause requested: the run pauses when the step in flight ends."
+    elif control == "stop" and active:
+        note = "Stopping…"
+    elif active and not alive and engine and not run.get("pause_reason"):
+        note = "No thread of this app is running this run (it was interrupted): Resume continues it."
+    return Controls(can_pause=free and active and not paused and control != "stop",
+                    can_resume=free and status != "finished" and (paused or not alive),
+                    can_stop=free and active and control != "stop", unpause=paused and alive, locked=locked,
+                    note=note)
+
+
+def paused_reason(run: Row | None) -> str | None:
+    """Why the brain paused the run (the banner shows it), or None when it is not paused by the brain."""
+    reason = (run or {}).get("pause_reason")
+    return reason if run is not None and run["status"] == "paused" and reason else None
+
+
+def approval_text(decision: Row) -> str:
+    """The dashboard's line about the plan waiting for a decision."""
+    return (f"**The run is waiting for your approval** of a plan for the **{decision['block']}** block "
+            f"({describe_decision_key(decision['key'])}).")
+
+
+def constraints_without(constraints: Sequence[str], index: int) -> list[str]:
+    return [c for i, c in enumerate(constraints) if i != index]
+
+
+def constraints_with(constraints: Sequence[str], typed: str) -> list[str] | None:
+    """The constraints with a typed one pinned, or None when nothing was typed."""
+    return [*constraints, typed.strip()] if typed.strip() else None
+
+
+def constraints_caption(active: bool) -> str:
+    return ("Rules every planner must follow (e.g. 'no neural networks', 'keep training under a minute'). "
+            + ("The run picks changes up before its next planner call." if active else
+               "The run is over: constraints apply if it is resumed or forked."))
+
+
+# -- time budget -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BudgetProgress:
+    used: float  # seconds of run time
+    budget: float | None
+    fraction: float | None  # used / budget in [0, 1]; None without a budget
+
+    @property
+    def text(self) -> str:
+        if self.budget is None:
+            return f"{self.used:.0f} s used · no time budget"
+        return f"{self.used:.0f} s of {self.budget:.0f} s used ({100 * (self.fraction or 0):.0f} %)"
+
+
+def budget_progress(run: Row, events: Sequence[Row] = (), now: float | None = None) -> BudgetProgress:
+    """Time used against the budget; a live run's time keeps going between the pipeline's writes.
+
+    `runs.time_used` is written when a step finishes, just before its step_done event; for an
+    active run the time since the latest step_done or run_started event is added.
+    """
+    used = float(run.get("time_used") or 0.0)
+    if run.get("status") in ("running", "waiting", "paused"):
+        anchor = next((float(e["ts"]) for e in reversed(events) if e["kind"] in ("step_done", "run_started")),
+                      None)
+        if anchor is not None:
+            used += max(0.0, (now if now is not None else time.time()) - anchor)
+    budget = json.loads(run.get("config_json") or "{}").get("time_budget")
+    if not budget:
+        return BudgetProgress(used, None, None)
+    return BudgetProgress(used, float(budget), min(1.0, used / float(budget)))
+
+
+@dataclass(frozen=True)
+class Progress:
+    fraction: float
+    text: str
+
+
+def run_progress(run: Row, events: Sequence[Row], phases: Sequence[PhaseState]) -> Progress:
+    """Against the time budget when there is one, else the share of the planned steps done."""
+    budget = budget_progress(run, events)
+    if budget.fraction is not None:
+        return Progress(budget.fraction, f"Time budget: {budget.text}")
+    done = step_progress(phases)
+    return Progress(done, f"{100 * done:.0f} % of the planned steps done · {budget.text}")
+
+
+def time_caption(steps: Sequence[Row]) -> str:
+    by_phase = time_by_phase_text(steps)
+    return f"Where the time went: {by_phase} (tracks run side by side, so phases overlap)" if by_phase else ""
+
+
+def failed_help(counts: ScriptCounts) -> str:
+    return ("Crashes, timeouts and scripts without a score; crashing candidates go to the debugger."
+            + (f" Not counted: {counts.stopped} refinement attempt(s) the engine stopped early because "
+               "they could no longer catch up." if counts.stopped else ""))
+
+
+# -- validation vs locked hold-out -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HoldoutPanel:
+    validation_label: str
+    validation: float | None
+    holdout: float | None
+    delta: str | None  # the raw hold-out minus validation: its colour follows the metric's direction
+    final_text: str  # the final solution (markdown), '' before the run ends
+    check: HoldoutCheck
+
+
+def holdout_panel(run: Row, events: Sequence[Row], higher_is_better: bool) -> HoldoutPanel:
+    final = final_summary(events)
+    validation = final["validation_score"] if final else run["best_score"]
+    check = holdout_check(validation, run["holdout_score"], higher_is_better)
+    raw = None if check.gap is None else run["holdout_score"] - validation
+    return HoldoutPanel("Final validation score" if final else "Best validation score so far", validation,
+                        run["holdout_score"], None if raw is None else f"{raw:+.4g} vs validation",
+                        f"**Final solution**  \n{final['final_label']} (script #{final['final_script_id']})"
+                        if final else "", check)
+
+
+# -- brain usage, spend, a pause about the key -----------------------------------------------------
+
+
+_KEY_WORDS = re.compile(r"api[ _-]?key|\bkey\b|\b401\b|\b403\b|unauthori[sz]ed|unauthenticated|permission|"
+                        r"credential", re.IGNORECASE)
+
+
+def shows_brain_usage(brain: str, usage: BrainUsage) -> bool:
+    """The dashboard's brain-usage section is for LLM brains, and for any run whose calls counted tokens."""
+    return brain in LLM_BRAINS or usage.tokens_in + usage.tokens_out > 0
+
+
+def pause_needs_key(reason: str | None) -> bool:
+    """Whether a pause reason is about a missing or rejected API key (the dashboard then asks for one)."""
+    return bool(reason and _KEY_WORDS.search(reason))
+
+
+def cost_basis(brain: str, config: dict[str, Any]) -> str:
+    """How a run's cost is estimated, in one line (the models in use with their rates, what is billed as what,
+    the reserve per call); '' for the offline brain."""
+    from ..brains.llm.budget import basis
+    from ..brains.llm.pricing import models_in_use, price_book
+    from ..config import default_model
+
+    if brain not in LLM_BRAINS:
+        return ""
+    if brain == "replay":
+        return "replayed answers were recorded: they cost nothing"
+    settings = LLMSettings.from_dict(config.get("llm"))
+    return basis(models_in_use(brain, settings, default_model(brain)), price_book(brain, settings),
+                 settings.max_output_tokens, brain == "gemini" and settings.search)
+
+
+@dataclass(frozen=True)
+class SpendView:
+    """A run's brain spend against its cost cap, with the estimate's basis."""
+
+    spent: float
+    cap: float | None
+    reserved: float | None  # held by calls in flight; None: not known here (another process drives the run)
+    basis: str
+
+    @property
+    def fraction(self) -> float | None:
+        return min(1.0, self.spent / self.cap) if self.cap else None
+
+    @property
+    def text(self) -> str:
+        """'Spend $0.42 of $5.00 cap (reserved $0.16 in flight)'."""
+        flight = f" (reserved {fmt_usd(self.reserved)} in flight)" if self.reserved is not None else ""
+        if self.cap:
+            return f"Spend {fmt_usd(self.spent)} of {fmt_usd(self.cap)} cap{flight}"
+        return f"Spend {fmt_usd(self.spent)}, no cost cap{flight}"
+
+    @property
+    def basis_text(self) -> str:
+        return f"Estimate: {self.basis}." if self.basis else ""
+
+
+def reserved_in_flight(run: Row, reserved: float | None) -> float | None:
+    """What the live brain holds for calls in flight: as this app knows it (RunManager.reserved_usd; None when
+    another process drives the run) while the run is active, 0 when nothing runs."""
+    return reserved if run["status"] in ACTIVE_STATUSES else 0.0
+
+
+def spend_view(brain: str, config: dict[str, Any], spent: float, reserved: float | None) -> SpendView:
+    """`spent`: Store.brain_spent; `reserved`: the live brain's reservations (RunManager.reserved_usd)."""
+    cap = config.get("cost_cap")
+    return SpendView(float(spent or 0.0), float(cap) if cap else None,
+                     None if reserved is None else float(reserved), cost_basis(brain, config))

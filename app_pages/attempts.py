@@ -14,7 +14,7 @@ from studio.resources import get_services
 from studio.runpages import AttemptKeys as K
 from studio.runpages import live, page_header
 from studio.steering import fork_form, plan_review
-from studio.widgets import ACTIVE, diff_tabs, flash, script_tabs
+from studio.widgets import ACTIVE, attempt_diff, flash, script_tabs
 
 viewer = require_viewer()
 info = page_header("Refinement")
@@ -70,6 +70,7 @@ def attempts_body() -> None:
         with st.expander(g.head(info.active), expanded=i == len(groups) - 1):
             st.dataframe(g.rows(), hide_index=True, width="stretch",
                          column_config={"plan": st.column_config.TextColumn(width="large"),
+                                        "error": st.column_config.TextColumn(width="medium"),
                                         "score": st.column_config.NumberColumn(format="%.5g"),
                                         "vs start": st.column_config.NumberColumn(format="%+.4g",
                                                                                   help="positive = better"),
@@ -85,13 +86,11 @@ if by_id:
         st.session_state.pop(K.INSPECT, None)
     a = by_id[st.selectbox("Attempt", list(by_id), index=len(by_id) - 1, key=K.INSPECT,
                            format_func=lambda i: by_id[i].label)]
-    parent = store.get_script(a.parent_script_id) if a.parent_script_id else None
-    script = store.get_script(a.script_id) if a.script_id else None
-    diff = view.block_diff(parent["code"] if parent else None, script["code"] if script else None, a.block)
+    parent, script, edit = (store.get_script(i) if i else None
+                            for i in (a.parent_script_id, a.script_id, a.edit_script_id))
     st.markdown(f"**Plan** ({a.decision}): {a.plan}")
     st.markdown(a.summary(info.direction))
-    diff_tabs(view.side_by_side_html(diff.before, diff.after, f"{a.block} in script #{a.parent_script_id}",
-                                     f"{a.block} in script #{a.script_id}"), diff.unified)
+    attempt_diff(view.attempt_diffs(a, *((s or {}).get("code") for s in (parent, script, edit))))
     if script:
         with st.expander(f"Full script #{script['id']}"):
             st.code(script["code"], language="python")
@@ -99,7 +98,8 @@ if by_id:
 if decisions and any(d["status"] != "pending" for d in decisions):
     st.subheader("Your decisions")
     st.dataframe(view.decision_history(decisions), hide_index=True, width="stretch",
-                 column_config={"decided": st.column_config.DatetimeColumn(format="HH:mm:ss")})
+                 column_config={"decided": st.column_config.DatetimeColumn(format="HH:mm:ss"),
+                                "who decided": st.column_config.TextColumn(width="medium")})
 
 # -- the script tree ----------------------------------------------------------------------------------
 st.subheader("How every script descends from its parent")

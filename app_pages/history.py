@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import plotly.graph_objects as go
 import streamlit as st
 
 from mlestar_core.exports import best_score_curve
@@ -10,6 +9,7 @@ from mlestar_core.views import history as view
 from mlestar_core.views.common import any_active, brain_label, runs_frame
 from studio import nav
 from studio.auth import require_viewer, visible_run, visible_runs
+from studio.charts import compare_runs_chart
 from studio.resources import get_services
 from studio.state import HistoryKeys as K
 from studio.state import select_run, selected_run_id
@@ -116,17 +116,14 @@ with p1:
 with p2:
     others = [r for r in all_runs if r["id"] != first]
     second = run_picker(others, key=K.COMPARE_B, label="Second run", default=others[0]["id"])
-fig, empty = go.Figure(), []
+curves, empty = [], []
 for r in filter(None, (visible_run(first), visible_run(second))):
-    curve = best_score_curve(store, r["id"])
+    curve = best_score_curve(store, r["id"])  # flat to the run's end (its agent time), or to now while it runs
     if curve.empty:
         empty.append(r["name"])
     else:
-        fig.add_trace(go.Scatter(x=curve["seconds"], y=curve["best_score"], mode="lines+markers", line_shape="hv",
-                                 name=view.curve_name(r)))
+        curves.append((view.curve_name(r), curve))
 if empty:
     st.caption("No scores yet for: " + ", ".join(empty))
-if fig.data:
-    fig.update_layout(xaxis_title="run time (s)", yaxis_title="best validation score so far", height=380,
-                      margin={"l": 10, "r": 10, "t": 30, "b": 10}, legend={"orientation": "h", "y": -0.2})
-    st.plotly_chart(fig, width="stretch", key="history.compare_chart")
+if curves:
+    st.plotly_chart(compare_runs_chart(curves), width="stretch", key="history.compare_chart")

@@ -43,7 +43,7 @@ if task is None:
 
 st.subheader("3 · Settings")
 knobs = data_form.knobs()
-run_name, constraints, approval = data_form.run_options(task.name)
+run_name, constraints, approval, auto_minutes = data_form.run_options(task.name)
 
 st.subheader("4 · Brain")
 r1, r2 = st.columns([1, 2], gap="large", vertical_alignment="bottom")
@@ -58,7 +58,8 @@ if choice.blocker:
     st.warning(choice.blocker, icon=view.blocker_icon(brain, choice.blocker))
 if st.button("Start run", key=K.START, type="primary", disabled=blocker is not None, icon=":material/rocket_launch:"):
     config = view.run_config(knobs, brain=brain, settings=choice.settings, cost_cap=choice.cost_cap,
-                             approval=approval, constraints=constraints, cassette=choice.cassette)
+                             approval=approval, auto_approve_minutes=auto_minutes, constraints=constraints,
+                             cassette=choice.cassette)
     with st.spinner("Starting…"):
         run_id, error = start_run(task, config, name=run_name.strip() or None, api_key=choice.api_key,
                                   owner=viewer.owner)

@@ -6,24 +6,21 @@ from __future__ import annotations
 
 import streamlit as st
 
+from mlestar_core import budget_clock
 from mlestar_core.views import run as view
 from mlestar_core.views.common import (
-    BrainUsage,
     brain_model,
     brain_usage,
     event_log,
     fmt_score,
-    fmt_tokens,
-    fmt_usd,
-    md_escape,
     phase_timeline,
     score_series,
     script_counts,
     steps_from_rows,
 )
-from studio import nav
 from studio.auth import require_viewer
-from studio.charts import best_score_chart, brain_usage_chart
+from studio.charts import best_score_chart
+from studio.dashboard import brain_usage_section, progress_bar, waiting_plan
 from studio.resources import get_services
 from studio.runpages import RunKeys as K
 from studio.runpages import live, page_header, timeline
@@ -33,7 +30,7 @@ from studio.widgets import flash, holdout_message
 require_viewer()  # first, even if this file runs on its own (see studio/auth.py)
 info = page_header("Run dashboard")
 services = get_services()
-store, manager = services.store, services.manager
+store = services.store
 RUN_ID = info.id
 flash(K.FLASH)
 
@@ -56,19 +53,16 @@ def dashboard() -> None:
     if run["error"]:
         st.error(f"The run failed: {run['error']}", icon=":material/error:")
 
-    pending = store.pending_decisions(RUN_ID)
-    if pending:
-        with st.container(border=True):
-            st.warning(view.approval_text(pending[0]), icon=":material/pending_actions:")
-            st.markdown(pending[0]["plan"] or "")
-            st.page_link(nav.ATTEMPTS.path, label="Review it on the Refinement page: approve, edit or reject",
-                         icon=nav.ATTEMPTS.icon, query_params={"run": RUN_ID})
-
     steps = store.steps(RUN_ID)
     phases = phase_timeline(steps_from_rows(steps), info.config, run["status"])
+    # The budget clock: agent time, stopped while the run waits for a human (not counted against the budget).
+    decisions = store.table("decisions", RUN_ID)
+    progress = view.run_progress(budget_clock.clock_state(run, decisions, events), phases)
+    if pending := [d for d in decisions if d["status"] == "pending"]:
+        waiting_plan(pending[0], progress, RUN_ID)
+
     timeline(phases)
-    progress = view.run_progress(run, events, phases)
-    st.progress(progress.fraction, text=progress.text)
+    progress_bar(progress)
     if caption := view.time_caption(steps):
         st.caption(caption)
 
@@ -103,45 +97,12 @@ def dashboard() -> None:
 
     usage = brain_usage(store.brain_usage(RUN_ID), info.cost_cap)
     if view.shows_brain_usage(info.brain, usage):
-        brain_usage_section(run, usage)
+        brain_usage_section(run, usage, info, services)
 
     st.subheader("Event log")
     noisy = st.toggle("Show script runs and brain calls", key=K.NOISY)
     st.dataframe(event_log(events, 60, include_noisy=noisy), hide_index=True, width="stretch",
                  column_config={"what": st.column_config.TextColumn(width="large")})
-
-
-def brain_usage_section(run: dict, usage: BrainUsage) -> None:
-    st.subheader("Brain usage")
-    if usage.degraded_text:
-        st.warning(md_escape(usage.degraded_text), icon=":material/warning:")
-    b1, b2, b3, b4 = st.columns(4)
-    b1.metric("Brain calls", usage.calls, help="Every call the roles made, failed ones included.")
-    b2.metric("Failed calls", usage.failed, help="No answer (service errors, timeouts) or an unusable answer; "
-              "failed calls are retried.")
-    b3.metric("Tokens in → out", f"{fmt_tokens(usage.tokens_in)} → {fmt_tokens(usage.tokens_out)}")
-    b4.metric("Estimated cost", fmt_usd(usage.cost),
-              help="From the price per 1M tokens of each model (the run's settings or the built-in table). "
-                   "An estimate, not an invoice.")
-    reserved = view.reserved_in_flight(run, manager.reserved_usd(RUN_ID) if manager is not None else None)
-    spend = view.spend_view(info.brain, info.config, store.brain_spent(RUN_ID), reserved)
-    if spend.fraction is not None:
-        st.progress(spend.fraction, text=md_escape(spend.text))
-    else:
-        st.caption(md_escape(spend.text + "."))
-    if spend.basis_text:
-        st.caption(md_escape(spend.basis_text))
-    if usage.calls == 0:
-        st.caption("No brain call yet.")
-        return
-    t, c = st.columns([3, 2], gap="medium")
-    t.dataframe(usage.table, hide_index=True, width="stretch",
-                column_config={"cost (USD)": st.column_config.NumberColumn(format="$%.4f"),
-                               "latency (s)": st.column_config.NumberColumn(format="%.1f")})
-    with c:
-        st.plotly_chart(brain_usage_chart(usage), key="run.brain_chart")
-    st.page_link(nav.BRAIN_CALLS.path, label="Every call with its prompt and answer", icon=nav.BRAIN_CALLS.icon,
-                 query_params={"run": RUN_ID})
 
 
 live(dashboard, RUN_ID, key="run.live")

@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from . import budget_clock
 from .metrics import is_better
 from .store import Store
 
@@ -80,33 +81,40 @@ def _inside(path: Path, folder: Path) -> bool:
         return False
 
 
-def best_score_curve(store: Store, run_id: str) -> pd.DataFrame:
-    """Best validation score so far over run time: columns `seconds`, `best_score` (one row per improvement).
+def best_score_curve(store: Store, run_id: str, now: float | None = None) -> pd.DataFrame:
+    """Best validation score so far over run time: columns `seconds`, `best_score` and `improved` (one row per
+    improvement, then the run's end).
 
-    From the run's `best_score` events (time = the run's own time used, so pauses and restarts
-    do not stretch the curve; parallel tracks can announce out of order, so points are sorted);
-    a run without them (an older store) falls back to its search executions, timed from the
-    run's creation.
+    From the run's `best_score` events (time = the run's agent time, so waiting for humans, pauses and restarts
+    do not stretch the curve; parallel tracks can announce out of order, so points are sorted); a run without
+    them (an older store) falls back to its search executions, timed from the run's creation. The curve goes on,
+    flat, to where the run is now: its agent time (`budget_clock.agent_seconds`, live for a running run), in a last
+    row with `improved` False, so a run whose last improvement came at 10 s of 226 s is not drawn as a dot at 10 s.
     """
     run = store.get_run(run_id)
+    columns = ["seconds", "best_score", "improved"]
     if run is None:
-        return pd.DataFrame(columns=["seconds", "best_score"])
+        return pd.DataFrame(columns=columns)
     higher = bool(json.loads(run["task_json"]).get("higher_is_better", True))
+    events = store.events_after(run_id)
     raw: list[tuple[float, float]] = []
-    for e in store.events_after(run_id):
+    for e in events:
         if e["kind"] == "best_score" and e["payload"].get("score") is not None:
             t = e["payload"].get("time")
             raw.append((float(t) if t is not None else e["ts"] - float(run["created"]), float(e["payload"]["score"])))
     if not raw:
         raw = [(float(ex["created"]) - float(run["created"]), float(ex["score"]))
                for ex in store.table("executions", run_id) if ex["purpose"] == "search" and ex["score"] is not None]
-    points: list[tuple[float, float]] = []
+    points: list[tuple[float, float, bool]] = []
     best: float | None = None
     for t, score in sorted(raw):
         if is_better(score, best, higher):
             best = score
-            points.append((t, score))
-    return pd.DataFrame(points, columns=["seconds", "best_score"])
+            points.append((t, score, True))
+    end = budget_clock.agent_seconds(run, events, now)
+    if points and end > points[-1][0]:
+        points.append((end, points[-1][1], False))
+    return pd.DataFrame(points, columns=columns)
 
 
 def cassette_json(store: Store, run_id: str) -> bytes:

@@ -107,9 +107,11 @@ def _names(cols: list[str], limit: int = 12) -> str:
     return shown + (f" and {len(cols) - limit} more" if len(cols) > limit else "")
 
 
-def read_new_rows(fr: FinishedRun, path: Path, *, drop_extra: bool = False) -> tuple[pd.DataFrame, list[str]]:
+def read_new_rows(fr: FinishedRun, path: Path, *, drop_extra: bool = False,
+                  drop_hint: str = "drop them with --drop-extra-columns") -> tuple[pd.DataFrame, list[str]]:
     """The new rows as text (values exactly as written), in the solution's test-file layout, and warnings.
-    PredictError names every problem: unreadable CSV (the New run page's words), missing or extra columns."""
+    PredictError names every problem: unreadable CSV (the New run page's words), missing or extra columns
+    (`drop_hint` says how to drop extra ones: the CLI's flag, or the Predict page's option)."""
     path = Path(path)
     name = path.name
     if not path.is_file():
@@ -144,7 +146,7 @@ def read_new_rows(fr: FinishedRun, path: Path, *, drop_extra: bool = False) -> t
                          "model predicts: remove it")
         if other_extra:
             parts.append(f"{'it' if parts else name} has the column(s) {_names(other_extra)}, which the training "
-                         "data does not have: remove them (or drop them with --drop-extra-columns)")
+                         f"data does not have: remove them (or {drop_hint})")
         lower = {c.lower(): c for c in missing}
         renames = [f"{c} → {lower[m[0]]}" for c in extra
                    if (m := difflib.get_close_matches(c.lower(), list(lower), n=1, cutoff=0.6))]

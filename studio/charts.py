@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pandas as pd
 import plotly.graph_objects as go
 
@@ -39,6 +41,20 @@ def best_score_chart(series: pd.DataFrame, info: RunInfo, x_max: float | None = 
     if x_max:
         fig.update_xaxes(range=[0, x_max * 1.02])
     return fig
+
+
+def compare_runs_chart(curves: Sequence[tuple[str, pd.DataFrame]]) -> go.Figure:
+    """Best validation score so far of several runs over their agent time (`exports.best_score_curve`): a step
+    line per run with a dot at each improvement, flat from the last improvement to the run's end (or now)."""
+    fig = go.Figure()
+    for name, curve in curves:
+        improved = [bool(i) for i in curve["improved"]]
+        fig.add_trace(go.Scatter(
+            x=curve["seconds"], y=curve["best_score"], mode="lines+markers", line_shape="hv", name=name,
+            marker={"size": [8 if i else 0 for i in improved]},
+            text=["new best" if i else "no better score since: the run's end (or now)" for i in improved],
+            hovertemplate="%{y:.5g} at %{x:.0f} s<br>%{text}<extra></extra>"))
+    return _layout(fig, 380, xaxis_title="agent time (s)", yaxis_title="best validation score so far")
 
 
 def ablation_chart(group: AblationGroup, info: RunInfo) -> go.Figure:

@@ -273,8 +273,9 @@ def knobs() -> view.Knobs:
                       data_usage, leakage)
 
 
-def run_options(task_name: str) -> tuple[str, str, bool]:
-    """(run name, pinned constraints as typed, approval required)."""
+def run_options(task_name: str) -> tuple[str, str, bool, float | None]:
+    """(run name, pinned constraints as typed, approval required, minutes after which a plan nobody decided on is
+    approved automatically: None = wait for ever)."""
     b1, b2 = st.columns([1, 2], gap="large")
     with b1:
         run_name = st.text_input("Run name", key=K.NAME, placeholder=task_name, help="Defaults to the task name.")
@@ -282,7 +283,13 @@ def run_options(task_name: str) -> tuple[str, str, bool]:
         constraints = st.text_area("Pinned constraints (one per line)", key=K.CONSTRAINTS, height=122,
                                    placeholder="e.g. do not use the column `city`\nkeep training under a minute",
                                    help="Given to every planner for the whole run.")
-    approval = st.checkbox("Require my approval for each refinement plan", RunConfig().require_approval,
-                           key=K.APPROVAL,
-                           help="The run waits on the Run dashboard until you approve, edit or reject a plan.")
-    return run_name, constraints, approval
+    a1, a2 = st.columns([1, 2], gap="large", vertical_alignment="bottom")
+    approval = a1.checkbox("Require my approval for each refinement plan", RunConfig().require_approval,
+                           key=K.APPROVAL, help="The run waits on the Run dashboard until you approve, edit or "
+                           "reject a plan. Time waiting for you is not counted against the time budget.")
+    auto_minutes = a2.number_input(
+        "Decide for me after N minutes", min_value=0.5, max_value=7 * 24 * 60.0, value=None, step=0.5,
+        format="%g", key=K.AUTO_APPROVE, disabled=not approval, placeholder="empty: wait for my decision",
+        help="With approval on: a plan nobody decided on within this many minutes is approved by the run itself "
+             "(shown as approved automatically, never as your approval). Empty: the run waits as long as it takes.")
+    return run_name, constraints, approval, auto_minutes

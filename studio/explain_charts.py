@@ -1,5 +1,5 @@
 """Plotly figures for "What drives the model" (issue 12). Pure builders: an ExplanationView
-(mlestar_core.predict_view) in, a figure out; no Streamlit calls."""
+(mlestar_core.views.explain) in, a figure out; no Streamlit calls."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import plotly.graph_objects as go
 
 if TYPE_CHECKING:
-    from mlestar_core.predict_view import ExplanationView, PDPCurve
+    from mlestar_core.views.explain import ExplanationView, PDPCurve
 
 MATTERS = "#4c78a8"  # shuffling the feature hurts the model
 NO_EFFECT = "#b0b0b0"  # within its own spread of zero, or below: the model does not rely on it

@@ -19,6 +19,8 @@ MODELS = PageDef("app_pages/models.py", "Retrieved models", ":material/travel_ex
 ABLATION = PageDef("app_pages/ablation.py", "Ablation", ":material/science:")
 ATTEMPTS = PageDef("app_pages/attempts.py", "Refinement", ":material/tune:")
 ENSEMBLE = PageDef("app_pages/ensemble.py", "Ensemble", ":material/join_inner:")
+EXPLAIN = PageDef("app_pages/explain.py", "What drives the model", ":material/insights:")
+PREDICT = PageDef("app_pages/predict.py", "Predict", ":material/batch_prediction:")
 BRAIN_CALLS = PageDef("app_pages/brain_calls.py", "Brain calls", ":material/forum:")
 HISTORY = PageDef("app_pages/history.py", "History", ":material/history:")
 REPLAY = PageDef("app_pages/replay.py", "Replay", ":material/replay:")
@@ -26,6 +28,7 @@ REPLAY = PageDef("app_pages/replay.py", "Replay", ":material/replay:")
 # Sidebar sections, in order.
 SECTIONS: dict[str, list[PageDef]] = {
     "Start": [HOME, NEW_RUN],
-    "Current run": [RUN, MODELS, ABLATION, ATTEMPTS, ENSEMBLE, BRAIN_CALLS],
+    # In the order a run goes: its phases, then what its final model relies on, then using it on new rows.
+    "Current run": [RUN, MODELS, ABLATION, ATTEMPTS, ENSEMBLE, EXPLAIN, PREDICT, BRAIN_CALLS],
     "Past runs": [HISTORY, REPLAY],
 }

@@ -1,5 +1,6 @@
 """Shared pieces of the run pages (Run dashboard, Retrieved models, Ablation, Refinement, Ensemble,
-Brain calls, Replay): widget keys, the page header, the phase timeline and the live-polling fragment.
+What drives the model, Brain calls, Replay): widget keys, the page header, the phase timeline and the
+live-polling fragment.
 
 Live parts poll the store in `st.fragment(run_every=POLL)` while the run is active; when the run
 ends the fragment asks for one full rerun, which registers it again without a timer, so a finished
@@ -56,6 +57,13 @@ class AttemptKeys:
     FORK = "attempts.fork"
     FORK_NAME = "attempts.fork_name"
     FLASH = "attempts.flash"
+
+
+class ExplainKeys:
+    COMPUTE = "explain.compute"
+    IMPORTANCE = "explain.importance"  # the importance chart
+    PDP = "explain.pdp."  # + index: a partial-dependence chart
+    DOWNLOAD = "explain.download"
 
 
 class ReplayKeys:

@@ -68,6 +68,7 @@ class NewRunKeys:
     COST_CAP = "new_run.llm.cost_cap"
     CASSETTE = "new_run.replay.cassette"
     APPROVAL = "new_run.require_approval"
+    AUTO_APPROVE = "new_run.auto_approve_minutes"  # "decide for me after N minutes" (RunConfig: seconds)
     CONSTRAINTS = "new_run.constraints"
     START = "new_run.start"
 
@@ -88,6 +89,16 @@ class HistoryKeys:
     FLASH = "history.flash"  # a message to show after the rerun an action caused
     COMPARE_A = "history.compare_a"
     COMPARE_B = "history.compare_b"
+
+
+class PredictKeys:
+    RUN = "predict.run"
+    TEMPLATE = "predict.template"
+    UPLOAD = "predict.upload"
+    DROP_EXTRA = "predict.drop_extra"
+    PREDICT = "predict.predict"
+    RESULT = "predict.result"  # (upload key, PredictOutcome): the last prediction, shown while its upload stays
+    DOWNLOAD = "predict.download"
 
 
 def _defaults() -> dict[str, Any]:

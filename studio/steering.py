@@ -109,6 +109,8 @@ def plan_review(pending: attempts_view.PendingPlan, services: Services) -> None:
     store, K = services.store, AttemptKeys
     with st.container(border=True):
         st.warning(pending.headline, icon=":material/pending_actions:")
+        if pending.auto_text:
+            st.caption(md_escape(pending.auto_text))
         st.markdown("**Plan**")
         st.markdown(pending.plan)
         a, r, _ = st.columns([1, 1, 3])

@@ -12,8 +12,9 @@ import streamlit as st
 from mlestar_core import sandbox
 from mlestar_core.exports import cassette_json, final_files, zip_run_artifacts
 from mlestar_core.store import Store
+from mlestar_core.views import attempts as attempts_view
 from mlestar_core.views import history as history_view
-from mlestar_core.views.common import ACTIVE_STATUSES, HoldoutCheck, fmt_score, run_brain_text, run_label
+from mlestar_core.views.common import ACTIVE_STATUSES, HoldoutCheck, fmt_score, md_escape, run_brain_text, run_label
 
 from . import auth, nav, state
 from .resources import get_services
@@ -143,6 +144,24 @@ def diff_tabs(html: str, unified: str) -> None:
         st.html(html)
     with plain:
         st.code(unified or "(no change in the block)", language="diff")
+
+
+def attempt_diff(diffs: attempts_view.AttemptDiffs) -> None:
+    """An attempt's change: why it failed (with the diff), the main diff and, in an expander, a second one (a
+    human's edit the debugger repaired: what the human wrote against the start)."""
+    if diffs.error:
+        (st.error if diffs.failed else st.warning)(md_escape(diffs.error), icon=":material/error:" if diffs.failed
+                                                   else ":material/build:")
+
+    def panel(p: attempts_view.DiffPanel) -> None:
+        diff_tabs(attempts_view.side_by_side_html(p.diff.before, p.diff.after, p.left, p.right), p.diff.unified)
+
+    if diffs.main.title:
+        st.markdown(f"**{md_escape(diffs.main.title[0].upper() + diffs.main.title[1:])}**")
+    panel(diffs.main)
+    if diffs.more is not None:
+        with st.expander(diffs.more.title[0].upper() + diffs.more.title[1:]):
+            panel(diffs.more)
 
 
 def run_downloads(store: Store, run: dict[str, Any], *, key: str) -> None:

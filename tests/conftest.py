@@ -96,6 +96,30 @@ def finished_run_store(tmp_path_factory: pytest.TempPathFactory) -> FinishedRun:
     return FinishedRun(store, run_id, base / "store")
 
 
+# One candidate, no refinement, no ensemble, two folds: a finished run (with its kept model and explanation) in
+# about ten seconds.
+TINY_RUN_CONFIG = dict(num_models=1, outer_steps=0, inner_steps=1, num_solutions=1, ensemble_rounds=0, workers=2,
+                       script_timeout=120, n_folds=2)
+
+
+@pytest.fixture(scope="session")
+def tiny_finished_run(tmp_path_factory: pytest.TempPathFactory) -> FinishedRun:
+    """A real tiny run on breast-cancer, once per session, for predicting and explaining (test_predict.py, the
+    Predict and What-drives-the-model pages). Its out folder is root.parent / "out". A test that changes the run
+    (drops its kept model, its explanation) puts it back."""
+    from mlestar_core.config import RunConfig
+    from mlestar_core.pipeline import Pipeline, create_run
+    from mlestar_core.task import load_task
+
+    base = tmp_path_factory.mktemp("tiny_run")
+    store = Store(base / "store")
+    run_id = create_run(store, load_task(DEMO_TASKS / "breast-cancer"), RunConfig(**TINY_RUN_CONFIG),
+                        out_dir=base / "out")
+    Pipeline(store, run_id).run()
+    assert store.get_run(run_id)["status"] == "finished"
+    return FinishedRun(store, run_id, base / "store")
+
+
 class RunBuilder:
     """Hand-made runs for edge cases (a run in flight, no ablation yet, NULL spreads): store rows and
     events written with the store API, no pipeline."""

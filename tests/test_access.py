@@ -438,7 +438,8 @@ def test_two_users_see_only_their_own_runs(store: Store, exposed: None) -> None:
     assert "1 refinement plan waiting for your approval" in "\n".join(str(w.value) for w in at.sidebar.warning)
 
 
-@pytest.mark.parametrize("page", ["app_pages/run.py", "app_pages/attempts.py", "app_pages/brain_calls.py"])
+@pytest.mark.parametrize("page", ["app_pages/run.py", "app_pages/attempts.py", "app_pages/brain_calls.py",
+                                  "app_pages/explain.py"])
 def test_another_users_run_in_the_url_is_no_such_run(store: Store, exposed: None, page: str) -> None:
     bob_run = make_run(store, "bob-one", "bob")
     at = sign_in(app(PASSWORD_SECRETS, {state.QUERY_RUN: bob_run}), "alice", "alice-pw")
@@ -455,6 +456,20 @@ def test_another_users_run_in_the_url_is_no_such_run(store: Store, exposed: None
     at.session_state[state.RUN_ID] = bob_run
     at.switch_page(page).run()
     assert "bob-one" in page_text(at) and "is not in the store" not in page_text(at)
+
+
+def test_the_predict_page_offers_only_the_viewers_own_finished_runs(store: Store, exposed: None) -> None:
+    from studio.state import PredictKeys
+
+    mine = make_run(store, "alice-one", "alice")
+    bob_run = make_run(store, "bob-one", "bob")
+    at = sign_in(app(PASSWORD_SECRETS, {state.QUERY_RUN: bob_run}), "alice", "alice-pw")
+    at.session_state[state.RUN_ID] = bob_run  # as a shared link would select it
+    at.switch_page("app_pages/predict.py").run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key=PredictKeys.RUN).options == [f"alice-one ({mine}, validation 0.9) — will refit"]
+    assert at.selectbox(key=PredictKeys.RUN).value == mine
+    assert bob_run not in page_text(at) and "bob-one" not in page_text(at)
 
 
 def test_unowned_runs_are_shared_only_with_show_unowned(store: Store, exposed: None) -> None:

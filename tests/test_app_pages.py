@@ -101,8 +101,8 @@ def test_sidebar_shows_the_brain_and_every_page_is_registered(store: Store) -> N
     assert "Brain:** offline (default for new runs)" in texts(at.sidebar.markdown)
     # Every page runs inside app.py (no legacy pages/ folder): the sidebar comes with each one.
     for page in ("app_pages/new_run.py", "app_pages/run.py", "app_pages/models.py", "app_pages/ablation.py",
-                 "app_pages/attempts.py", "app_pages/ensemble.py", "app_pages/brain_calls.py", "app_pages/history.py",
-                 "app_pages/replay.py"):
+                 "app_pages/attempts.py", "app_pages/ensemble.py", "app_pages/explain.py", "app_pages/predict.py",
+                 "app_pages/brain_calls.py", "app_pages/history.py", "app_pages/replay.py"):
         at.switch_page(page).run()
         assert not at.exception, (page, at.exception)
         assert at.title, page  # the page drew something
@@ -338,6 +338,33 @@ def test_knobs_and_overrides_reach_run_manager_start(store: Store, started: Star
     run_id = store.list_runs()[0]["id"]
     assert at.session_state[state.RUN_ID] == run_id
     assert at.query_params[state.QUERY_RUN] == run_id
+
+
+def test_decide_for_me_after_n_minutes(store: Store, started: Started) -> None:
+    """"Decide for me after N minutes" is off until approval is on, empty means wait, minutes become seconds."""
+    at = boot("app_pages/new_run.py")
+    at.radio(key=K.SOURCE).set_value("demo").run()
+    assert at.number_input(key=K.AUTO_APPROVE).disabled  # no approval: no plan ever waits
+    at.checkbox(key=K.APPROVAL).check().run()
+    field = at.number_input(key=K.AUTO_APPROVE)
+    assert not field.disabled and field.value is None  # empty: wait for the decision as long as it takes
+    assert field.label == "Decide for me after N minutes"
+    field.set_value(5).run()
+    at.button(key=K.START).click().run()
+    assert not at.exception, at.exception
+    config = started.last["config"]
+    assert config.require_approval is True and config.auto_approve_after == 300.0
+    (row,) = store.list_runs()
+    assert json.loads(row["config_json"])["auto_approve_after"] == 300.0  # the run's stored config has it
+
+    at = boot("app_pages/new_run.py")  # a number left in the field after approval is turned off is not sent
+    at.radio(key=K.SOURCE).set_value("demo").run()
+    at.checkbox(key=K.APPROVAL).check().run()
+    at.number_input(key=K.AUTO_APPROVE).set_value(2.5).run()
+    at.checkbox(key=K.APPROVAL).uncheck().run()
+    at.button(key=K.START).click().run()
+    assert not at.exception, at.exception
+    assert started.last["config"].require_approval is False and started.last["config"].auto_approve_after is None
 
 
 def test_zero_budget_means_no_limit(store: Store, started: Started) -> None:
@@ -683,8 +710,30 @@ def test_history_compares_two_best_score_curves(store: Store) -> None:
     at.selectbox(key=HistoryKeys.COMPARE_B).set_value(b).run()
     traces = json.loads(at.get("plotly_chart")[0].proto.spec)["data"]
     assert [t["name"].split(" · ")[0] for t in traces] == ["first-run", "second-run"]
-    assert [list(_values(t["y"])) for t in traces] == [[0.90, 0.93], [0.91]]
-    assert list(_values(traces[0]["x"])) == [3.0, 9.0]
+    # Each curve goes on, flat, to its run's end (125 s of agent time), with dots only where the score improved.
+    assert [list(_values(t["y"])) for t in traces] == [[0.90, 0.93, 0.93], [0.91, 0.91]]
+    assert list(_values(traces[0]["x"])) == [3.0, 9.0, 125.0]
+    assert list(_values(traces[0]["marker"]["size"])) == [8, 8, 0]
+
+
+def test_compare_curves_go_on_to_the_end_of_each_run(store: Store) -> None:
+    """Issue: the compare-runs chart stopped each curve at its last improvement (a 226 s run showed as one dot at
+    10 s). A finished run's curve ends at its agent time; a running one's at now."""
+    import time
+
+    at = boot("app_pages/history.py")  # boot first: the manager resumes "running" runs it finds at start
+    done, live = make_run(store, name="done-run"), make_run(store, name="live-run", status="running", holdout=None)
+    store.update_run(done, time_used=226.0)  # finished after 226 s of agent time
+    store.update_run(live, time_used=40.0, clock_at=time.time() - 20.0)  # 40 s stored by its engine 20 s ago
+    store.emit(done, "best_score", {"score": 0.95, "time": 10.0})
+    store.emit(live, "best_score", {"score": 0.9, "time": 5.0})
+    at.run()
+    at.selectbox(key=HistoryKeys.COMPARE_A).set_value(done).run()
+    at.selectbox(key=HistoryKeys.COMPARE_B).set_value(live).run()
+    assert not at.exception
+    done_trace, live_trace = json.loads(at.get("plotly_chart")[0].proto.spec)["data"]
+    assert list(_values(done_trace["x"])) == [10.0, 226.0] and list(_values(done_trace["y"])) == [0.95, 0.95]
+    assert list(_values(live_trace["x"]))[-1] == pytest.approx(60.0, abs=10)  # 40 s stored + 20 s since
 
 
 def _values(data: Any) -> Any:

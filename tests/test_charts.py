@@ -35,3 +35,13 @@ def test_ablation_value_labels_sit_beyond_the_error_bars(run_builder: RunBuilder
     assert list(labels.text) == ["+0.05", "-0.01"]
     assert list(labels.y) == [0.05 + 0.02, -0.01 - 0.03]  # at the far end of each error bar
     assert list(labels.textposition) == ["top center", "bottom center"]
+
+
+def test_compare_chart_draws_dots_only_where_a_run_improved() -> None:
+    """The flat stretch to a run's end is a line, not a dot: a dot at 226 s would read as an improvement there."""
+    from studio.charts import compare_runs_chart
+
+    curve = pd.DataFrame({"seconds": [10.0, 226.0], "best_score": [0.95, 0.95], "improved": [True, False]})
+    (trace,) = compare_runs_chart([("a run", curve)]).data
+    assert list(trace.x) == [10.0, 226.0] and trace.line.shape == "hv"
+    assert list(trace.marker.size) == [8, 0]

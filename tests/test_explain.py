@@ -20,9 +20,9 @@ from mlestar_core import explain, kept
 from mlestar_core.config import RunConfig
 from mlestar_core.pipeline import Pipeline, create_run
 from mlestar_core.predict import KEPT_MODEL, predict_rows
-from mlestar_core.predict_view import explanation_view, importance_frame
 from mlestar_core.store import Store
 from mlestar_core.task import load_task
+from mlestar_core.views.explain import explanation_view, importance_frame
 from studio.explain_charts import importance_chart, partial_dependence_charts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -159,7 +159,7 @@ def test_charts_and_view(run) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_chart_labels_stay_readable_and_distinct() -> None:
-    from mlestar_core.predict_view import _view
+    from mlestar_core.views.explain import _view
 
     long = "a_really_long_feature_name_from_a_spreadsheet"
     ex = {"format": 1, "status": "ok", "script_id": 1, "metric": "rmse", "metric_title": "RMSE",

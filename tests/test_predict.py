@@ -13,8 +13,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import TINY_RUN_CONFIG, FinishedRun
 
 from mlestar_core import kept
+from mlestar_core.access import LOCAL, Viewer
 from mlestar_core.brains.base import BrainContext
 from mlestar_core.brains.offline import OfflineBrain
 from mlestar_core.brains.offline import ensemble as offline_ensemble
@@ -23,26 +25,20 @@ from mlestar_core.executor import Job, LocalExecutor
 from mlestar_core.model import ModelCard, SolutionSummary
 from mlestar_core.pipeline import Pipeline, create_run
 from mlestar_core.predict import KEPT_MARKER, KEPT_MODEL, REFITTED, PredictError, predict_rows, read_new_rows
-from mlestar_core.predict_view import check_upload, predict_form, predictable_runs, run_prediction
 from mlestar_core.store import Store
 from mlestar_core.task import load_task
+from mlestar_core.views.predict import check_upload, predict_form, predictable_runs, run_prediction
 
 ROOT = Path(__file__).resolve().parents[1]
 BC = ROOT / "demo_tasks" / "breast-cancer"
 BAD = ROOT / "tests" / "data" / "bad"
-# One candidate, no refinement, no ensemble, two folds: a finished run in about ten seconds.
-TINY = dict(num_models=1, outer_steps=0, inner_steps=1, num_solutions=1, ensemble_rounds=0, workers=2,
-            script_timeout=120, n_folds=2)
+TINY = TINY_RUN_CONFIG
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Store, str, Path]:
-    root = tmp_path_factory.mktemp("predict")
-    store = Store(root / "store")
-    run_id = create_run(store, load_task(BC), RunConfig(**TINY), out_dir=root / "out")
-    Pipeline(store, run_id).run()
-    assert store.get_run(run_id)["status"] == "finished"
-    return store, run_id, root
+def run(tiny_finished_run: FinishedRun) -> tuple[Store, str, Path]:
+    """The session's tiny breast-cancer run (shared with the Predict page's tests): store, run id, its folder."""
+    return tiny_finished_run.store, tiny_finished_run.run_id, tiny_finished_run.root.parent
 
 
 def _predict_dirs(store: Store, run_id: str) -> list[Path]:
@@ -198,27 +194,45 @@ def test_cli_predict_exit_codes_and_messages(run, tmp_path: Path) -> None:  # ty
 
 def test_what_the_predict_page_is_given(run) -> None:  # type: ignore[no-untyped-def]
     store, run_id, _ = run
-    (choice,) = [r for r in predictable_runs(store) if r["id"] == run_id]
+    (choice,) = [r for r in predictable_runs(store, LOCAL) if r["id"] == run_id]
     assert choice["kept"] and run_id in choice["label"]
-    form = predict_form(store, run_id)
+    form = predict_form(store, run_id, LOCAL)
     assert form.ready and form.kept and "nothing is refitted" in form.mode_text
     assert form.id_column == "id" and "mean_radius" in form.required_columns and "malignant" not in \
         form.required_columns
     template = pd.read_csv(io.BytesIO(form.template_csv))
     assert list(template.columns) == list(pd.read_csv(BC / "test.csv", nrows=0).columns) and len(template) == 5
-    assert not predict_form(store, "nope").ready
+    assert not predict_form(store, "nope", LOCAL).ready
 
     data = (BC / "test.csv").read_bytes()
-    check = check_upload(store, run_id, data, "test.csv")
+    check = check_upload(store, run_id, data, "test.csv", LOCAL)
     assert check.ok and check.rows == 114 and check.preview is not None
-    bad = check_upload(store, run_id, data.replace(b"mean_radius", b"radius"), "test.csv")
+    bad = check_upload(store, run_id, data.replace(b"mean_radius", b"radius"), "test.csv", LOCAL)
     assert not bad.ok and "'mean_radius'" in bad.error
-    outcome = run_prediction(store, run_id, data, "test.csv")
+    outcome = run_prediction(store, run_id, data, "test.csv", LOCAL)
     assert outcome.ok and outcome.mode == KEPT_MODEL and outcome.rows == 114
     assert outcome.file_name == "test_predictions.csv"
     assert pd.read_csv(io.BytesIO(outcome.csv)).shape == (114, 2)
-    refused = run_prediction(store, run_id, b"a;b\n1;2\n", "x.csv")
+    refused = run_prediction(store, run_id, b"a;b\n1;2\n", "x.csv", LOCAL)
     assert not refused.ok and refused.bad_input
+
+
+def test_another_users_run_cannot_be_predicted_with(run) -> None:  # type: ignore[no-untyped-def]
+    store, run_id, _ = run  # made by the CLI: nobody owns it, so a signed-in user sees it only with show_unowned
+    alice = Viewer("alice")
+    assert predictable_runs(store, alice) == []
+    assert [r["id"] for r in predictable_runs(store, Viewer("alice", show_unowned=True))] == [run_id]
+    data = (BC / "test.csv").read_bytes()
+    before = _predict_dirs(store, run_id)
+    form = predict_form(store, run_id, alice)
+    assert not form.ready and form.reason == f"Run `{run_id}` is not in the store (it may have been deleted)."
+    assert not form.required_columns and not form.template_csv  # nothing about the run leaks
+    assert check_upload(store, run_id, data, "test.csv", alice).error == form.reason
+    refused = run_prediction(store, run_id, data, "test.csv", alice)
+    assert not refused.ok and refused.bad_input and refused.error == form.reason and not refused.csv
+    assert _predict_dirs(store, run_id) == before  # nothing ran
+    assert predict_form(store, "no-such-run", alice).reason == \
+        "Run `no-such-run` is not in the store (it may have been deleted)."  # the same words as a foreign run
 
 
 FOREIGN = '''\

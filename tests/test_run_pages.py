@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
 TIMEOUT = 60
 RUN_PAGES = ["app_pages/run.py", "app_pages/models.py", "app_pages/ablation.py", "app_pages/attempts.py",
-             "app_pages/ensemble.py", "app_pages/brain_calls.py", "app_pages/replay.py"]
+             "app_pages/ensemble.py", "app_pages/explain.py", "app_pages/brain_calls.py", "app_pages/replay.py"]
 
 
 def texts(elements: Any) -> str:
@@ -232,7 +232,8 @@ def test_pages_of_a_running_run(builder: RunBuilder) -> None:
     rid = running_run(builder)
     at = open_page("app_pages/run.py", rid)
     assert "Now: Initial candidates" in texts(at.info)
-    assert "Time budget:" in str(at.get("progress")[0].proto.text)
+    bar = str(at.get("progress")[0].proto.text)
+    assert bar.startswith("Agent time ") and " of 10 min (" in bar  # the budget clock's agent time
     assert "No solution scored yet" in texts(at.caption)
     assert not at.button(key=RunKeys.PAUSE).disabled and not at.button(key=RunKeys.STOP).disabled
     at = open_page("app_pages/models.py", rid)
@@ -317,6 +318,93 @@ def test_waiting_run_shows_the_plan_on_the_dashboard(builder: RunBuilder) -> Non
     assert "waiting for your approval" in texts(at.warning)
     assert "Use 500 trees." in texts(at.markdown)
     assert any(p.proto.page == "attempts" and rid in p.proto.query_string for p in at.get("page_link"))
+
+
+# -- the budget clock, automatic approvals, failed edits (hand-made rows) ------------------------------------
+
+
+def test_dashboard_says_the_budget_clock_stopped_while_a_plan_waits(builder: RunBuilder) -> None:
+    import time
+
+    rid = running_run(builder)
+    builder.store.update_run(rid, config_json=json.dumps({**json.loads(builder.store.get_run(rid)["config_json"]),
+                                                          "require_approval": True, "auto_approve_after": 600}))
+    did = builder.store.request_decision(rid, "t0/o0/i0/r0", "model", "Use 500 trees.", "m = XGB()\n",
+                                         auto_approve_after=600)
+    since = time.time() - 130  # the clock stopped 2 min 10 s ago, with 12 s of agent time used
+    builder.store.update_run(rid, status="waiting", clock_stopped_since=since, clock_hold="decision",
+                             clock_at=since, time_waiting=0.0)
+    at = open_page("app_pages/run.py", rid)
+    info = texts(at.info)
+    assert "Budget clock stopped: waiting for your decision (2 min 1" in info  # 2 min 10 s, give or take a second
+    assert "time waiting for decisions is not counted against the budget" in info
+    bar = str(at.get("progress")[0].proto.text)
+    assert bar.startswith("Agent time 12 s of 10 min (2 %)") and "waiting for decisions or paused, not counted" in bar
+    assert "If nobody answers, the plan is approved automatically at" in texts(at.caption)
+    assert builder.store.get_decision(did)["deadline"] is not None
+
+
+def _edit_rows(b: RunBuilder, status: str) -> tuple[str, dict[str, int]]:
+    """A finished run with one attempt whose block a human edited: the start, the human's code, (a repair)."""
+    from mlestar_core.script import fence
+
+    rid = b.run("finished", require_approval=True)
+    start = b.store.add_script(rid, "merge", fence("model", "model = XGB(n_estimators=100)"), label="xgb")
+    mine = b.store.add_script(rid, "refine", fence("model", "model = XGB(n_estimators=500, depth=oops)"),
+                              parent_id=start, label="track 1 step 1.1: model")
+    ids = {"start": start, "mine": mine, "script": mine}
+    error = "your edit failed: NameError: name 'oops' is not defined"
+    if status == "edit repaired":
+        ids["script"] = b.store.add_script(rid, "debug", fence("model", "model = XGB(n_estimators=500, depth=6)"),
+                                           parent_id=mine, label="model (debugger repaired your edit)")
+        error += "; the debugger repaired your edit"
+    did = b.store.request_decision(rid, "t0/o0/i0/r0", "model", "More trees.", "model = XGB(n_estimators=100)\n")
+    b.store.decide(did, "edited", "More trees, deeper.", "model = XGB(n_estimators=500, depth=oops)\n")
+    b.store.add_attempt(rid, track=0, outer_step=0, inner_step=0, block="model", plan="More trees, deeper.",
+                        decision="edited", status=status, script_id=ids["script"], parent_script_id=start,
+                        score=0.97 if status == "edit repaired" else None, baseline=0.95, error=error,
+                        edit_script_id=mine)
+    return rid, ids
+
+
+def test_refinement_page_shows_an_edit_that_failed_with_its_error(builder: RunBuilder) -> None:
+    rid, ids = _edit_rows(builder, "edit failed")
+    at = open_page("app_pages/attempts.py", rid)
+    table = at.dataframe[0].value  # the attempts of track 1, outer step 1
+    assert table["status"].iloc[0] == "edit failed: your edited code did not run"
+    assert table["error"].iloc[0] == "your edit failed: NameError: name 'oops' is not defined"
+    assert "your edit failed: NameError: name 'oops' is not defined" in texts(at.error)  # with the diff
+    assert "Your edit, as you wrote it: diff against the script the attempt started from" in texts(at.markdown)
+    html = "\n".join(str(h.proto.body) for h in at.get("html"))
+    assert "depth=oops" in html and f"your edit (script #{ids['mine']})" in html  # what the human wrote
+    unified = next(c.value for c in at.code if c.language == "diff")
+    assert "+model = XGB(n_estimators=500, depth=oops)" in unified
+
+
+def test_refinement_page_diffs_a_repair_against_what_you_wrote(builder: RunBuilder) -> None:
+    rid, ids = _edit_rows(builder, "edit repaired")
+    at = open_page("app_pages/attempts.py", rid)
+    assert "Debugger repaired your edit: diff against what you wrote" in texts(at.markdown)
+    unified = next(c.value for c in at.code if c.language == "diff")
+    assert "-model = XGB(n_estimators=500, depth=oops)" in unified  # the human's line...
+    assert "+model = XGB(n_estimators=500, depth=6)" in unified  # ...and the debugger's, not the original's
+    assert "the debugger repaired your edit" in texts(at.warning)
+    assert any("your edit, as you wrote it" in e.label.lower() for e in at.expander)
+
+
+def test_an_automatic_approval_reads_as_automatic(builder: RunBuilder) -> None:
+    rid = builder.run("finished", require_approval=True, auto_approve_after=300)
+    auto = builder.store.request_decision(rid, "t0/o0/i0/r0", "model", "More trees.", "m = 1\n",
+                                          auto_approve_after=300)
+    builder.store.decide(auto, "auto-approved", decided_by="auto: no decision within 5 min")
+    human = builder.store.request_decision(rid, "t0/o0/i1/r0", "model", "Fewer trees.", "m = 1\n")
+    builder.store.decide(human, "approved")
+    at = open_page("app_pages/attempts.py", rid)
+    history = at.dataframe[-1].value  # "Your decisions", newest first
+    assert list(history["decision"]) == ["approved", "auto-approved"]
+    who = list(history["who decided"])
+    assert who[0].startswith("approved by you after")
+    assert who[1].startswith("approved automatically, not by a person: nobody answered within")
 
 
 # -- LLM brains: usage, every call, a run the brain paused --------------------------------------------------

@@ -207,7 +207,13 @@ def test_exports_final_files_zip_and_curve(tmp_path: Path) -> None:
     for t, score in [(5.0, 0.9), (20.0, 0.95), (12.0, 0.93), (25.0, 0.95), (15.0, 0.91)]:
         store.emit(run_id, "best_score", {"score": score, "time": t})
     curve = best_score_curve(store, run_id)
-    assert curve.to_dict("list") == {"seconds": [5.0, 12.0, 20.0], "best_score": [0.9, 0.93, 0.95]}
+    assert curve.to_dict("list") == {"seconds": [5.0, 12.0, 20.0], "best_score": [0.9, 0.93, 0.95],
+                                     "improved": [True, True, True]}
+    # Finished after 226 s of agent time: the curve goes on, flat, to there (not a last point at 20 s).
+    store.update_run(run_id, status="finished", time_used=226.0)
+    curve = best_score_curve(store, run_id)
+    assert curve["seconds"].tolist() == [5.0, 12.0, 20.0, 226.0] and curve["best_score"].iloc[-1] == 0.95
+    assert curve["improved"].tolist() == [True, True, True, False]
 
 
 def test_best_score_curve_falls_back_to_executions_and_knows_the_direction(tmp_path: Path) -> None:

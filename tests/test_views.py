@@ -115,6 +115,29 @@ def test_budget_progress(real: dict, run_builder: RunBuilder) -> None:
     assert "40 s of 100 s used (40 %)" == live.text
 
 
+def test_run_progress_reads_the_budget_clock(run_builder: RunBuilder) -> None:
+    """The dashboard's bar is agent time (waiting for a decision excluded), with the clock's sentence."""
+    from mlestar_core import budget_clock
+
+    b = run_builder
+    rid = b.run("waiting", time_budget=240, require_approval=True, auto_approve_after=300)
+    did = b.store.request_decision(rid, "t0/o0/i0/r0", "model", "a plan", "m = 1\n", auto_approve_after=300)
+    created = b.store.get_decision(did)["created"]
+    b.store.update_run(rid, time_used=100.0, time_waiting=20.0, clock_at=created, clock_stopped_since=created,
+                       clock_hold="decision")
+    clock = budget_clock.clock_state(b.store.get_run(rid), b.store.table("decisions", rid), now=created + 130)
+    progress = views.run.run_progress(clock, [])
+    assert progress.fraction == pytest.approx(100 / 240)
+    assert progress.text.startswith("Agent time 1 min 40 s of 4 min (42 %)")
+    assert progress.clock_text is not None and progress.clock_text.startswith(
+        "Budget clock stopped: waiting for your decision (2 min 10 s so far)")
+    assert progress.auto_text is not None and "(in 2 min 50 s)" in progress.auto_text
+    # Without a budget: the share of the planned steps, and the agent time.
+    no_budget = views.run.run_progress(budget_clock.clock_state({"status": "finished", "time_used": 30.0}), [])
+    assert no_budget.text == "0 % of the planned steps done · Agent time 30 s · no time budget"
+    assert no_budget.clock_text is None and no_budget.auto_text is None
+
+
 def test_active_seconds_skip_the_gap_before_a_resume() -> None:
     ev = [{"kind": "run_started", "ts": 100.0}, {"kind": "step_started", "ts": 110.0},
           {"kind": "run_stopped", "ts": 120.0}, {"kind": "run_started", "ts": 1000.0},
@@ -200,6 +223,17 @@ def test_describe_event_examples() -> None:
                                                    "score": 0.91, "baseline": 0.9, "decision": "edited"}) == \
         "Track 2, attempt 1.3 on model: 0.91 vs 0.9 [edited]"
     assert views.describe_event("constraints", {"constraints": ["no xgboost"]}) == "Constraints pinned: no xgboost"
+    # The budget clock, the approval gate and human edits: each event carries its sentence.
+    assert views.describe_event("budget_clock", {"stopped": True, "message": "Budget clock stopped"}) == \
+        "Budget clock stopped"
+    assert views.describe_event("edit_failed", {"message": "your edited `model` block failed — boom"}).endswith("boom")
+    assert views.describe_event("decision", {"decision_id": 3, "status": "auto-approved", "decided_by": "auto"}) == \
+        "Plan approved automatically: nobody decided in time, not a person's approval (decision #3)"
+    assert views.describe_event("decision", {"decision_id": 4, "status": "approved", "decided_by": "human"}) == \
+        "Plan approved (decision #4)"
+    assert views.describe_event("attempt_scored", {"track": 0, "outer": 0, "inner": 0, "block": "model", "score": 0.9,
+                                                   "baseline": 0.8, "decision": "edited", "status": "edit repaired"}) \
+        .endswith("[edited] — your edit failed, the debugger repaired it")
     assert views.describe_event("control", {"control": "pause"}) == "Pause requested"
     assert views.describe_event("something_new", {"a": 1}).startswith("something_new:")
 
@@ -325,6 +359,40 @@ def test_attempts_with_rejected_plans(run_builder: RunBuilder) -> None:
     assert list(trace["label"]) == ["t1 1.1 model"]  # rejected plans never ran
 
 
+def test_attempt_diffs_of_failed_and_repaired_edits(run_builder: RunBuilder) -> None:
+    b = run_builder
+    rid = b.run()
+    start, mine, repair = fence("model", "m = 1"), fence("model", "m = oops"), fence("model", "m = 2")
+    row = dict(track=0, outer_step=0, inner_step=0, block="model", plan="p", decision="edited", parent_script_id=1,
+               baseline=0.5)
+    b.store.add_attempt(rid, status="edit failed", script_id=2, edit_script_id=2, error="your edit failed: boom",
+                        **row)
+    b.store.add_attempt(rid, nth=1, status="edit repaired", script_id=3, edit_script_id=2, score=0.6,
+                        error="your edit failed: boom; the debugger repaired your edit", **{**row, "inner_step": 1})
+    b.store.add_attempt(rid, status="failed", script_id=None, error="ScriptError: no block `model`",
+                        **{**row, "inner_step": 2, "decision": "approved"})
+    (g,) = views.attempt_groups(b.store.table("attempts", rid), True)
+    failed, repaired, plain = g.attempts
+    assert [r["status"] for r in g.rows()] == ["edit failed: your edited code did not run",
+                                               "edit repaired: your edit failed, the debugger repaired it", "failed"]
+    assert g.rows()[2]["error"] == "ScriptError: no block `model`"
+
+    d = views.attempts.attempt_diffs(failed, start, mine, mine)  # what the user wrote, against the start
+    assert d.failed and d.error == "your edit failed: boom" and d.more is None
+    assert (d.main.diff.before, d.main.diff.after) == ("m = 1\n", "m = oops\n")
+    assert d.main.right == "your edit (script #2)"
+
+    d = views.attempts.attempt_diffs(repaired, start, repair, mine)  # the repair, against what the user wrote
+    assert not d.failed and d.main.title == "debugger repaired your edit: diff against what you wrote"
+    assert (d.main.diff.before, d.main.diff.after) == ("m = oops\n", "m = 2\n")
+    assert "model (your edit)" in d.main.diff.unified and "model (debugger's repair)" in d.main.diff.unified
+    assert d.more is not None and (d.more.diff.before, d.more.diff.after) == ("m = 1\n", "m = oops\n")
+
+    d = views.attempts.attempt_diffs(plain, start, None)
+    assert d.failed and d.main.title == "" and d.main.diff.after == "" and d.error.startswith("ScriptError")
+    assert "edit failed" in failed.label
+
+
 def test_script_tree_of_the_real_run(real: dict) -> None:
     scripts = real["scripts"]
     tree = views.script_tree(scripts, real["executions"], ensemble_rounds=real["ensemble_rounds"])
@@ -411,12 +479,19 @@ def test_pending_plan_and_decision_history(run_builder: RunBuilder) -> None:
     assert plan is not None and plan.decision_id == second and plan.retry == 1
     assert (plan.track, plan.outer, plan.inner) == (1, 0, 1) and plan.script_id == parent
     assert plan.where == "track 2 · outer step 1 · attempt 2"
+    assert plan.auto_text is None  # no automatic approval: the plan waits as long as it takes
+    b.store.decide(second, "approved")
+    third = b.store.request_decision(rid, "t1/o0/i2/r0", "model", "a plan", "m = 1\n", auto_approve_after=120)
+    plan = views.pending_plan(b.store.table("decisions", rid), [], [])
+    assert plan is not None and plan.decision_id == third
+    assert plan.auto_text is not None and plan.auto_text.startswith("If nobody answers, the plan is approved")
     history = views.decision_history(b.store.table("decisions", rid))
-    assert list(history["decision"]) == ["rejected"] and history["plan"].iloc[0] == "more trees"
+    assert list(history["decision"]) == ["approved", "rejected"] and history["plan"].iloc[1] == "more trees"
+    assert history["who decided"].iloc[1].startswith("rejected by you after")
     # The time each decision was taken, as a time of day (not epoch seconds shown as milliseconds: 1970).
     decided = b.store.get_decision(first)["decided"]
-    assert history["decided"].iloc[0] == pd.Timestamp.fromtimestamp(decided)
-    assert history["decided"].iloc[0].year >= 2026
+    assert history["decided"].iloc[1] == pd.Timestamp.fromtimestamp(decided)
+    assert history["decided"].iloc[1].year >= 2026
 
 
 def test_edit_payload_sends_code_only_when_changed() -> None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from .. import budget_clock
 from ..metrics import improvement
 from ..script import ScriptError, get_block
 from .common import DECISION_KEY_RE, Row, describe_decision_key, first_line, fmt, fmt_score
@@ -31,6 +32,7 @@ class PendingPlan:
     plan: str
     block_code: str
     script_id: int | None  # the script the block will be rewritten in
+    auto_text: str | None = None  # when it is approved automatically if nobody answers (auto_approve_after)
 
     @property
     def where(self) -> str:
@@ -67,18 +69,23 @@ def pending_plan(decisions: Sequence[Row], ablations: Sequence[Row], scripts: Se
                 if a["track"] == track and a["outer_step"] == outer and a.get("script_id") in parents), None)
     return PendingPlan(d["id"], d["key"], track, outer, int(m["i"]) if m else None,
                        int(m["r"]) if m and m["r"] else 0, d.get("block") or "", d.get("plan") or "",
-                       d.get("block_code") or "", sid)
+                       d.get("block_code") or "", sid, budget_clock.auto_approve_text(d))
+
+
+DECISION_COLUMNS = ["decided", "where", "block", "decision", "who decided", "plan", "code edited"]
 
 
 def decision_history(decisions: Sequence[Row]) -> pd.DataFrame:
-    """Every human decision taken, newest first."""
+    """Every decision taken, newest first; "who decided" tells a person's answer from an automatic approval
+    (nobody answered before the deadline: `budget_clock.decision_status_text`)."""
     # The store keeps epoch seconds; a bare number would be read as milliseconds since 1970 by the table.
     rows = [{"decided": pd.Timestamp.fromtimestamp(d["decided"]) if d.get("decided") else None,
              "where": describe_decision_key(d["key"]), "block": d.get("block"),
-             "decision": d["status"], "plan": first_line(d.get("edited_plan") or d.get("plan"), 120),
+             "decision": d["status"], "who decided": budget_clock.decision_status_text(d),
+             "plan": first_line(d.get("edited_plan") or d.get("plan"), 120),
              "code edited": bool(d.get("edited_code"))}
             for d in sorted(decisions, key=lambda d: -d["id"]) if d["status"] != "pending"]
-    return pd.DataFrame(rows, columns=["decided", "where", "block", "decision", "plan", "code edited"])
+    return pd.DataFrame(rows, columns=DECISION_COLUMNS)
 
 
 def edit_payload(plan: str, original_plan: str, code: str | None, original_code: str) -> tuple[str, str | None]:
@@ -89,6 +96,13 @@ def edit_payload(plan: str, original_plan: str, code: str | None, original_code:
 
 
 # -- refinement attempts ---------------------------------------------------------------------------
+
+# An attempt's status (attempts.status) in words.
+STATUS_TEXT = {"ok": "ok", "failed": "failed", "rejected": "plan rejected",
+               "stopped early": "stopped early: it could not catch up",
+               "edit failed": "edit failed: your edited code did not run",
+               "edit repaired": "edit repaired: your edit failed, the debugger repaired it"}
+FAILED_STATUSES = ("failed", "edit failed")
 
 
 @dataclass(frozen=True)
@@ -102,23 +116,29 @@ class AttemptView:
     score: float | None
     baseline: float | None
     gain: float | None  # direction-aware: positive = better than the block's starting script
-    status: str  # ok, failed, rejected
-    decision: str  # auto, approved, edited, rejected
+    status: str  # ok, failed, rejected, stopped early, edit failed, edit repaired
+    decision: str  # auto, approved, edited, rejected, auto-approved
     kept: bool
     script_id: int | None
     parent_script_id: int | None
+    error: str | None = None  # why it failed (first line), what became of a failed edit
+    edit_script_id: int | None = None  # the user's edited script as written (an edited block)
 
+    @property
+    def status_text(self) -> str:
+        return STATUS_TEXT.get(self.status, self.status)
 
     @property
     def label(self) -> str:
         """For the attempt picker: 'track 1 · 1.2 · model · 0.9712 ★ kept · approved'."""
         return (f"track {self.track + 1} · {self.outer + 1}.{self.inner + 1} · {self.block} · {fmt_score(self.score)}"
-                + (" ★ kept" if self.kept else "") + f" · {self.decision}")
+                + (" ★ kept" if self.kept else "") + f" · {self.decision}"
+                + (f" · {self.status}" if self.status not in ("ok", self.decision) else ""))
 
     def summary(self, direction: str) -> str:
         """Its score against the block's starting script, for the attempt shown."""
         return (f"Score **{fmt_score(self.score)}** vs **{fmt_score(self.baseline)}** at the start of the block "
-                f"({direction}) · status {self.status}" + (" · ★ kept" if self.kept else ""))
+                f"({direction}) · status {self.status_text}" + (" · ★ kept" if self.kept else ""))
 
 
 @dataclass(frozen=True)
@@ -145,8 +165,9 @@ class AttemptGroup:
             f" → kept attempt {kept.inner + 1}: {fmt_score(kept.score)}" if kept else none_kept)
 
     def rows(self) -> list[Row]:
-        return [{"attempt": a.inner + 1, "plan": a.plan, "score": a.score, "vs start": a.gain, "status": a.status,
-                 "decision": a.decision, "kept": a.kept, "script": a.script_id} for a in self.attempts]
+        return [{"attempt": a.inner + 1, "plan": a.plan, "score": a.score, "vs start": a.gain,
+                 "status": a.status_text, "error": first_line(a.error, 160) or None, "decision": a.decision,
+                 "kept": a.kept, "script": a.script_id} for a in self.attempts]
 
 
 def attempt_groups(rows: Sequence[Row], higher_is_better: bool) -> list[AttemptGroup]:
@@ -157,7 +178,7 @@ def attempt_groups(rows: Sequence[Row], higher_is_better: bool) -> list[AttemptG
                         r.get("score"), r.get("baseline"), improvement(r.get("score"), r.get("baseline"),
                                                                        higher_is_better),
                         r["status"], r["decision"], bool(r.get("kept")), r.get("script_id"),
-                        r.get("parent_script_id"))
+                        r.get("parent_script_id"), r.get("error"), r.get("edit_script_id"))
         groups.setdefault((a.track, a.outer, a.block), []).append(a)
     return [AttemptGroup(t, o, b, atts, next((a.baseline for a in atts if a.baseline is not None), None))
             for (t, o, b), atts in sorted(groups.items())]
@@ -204,11 +225,60 @@ def _block_or_empty(code: str | None, block: str) -> str:
         return ""
 
 
-def block_diff(parent_code: str | None, code: str | None, block: str) -> BlockDiff:
+def block_diff(parent_code: str | None, code: str | None, block: str, names: tuple[str, str] = ("before", "after"),
+               ) -> BlockDiff:
     before, after = _block_or_empty(parent_code, block), _block_or_empty(code, block)
     unified = "".join(difflib.unified_diff(before.splitlines(keepends=True), after.splitlines(keepends=True),
-                                           f"{block} (before)", f"{block} (after)"))
+                                           f"{block} ({names[0]})", f"{block} ({names[1]})"))
     return BlockDiff(block, before, after, unified)
+
+
+REPAIR_TITLE = "debugger repaired your edit: diff against what you wrote"
+YOUR_EDIT_TITLE = "your edit, as you wrote it: diff against the script the attempt started from"
+FAILED_REPAIR_TITLE = "the debugger's repair of your edit, which failed too: diff against what you wrote"
+
+
+@dataclass(frozen=True)
+class DiffPanel:
+    """A block diff to show: what it compares (`title`, '' for an attempt's own change) and its two sides."""
+
+    title: str
+    diff: BlockDiff
+    left: str
+    right: str
+
+
+@dataclass(frozen=True)
+class AttemptDiffs:
+    """What "Inspect an attempt" shows: the diff, a second one worth a look, and why the attempt failed."""
+
+    main: DiffPanel
+    more: DiffPanel | None  # a repair: your edit against its start; a failed edit the debugger tried: its repair
+    error: str | None  # attempts.error, shown with the diff
+    failed: bool  # the attempt produced no score (an error box, not a warning)
+
+
+def attempt_diffs(a: AttemptView, parent_code: str | None, script_code: str | None,
+                  edit_code: str | None = None) -> AttemptDiffs:
+    """The diffs of an attempt. Its own change (the block in its script against the script it started from);
+    for a human's edit that failed, what the human wrote against that start, with the error; for an edit the
+    debugger repaired (`edit_script_id` set and not the attempt's script), the repair against what the human
+    wrote, so a repair is never read as the human's code."""
+    start = f"{a.block} in script #{a.parent_script_id}"
+    failed = a.status in FAILED_STATUSES
+    mine = f"your edit (script #{a.edit_script_id})"
+    yours = DiffPanel(YOUR_EDIT_TITLE, block_diff(parent_code, edit_code, a.block, ("start", "your edit")), start,
+                      mine) if a.edit_script_id is not None else None
+    repaired = yours is not None and a.script_id is not None and a.script_id != a.edit_script_id
+    repair = DiffPanel(FAILED_REPAIR_TITLE if failed else REPAIR_TITLE,
+                       block_diff(edit_code, script_code, a.block, ("your edit", "debugger's repair")), mine,
+                       f"debugger's repair (script #{a.script_id})") if repaired else None
+    if yours is not None and a.status == "edit failed":
+        return AttemptDiffs(yours, repair, a.error, True)
+    if repair is not None:
+        return AttemptDiffs(repair, yours, a.error, failed)
+    own = DiffPanel("", block_diff(parent_code, script_code, a.block), start, f"{a.block} in script #{a.script_id}")
+    return AttemptDiffs(own, None, a.error, failed)
 
 
 def side_by_side_html(before: str, after: str, left: str = "before", right: str = "after") -> str:

@@ -652,7 +652,8 @@ def describe_event(kind: str, p: dict[str, Any]) -> str:
         if p.get("score") is None:
             return f"{where}: failed" + (f" — {first_line(p.get('error'))}" if p.get("error") else "")
         decision = f" [{p['decision']}]" if p.get("decision") and p.get("decision") != "auto" else ""
-        return f"{where} on {p.get('block')}: {fmt(p.get('score'))} vs {fmt(p.get('baseline'))}{decision}"
+        repaired = " — your edit failed, the debugger repaired it" if p.get("status") == "edit repaired" else ""
+        return f"{where} on {p.get('block')}: {fmt(p.get('score'))} vs {fmt(p.get('baseline'))}{decision}{repaired}"
     if kind == "attempt_rejected":
         return (f"{_track(p)}, attempt {int(p.get('outer', 0)) + 1}.{int(p.get('inner', 0)) + 1}: plan rejected "
                 f"— {first_line(p.get('plan'), 100)}")
@@ -662,7 +663,12 @@ def describe_event(kind: str, p: dict[str, Any]) -> str:
     if kind == "approval_needed":
         return f"Waiting for your approval: a plan for the {p.get('block')} block — {first_line(p.get('plan'), 100)}"
     if kind == "decision":
-        return f"Plan {p.get('status')} (decision #{p.get('decision_id')})"
+        if p.get("status") == "auto-approved":
+            return (f"Plan approved automatically: nobody decided in time, not a person's approval "
+                    f"(decision #{p.get('decision_id')})")
+        who = p.get("decided_by")
+        by = f" by {who}" if who and who != "human" else ""
+        return f"Plan {p.get('status')}{by} (decision #{p.get('decision_id')})"
     if kind == "ensemble_round":
         if p.get("strategy"):
             weights = p.get("weights")

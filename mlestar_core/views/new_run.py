@@ -101,8 +101,15 @@ def parse_constraints(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
+def auto_approve_seconds(approval: bool, minutes: float | None) -> float | None:
+    """RunConfig.auto_approve_after from "Decide for me after N minutes": seconds, only with approval on (the
+    field is off without it, but may still hold a number); empty or not positive: wait for ever (None)."""
+    return float(minutes) * 60.0 if approval and minutes is not None and minutes > 0 else None
+
+
 def run_config(knobs: Knobs, *, brain: str, settings: LLMSettings, cost_cap: float | None, approval: bool,
-               constraints: str, cassette: dict[str, Any] | None = None) -> RunConfig:
+               constraints: str, cassette: dict[str, Any] | None = None,
+               auto_approve_minutes: float | None = None) -> RunConfig:
     """The run's settings from the page; with a replay cassette, the recording's algorithm knobs win (so the
     replay asks the same questions in the same steps)."""
     from ..brains.llm.replay import replay_config
@@ -114,7 +121,8 @@ def run_config(knobs: Knobs, *, brain: str, settings: LLMSettings, cost_cap: flo
         time_budget=float(knobs.time_budget) or None, workers=int(knobs.workers), seed=int(knobs.seed),
         script_timeout=float(knobs.script_timeout), use_data_usage_checker=bool(knobs.use_data_usage_checker),
         use_leakage_checker=bool(knobs.use_leakage_checker), brain=brain, llm=settings, cost_cap=cost_cap,
-        require_approval=bool(approval), constraints=parse_constraints(constraints))
+        require_approval=bool(approval), auto_approve_after=auto_approve_seconds(approval, auto_approve_minutes),
+        constraints=parse_constraints(constraints))
     return replay_config(cassette, config) if cassette is not None else config
 
 

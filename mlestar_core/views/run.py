@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .. import budget_clock
 from ..brains.llm.settings import LLMSettings
 from .common import (
     ACTIVE_STATUSES,
@@ -96,12 +96,12 @@ def constraints_caption(active: bool) -> str:
                "The run is over: constraints apply if it is resumed or forked."))
 
 
-# -- time budget -----------------------------------------------------------------------------------
+# -- time budget: the budget clock -------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class BudgetProgress:
-    used: float  # seconds of run time
+    used: float  # seconds of agent time (waiting for humans excluded)
     budget: float | None
     fraction: float | None  # used / budget in [0, 1]; None without a budget
 
@@ -113,17 +113,9 @@ class BudgetProgress:
 
 
 def budget_progress(run: Row, events: Sequence[Row] = (), now: float | None = None) -> BudgetProgress:
-    """Time used against the budget; a live run's time keeps going between the pipeline's writes.
-
-    `runs.time_used` is written when a step finishes, just before its step_done event; for an
-    active run the time since the latest step_done or run_started event is added.
-    """
-    used = float(run.get("time_used") or 0.0)
-    if run.get("status") in ("running", "waiting", "paused"):
-        anchor = next((float(e["ts"]) for e in reversed(events) if e["kind"] in ("step_done", "run_started")),
-                      None)
-        if anchor is not None:
-            used += max(0.0, (now if now is not None else time.time()) - anchor)
+    """Agent time used against the budget (`budget_clock.agent_seconds`: a live run's time keeps going between
+    the pipeline's writes, time waiting for a human never counts). The dashboard shows `run_progress`."""
+    used = budget_clock.agent_seconds(run, events, now)
     budget = json.loads(run.get("config_json") or "{}").get("time_budget")
     if not budget:
         return BudgetProgress(used, None, None)
@@ -132,17 +124,20 @@ def budget_progress(run: Row, events: Sequence[Row] = (), now: float | None = No
 
 @dataclass(frozen=True)
 class Progress:
-    fraction: float
-    text: str
+    fraction: float  # the progress bar
+    text: str  # its label
+    clock_text: str | None = None  # the budget clock stopped (or a plan waits while it runs): an info box
+    auto_text: str | None = None  # when the waiting plan will be approved automatically, if it will
 
 
-def run_progress(run: Row, events: Sequence[Row], phases: Sequence[PhaseState]) -> Progress:
-    """Against the time budget when there is one, else the share of the planned steps done."""
-    budget = budget_progress(run, events)
-    if budget.fraction is not None:
-        return Progress(budget.fraction, f"Time budget: {budget.text}")
+def run_progress(clock: budget_clock.ClockState, phases: Sequence[PhaseState]) -> Progress:
+    """Agent time against the time budget when there is one (`budget_clock.clock_state`), else the share of the
+    planned steps done; with what the budget clock is doing and when a waiting plan is approved by itself."""
+    if clock.fraction is not None:
+        return Progress(clock.fraction, clock.budget_text, clock.text, clock.auto_text)
     done = step_progress(phases)
-    return Progress(done, f"{100 * done:.0f} % of the planned steps done · {budget.text}")
+    return Progress(done, f"{100 * done:.0f} % of the planned steps done · {clock.budget_text}", clock.text,
+                    clock.auto_text)
 
 
 def time_caption(steps: Sequence[Row]) -> str:

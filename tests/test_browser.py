@@ -65,9 +65,20 @@ def main_text(page) -> str:  # noqa: ANN001
 
 def choose(page, label: str, option: str) -> None:  # noqa: ANN001
     """Pick an option of the st.selectbox labelled `label` (typed to filter: long lists are virtualised)."""
-    page.locator('[data-testid="stSelectbox"]').filter(has_text=label).locator('[role="combobox"]').click()
-    page.keyboard.type(option)
-    page.get_by_role("option", name=option, exact=True).click()
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    box = page.locator('[data-testid="stSelectbox"]').filter(has_text=label)
+    for attempt in range(4):  # a rerun that lands while the list is open redraws it under the pointer: retry
+        wait_idle(page)
+        box.locator('[role="combobox"]').click()
+        page.keyboard.type(option)
+        try:
+            page.get_by_role("option", name=option, exact=True).click(timeout=10_000)
+            break
+        except PlaywrightTimeout:
+            page.keyboard.press("Escape")
+            if attempt == 3:
+                raise
     wait_idle(page)
 
 

@@ -41,7 +41,6 @@ from mlestar_core.brains.llm.pricing import (
     is_local_url,
     models_in_use,
     price_book,
-    price_of,
     price_problems,
     unpriced_models,
 )
@@ -84,10 +83,11 @@ def test_names_and_version_suffixes_find_their_price(model: str, expected: tuple
 
 def test_a_prefix_is_not_a_version() -> None:
     # Whatever the table holds: a known name never prices a longer, different model.
-    table = {"gemini-9-flash": (1.0, 2.0), "gemini-9-pro": (3.0, 4.0)}
-    assert price_of("gemini-9-flash-lite", table) is None
-    assert price_of("gemini-9-pro-preview", table) is None
-    assert price_of("gemini-9-flash-002", table) == (1.0, 2.0)
+    table = PriceBook({"gemini-9-flash": [1.0, 2.0], "gemini-9-pro": [3.0, 4.0]})
+    assert table.price("gemini-9-flash-lite") is None
+    assert table.price("gemini-9-pro-preview") is None
+    found = table.price("gemini-9-flash-002")
+    assert found is not None and (found.input, found.output) == (1.0, 2.0)
     assert PriceBook({"gemini-3-pro": [1, 2]}).price("gemini-3-pro-preview").input == 2.0  # the table's own entry
 
 

@@ -17,8 +17,9 @@ from mlestar_core.brains.base import (
     step_scope,
 )
 from mlestar_core.brains.llm.brain import LLMBrain
+from mlestar_core.brains.llm.budget import actual_cost
 from mlestar_core.brains.llm.clients import Completion, FatalError, Request, TransientError
-from mlestar_core.brains.llm.pricing import cost_of, price_of, price_table
+from mlestar_core.brains.llm.pricing import PriceBook
 from mlestar_core.brains.llm.replay import ReplayClient, make_cassette
 from mlestar_core.brains.llm.secrets import find_key, key_source, redact
 from mlestar_core.brains.llm.settings import LLMSettings
@@ -205,11 +206,16 @@ def test_key_lookup_order(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
 
 
 def test_price_table_matches_versions_and_takes_overrides() -> None:
-    table = price_table({"my-local-model": [0.1, 0.2]})
-    assert price_of("gemini-3.5-flash-001", table) == (1.50, 9.00)
-    assert price_of("models/gemini-2.5-flash-lite", table) == (0.10, 0.40)  # longest prefix wins
-    assert cost_of("my-local-model", 1_000_000, 1_000_000, table) == pytest.approx(0.3)
-    assert cost_of("unknown-model", 10**6, 10**6, table) == 0.0
+    table = PriceBook({"my-local-model": [0.1, 0.2]})
+
+    def rates(model: str) -> tuple[float, float] | None:
+        price = table.price(model)
+        return None if price is None else (price.input, price.output)
+
+    assert rates("gemini-3.5-flash-001") == (1.50, 9.00)
+    assert rates("models/gemini-2.5-flash-lite") == (0.10, 0.40)  # longest prefix wins
+    assert actual_cost("my-local-model", 1_000_000, 1_000_000, 0, False, table) == pytest.approx(0.3)
+    assert actual_cost("unknown-model", 10**6, 10**6, 0, False, table) == 0.0
 
 
 def test_replay_answers_by_step_role_and_number() -> None:

@@ -245,27 +245,6 @@ def rate_text(model: str, price: Price | None, *, search: bool = True) -> str:
     return text
 
 
-# -- the former interface: (in, out) pairs --------------------------------------------------------------
-
-
-def price_table(overrides: dict[str, list[float]] | None = None) -> dict[str, tuple[float, float]]:
-    """{model: (USD per 1M in, USD per 1M out)}: the built-in table with the user's prices over it."""
-    return {k: (p.input, p.output) for k, p in PriceBook(overrides).table.items()}
-
-
-def price_of(model: str, table: Mapping[str, tuple[float, float]]) -> tuple[float, float] | None:
-    """The (in, out) rates of `model` in `table`, matched as `PriceBook.price` does (exact name, path prefix
-    ignored, or a version/date suffix of a known name; never an alias or another variant)."""
-    return _match(model, table)
-
-
-def cost_of(model: str, tokens_in: int, tokens_out: int, table: Mapping[str, tuple[float, float]]) -> float:
-    rates = price_of(model, table)
-    if rates is None:
-        return 0.0
-    return (tokens_in * rates[0] + tokens_out * rates[1]) / 1_000_000
-
-
-__all__ = ["DEFAULT_PRICES", "PER_PROMPT", "PER_QUERY", "Price", "PriceBook", "cost_of", "is_local_url",
-           "models_in_use", "parse_price", "price_book", "price_of", "price_problems", "price_table", "rate_text",
+__all__ = ["DEFAULT_PRICES", "PER_PROMPT", "PER_QUERY", "Price", "PriceBook", "is_local_url",
+           "models_in_use", "parse_price", "price_book", "price_problems", "rate_text",
            "unpriced_models", "usd"]

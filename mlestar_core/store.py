@@ -180,6 +180,13 @@ def _to_jsonable(value: Any) -> Any:
     return value
 
 
+def _with_payloads(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Event rows with their JSON payload decoded (as `payload`)."""
+    for r in rows:
+        r["payload"] = json.loads(r.pop("payload_json"))
+    return rows
+
+
 def _ensure_wal(conn: sqlite3.Connection) -> None:
     """Switch the database to WAL once. The switch needs an exclusive lock that the busy timeout does not
     wait for, so two processes opening a brand-new store together (the app and a CLI run) would get
@@ -631,14 +638,9 @@ class Store:
             return int(cur.lastrowid or 0) if cur.rowcount else 0
 
     def events_of_kind(self, run_id: str, kind: str) -> list[dict[str, Any]]:
-        rows = self._rows("SELECT * FROM events WHERE run_id = ? AND kind = ? ORDER BY seq", (run_id, kind))
-        for r in rows:
-            r["payload"] = json.loads(r.pop("payload_json"))
-        return rows
+        return _with_payloads(self._rows("SELECT * FROM events WHERE run_id = ? AND kind = ? ORDER BY seq",
+                                         (run_id, kind)))
 
     def events_after(self, run_id: str, seq: int = 0, limit: int = 10_000) -> list[dict[str, Any]]:
-        rows = self._rows("SELECT * FROM events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
-                          (run_id, seq, limit))
-        for r in rows:
-            r["payload"] = json.loads(r.pop("payload_json"))
-        return rows
+        return _with_payloads(self._rows("SELECT * FROM events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+                                         (run_id, seq, limit)))

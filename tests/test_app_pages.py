@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from apptest_helpers import texts
 from streamlit.testing.v1 import AppTest
 
 from mlestar_core.config import RunConfig
@@ -82,10 +83,6 @@ def make_run(store: Store, name: str = "breast-cancer", status: str = "finished"
     run_id = store.create_run(name, task, demo_config(), "offline", task_dir=str(task.data_dir))
     store.update_run(run_id, status=status, best_score=best, holdout_score=holdout, time_used=125.0, **fields)
     return run_id
-
-
-def texts(elements: Any) -> str:
-    return "\n".join(str(e.value) for e in elements)
 
 
 def upload(at: AppTest, key: str, name: str, data: bytes) -> AppTest:

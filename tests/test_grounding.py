@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from apptest_helpers import open_page, texts
 from conftest import RunBuilder
 from streamlit.testing.v1 import AppTest
 
@@ -19,7 +20,6 @@ from mlestar_core.brains.llm.clients import Request
 from mlestar_core.brains.llm.replay import ReplayClient, load_cassette, make_cassette
 from mlestar_core.model import ModelCard
 from mlestar_core.store import Store
-from studio import state
 from studio.runpages import BrainCallKeys
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -212,19 +212,6 @@ def builder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> RunBuilder:
     monkeypatch.setattr(sys, "argv", ["streamlit"])
     AppTest.from_file(APP, default_timeout=60).run()  # services boot on the empty store (see test_run_pages)
     return RunBuilder(Store(root))
-
-
-def open_page(page: str, run_id: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.query_params[state.QUERY_RUN] = run_id
-    at.run()
-    at.switch_page(page).run()
-    assert not at.exception, at.exception
-    return at
-
-
-def texts(elements: Any) -> str:
-    return "\n".join(str(e.value) for e in elements)
 
 
 def iframes(at: AppTest) -> list[str]:

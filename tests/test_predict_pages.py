@@ -10,17 +10,17 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
 
+import apptest_helpers
 import pandas as pd
 import pytest
+from apptest_helpers import texts
 from conftest import FinishedRun, RunBuilder
 from streamlit.testing.v1 import AppTest
 
 from mlestar_core import explain
 from mlestar_core.access import Viewer
 from mlestar_core.store import Store
-from studio import state
 from studio.runpages import ExplainKeys
 from studio.state import PredictKeys as K
 
@@ -30,18 +30,8 @@ BC = ROOT / "demo_tasks" / "breast-cancer"
 TIMEOUT = 120  # a click on Predict or "Compute it now" runs the solution in the sandbox
 
 
-def texts(elements: Any) -> str:
-    return "\n".join(str(e.value) for e in elements)
-
-
 def open_page(page: str, run_id: str | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    if run_id:
-        at.query_params[state.QUERY_RUN] = run_id
-    at.run()
-    at.switch_page(page).run()
-    assert not at.exception, at.exception
-    return at
+    return apptest_helpers.open_page(page, run_id, TIMEOUT)
 
 
 def upload(at: AppTest, name: str, data: bytes) -> AppTest:

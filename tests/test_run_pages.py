@@ -16,7 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import apptest_helpers
 import pytest
+from apptest_helpers import texts
 from conftest import FinishedRun, RunBuilder
 from streamlit.testing.v1 import AppTest
 from waiting import wait_for
@@ -39,18 +41,8 @@ RUN_PAGES = ["app_pages/run.py", "app_pages/models.py", "app_pages/ablation.py",
              "app_pages/ensemble.py", "app_pages/explain.py", "app_pages/brain_calls.py", "app_pages/replay.py"]
 
 
-def texts(elements: Any) -> str:
-    return "\n".join(str(e.value) for e in elements)
-
-
 def open_page(page: str, run_id: str | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    if run_id:
-        at.query_params[state.QUERY_RUN] = run_id
-    at.run()
-    at.switch_page(page).run()
-    assert not at.exception, at.exception
-    return at
+    return apptest_helpers.open_page(page, run_id, TIMEOUT)
 
 
 def metric(at: AppTest, label: str) -> str:

@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from mlestar_core import views  # noqa: E402
+from mlestar_core import budget_clock, views  # noqa: E402
 from mlestar_core.config import RunConfig  # noqa: E402
 from mlestar_core.pipeline import Pipeline, create_run  # noqa: E402
 from mlestar_core.store import Store  # noqa: E402
@@ -167,8 +167,7 @@ def fragment_latency(store: Store, run_id: str, repeats: int) -> list[float]:
         store.pending_decisions(run_id)
         timeline = views.phase_timeline(views.steps_from_rows(store.steps(run_id)),
                                         json.loads(run["config_json"]), run["status"])
-        views.budget_progress(run, events)
-        views.step_progress(timeline)
+        views.run.run_progress(budget_clock.clock_state(run, store.table("decisions", run_id), events), timeline)
         views.script_counts(events)
         views.final_summary(events)
         views.score_series(events, True)

@@ -101,18 +101,21 @@ def test_describe_step(key: str, words: str) -> None:
 # -- time, scores, counts ---------------------------------------------------------------------------
 
 
-def test_budget_progress(real: dict, run_builder: RunBuilder) -> None:
-    done = views.budget_progress(real["run"], real["events"])
-    assert done.budget is None and done.fraction is None and done.used == pytest.approx(real["run"]["time_used"])
+def test_budget_clock_state(real: dict, run_builder: RunBuilder) -> None:
+    from mlestar_core import budget_clock
+
+    done = budget_clock.clock_state(real["run"], (), real["events"])
+    assert done.budget is None and done.fraction is None
+    assert done.agent_seconds == pytest.approx(real["run"]["time_used"])
     b = run_builder
     rid = b.run("running", time_budget=100)
     b.step(rid, "baseline", "baseline")
     b.store.update_run(rid, time_used=30.0)
     events = b.store.events_after(rid)
     now = events[-1]["ts"] + 10.0  # ten seconds after the last step finished
-    live = views.budget_progress(b.store.get_run(rid), events, now=now)
-    assert live.used == pytest.approx(40.0) and live.fraction == pytest.approx(0.4)
-    assert "40 s of 100 s used (40 %)" == live.text
+    live = budget_clock.clock_state(b.store.get_run(rid), (), events, now=now)
+    assert live.agent_seconds == pytest.approx(40.0) and live.fraction == pytest.approx(0.4)
+    assert live.budget_text == "Agent time 40 s of 1 min 40 s (40 %)"
 
 
 def test_run_progress_reads_the_budget_clock(run_builder: RunBuilder) -> None:

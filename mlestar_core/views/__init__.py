@@ -129,7 +129,7 @@ from .new_run import (
     unpriced_text,
 )
 from .replay import ReplayState, replay_state, status_after
-from .run import BudgetProgress, SpendView, budget_progress, cost_basis, pause_needs_key, shows_brain_usage, spend_view
+from .run import SpendView, cost_basis, pause_needs_key, shows_brain_usage, spend_view
 
 __all__ = [
     "ablation", "attempts", "brain_calls", "common", "ensemble", "history", "home", "models", "new_run", "replay",
@@ -146,7 +146,7 @@ __all__ = [
     "suggestions_document", "BrainUsage", "BRAIN_USAGE_COLUMNS", "brain_usage", "key_source_text",
     "new_run_blocker", "role_models_from_records", "llm_settings_from_form", "TYPICAL_PROMPT_CHARS", "ModelPrice",
     "model_prices", "unpriced_text", "cost_blocker", "form_prices", "reserve_text", "CassetteSummary",
-    "cassette_summary", "BudgetProgress", "budget_progress", "shows_brain_usage", "pause_needs_key", "cost_basis",
+    "cassette_summary", "shows_brain_usage", "pause_needs_key", "cost_basis",
     "SpendView", "spend_view", "ModelCardView", "model_cards", "MergeView", "merges", "retrieval_grounding",
     "search_suggestions", "card_sources_state", "AblationBar", "AblationGroup", "ablation_groups", "PendingPlan",
     "pending_plan", "decision_history", "edit_payload", "AttemptView", "AttemptGroup", "attempt_groups",

@@ -4,7 +4,6 @@ cap, pinned constraints."""
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -97,29 +96,6 @@ def constraints_caption(active: bool) -> str:
 
 
 # -- time budget: the budget clock -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BudgetProgress:
-    used: float  # seconds of agent time (waiting for humans excluded)
-    budget: float | None
-    fraction: float | None  # used / budget in [0, 1]; None without a budget
-
-    @property
-    def text(self) -> str:
-        if self.budget is None:
-            return f"{self.used:.0f} s used · no time budget"
-        return f"{self.used:.0f} s of {self.budget:.0f} s used ({100 * (self.fraction or 0):.0f} %)"
-
-
-def budget_progress(run: Row, events: Sequence[Row] = (), now: float | None = None) -> BudgetProgress:
-    """Agent time used against the budget (`budget_clock.agent_seconds`: a live run's time keeps going between
-    the pipeline's writes, time waiting for a human never counts). The dashboard shows `run_progress`."""
-    used = budget_clock.agent_seconds(run, events, now)
-    budget = json.loads(run.get("config_json") or "{}").get("time_budget")
-    if not budget:
-        return BudgetProgress(used, None, None)
-    return BudgetProgress(used, float(budget), min(1.0, used / float(budget)))
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ bench: setup
 	$(PY) bench/bench_pages.py
 	$(PY) bench/bench_brain.py
 	$(PY) bench/bench_sandbox.py
+	$(PY) bench/bench_dask.py
 	$(PY) bench/bench_soak.py --minutes 3
 
 # Held-out quality on the demo tasks vs default XGBoost (about 10 minutes).

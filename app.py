@@ -21,7 +21,7 @@ import streamlit as st
 
 from studio import auth, nav, state
 from studio.resources import demo_autostart, get_services
-from studio.widgets import brain_indicator, sandbox_indicator
+from studio.widgets import brain_indicator, executor_indicator, mlflow_indicator, sandbox_indicator
 
 st.set_page_config(page_title="MLE-STAR Studio", page_icon=":material/auto_awesome:", layout="wide")
 
@@ -64,6 +64,8 @@ with st.sidebar:
     run_id = state.selected_run_id()
     brain_indicator(auth.visible_run(run_id))  # an unknown or foreign ?run= shows the default brain
     sandbox_indicator()  # the scripts' isolation, or plainly what is not protected when it is off
+    executor_indicator(auth.visible_run(run_id))  # this machine or a Dask cluster (and whether it answers)
+    mlflow_indicator(auth.visible_run(run_id))  # only when MLFLOW_TRACKING_URI is set or the run was logged
     if services.error:
         st.error("Runs cannot start: see the page for details.", icon=":material/error:")
     _approval_banner()

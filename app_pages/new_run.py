@@ -53,9 +53,12 @@ r2.caption(view.brain_caption(brain))
 with st.container(border=brain != "offline"):
     choice = brain_form.brain_settings(brain, upload_root(), task.name)
 
-blocker = view.start_blocker(choice.blocker, services.manager is not None)
+blocker = view.start_blocker(choice.blocker or data_form.executor_problem(knobs.executor),
+                             services.manager is not None)
 if choice.blocker:
     st.warning(choice.blocker, icon=view.blocker_icon(brain, choice.blocker))
+elif blocker and services.manager is not None:  # where scripts would run (set under More settings)
+    st.warning(f"Scripts cannot run there: {blocker}", icon=":material/lan:")
 if st.button("Start run", key=K.START, type="primary", disabled=blocker is not None, icon=":material/rocket_launch:"):
     config = view.run_config(knobs, brain=brain, settings=choice.settings, cost_cap=choice.cost_cap,
                              approval=approval, auto_approve_minutes=auto_minutes, constraints=constraints,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import streamlit as st
 
 from mlestar_core import budget_clock
+from mlestar_core.competition import load_grade
 from mlestar_core.views import run as view
 from mlestar_core.views.common import (
     brain_model,
@@ -20,7 +21,7 @@ from mlestar_core.views.common import (
 )
 from studio.auth import require_viewer
 from studio.charts import best_score_chart
-from studio.dashboard import brain_usage_section, progress_bar, waiting_plan
+from studio.dashboard import brain_usage_section, competition_section, progress_bar, waiting_plan
 from studio.resources import get_services
 from studio.runpages import RunKeys as K
 from studio.runpages import live, page_header, timeline
@@ -94,6 +95,10 @@ def dashboard() -> None:
     else:
         h3.caption("The final solution is chosen when the run ends.")
     holdout_message(hp.check)
+
+    # An MLE-bench task: the final submission graded on the competition's private answers (competition.json).
+    if (comp := view.competition_view(load_grade(store.run_dir(RUN_ID)))) is not None:
+        competition_section(comp, info)
 
     usage = brain_usage(store.brain_usage(RUN_ID), info.cost_cap)
     if view.shows_brain_usage(info.brain, usage):

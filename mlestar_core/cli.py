@@ -13,6 +13,7 @@ from typing import Any, TextIO
 from .brains import BRAINS, DEFAULT_GEMINI_MODEL, DEFAULT_OPENAI_MODEL, Brain, BrainConfigError, make_brain
 from .brains.llm.settings import LLMSettings
 from .config import RunConfig, approval_problems, cost_problems
+from .dask_executor import ExecutorError, default_spec, spec_problems
 from .lease import RunOwnedElsewhere, lease_state
 from .model import TaskError
 from .pipeline import Pipeline, create_run
@@ -174,6 +175,11 @@ def _llm_from_args(args: argparse.Namespace) -> LLMSettings:
 def _config_from_args(args: argparse.Namespace) -> RunConfig:
     c = RunConfig(brain=args.brain, seed=args.seed, time_budget=args.time_budget,
                   require_approval=args.require_approval, llm=_llm_from_args(args), cost_cap=args.cost_cap)
+    c.executor = getattr(args, "executor", None) or default_spec()
+    if spec_problems(c.executor):
+        raise UsageError("; ".join(spec_problems(c.executor)))
+    if getattr(args, "no_explain", False):
+        c.explain_at_end = False
     if getattr(args, "auto_approve_after", None) is not None:  # minutes on the command line, seconds in the config
         c.auto_approve_after = args.auto_approve_after * 60.0
     for flag, attr in [("models", "num_models"), ("outer", "outer_steps"), ("inner", "inner_steps"),
@@ -205,6 +211,11 @@ def _run_pipeline(store: Store, run_id: str, brain: Brain | None = None) -> int:
     except BrainConfigError as exc:
         store.pause_with_reason(run_id, f"the brain cannot start: {exc}")
         print(f"error: the {config.brain} brain cannot start: {exc}\n"
+              f"fix it, then continue with: python -m mlestar_core resume {run_id}", file=sys.stderr)
+        return 2
+    except ExecutorError as exc:  # e.g. the Dask scheduler is down: nothing ran yet, the run can be resumed
+        store.pause_with_reason(run_id, f"scripts cannot run: {exc}")
+        print(f"error: scripts cannot run: {exc}\n"
               f"fix it, then continue with: python -m mlestar_core resume {run_id}", file=sys.stderr)
         return 2
     try:
@@ -240,6 +251,10 @@ def _run_pipeline(store: Store, run_id: str, brain: Brain | None = None) -> int:
     for key in ("submission", "solution", "report"):
         if summary.get(key):
             print(f"  {key}: {summary[key]}")
+    from .competition import load_grade  # an MLE-bench folder: the grade on its private answers
+
+    if (grade := load_grade(store.run_dir(run_id))) is not None:
+        print(f"  competition: {grade.headline()}")
     return 0
 
 
@@ -316,6 +331,57 @@ def cmd_export_cassette(args: argparse.Namespace) -> int:
     return 0
 
 
+def _write_handoff(args: argparse.Namespace, kind: str) -> int:
+    """export-notebook / export-bundle: a finished run's hand-off file (exit 2 for an unknown or unfinished run)."""
+    from .kept import RunNotUsable
+
+    store = Store(Path(args.store))
+    try:
+        if kind == "notebook":
+            from .notebook import notebook_bytes
+
+            data = notebook_bytes(store, args.run_id)
+        else:
+            from .bundle import build_bundle
+
+            data = build_bundle(store, args.run_id)
+    except RunNotUsable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(data)
+    how = ("run its cells top to bottom in a folder holding the task's files under ./input/" if kind == "notebook"
+           else f"unzip it, then run: python mlestar-{args.run_id}/reproduce.py")
+    print(f"wrote {out} ({len(data) / 1024:.0f} KB); {how}", file=sys.stderr)
+    return 0
+
+
+def cmd_export_notebook(args: argparse.Namespace) -> int:
+    return _write_handoff(args, "notebook")
+
+
+def cmd_export_bundle(args: argparse.Namespace) -> int:
+    return _write_handoff(args, "bundle")
+
+
+def cmd_mlflow_log(args: argparse.Namespace) -> int:
+    from .mlflow_log import configured_uri, log_run
+
+    store = Store(Path(args.store))
+    if store.get_run(args.run_id) is None:
+        print(f"error: no run {args.run_id!r} in {store.root}", file=sys.stderr)
+        return 2
+    uri = configured_uri(args.tracking_uri)
+    if uri is None:
+        print("error: no MLflow tracking URI: set MLFLOW_TRACKING_URI or pass --tracking-uri", file=sys.stderr)
+        return 2
+    result = log_run(store, args.run_id, uri, experiment_name=args.experiment)
+    assert result is not None  # a URI was given
+    print(result.describe(), file=sys.stdout if result.ok else sys.stderr)
+    return 0 if result.ok else 1
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from .kept import RunNotUsable
     from .predict import PredictError, PredictFailed, predict_rows
@@ -387,6 +453,36 @@ def cmd_decide(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_grade(args: argparse.Namespace) -> int:
+    """(Re-)grade a run of an MLE-bench task on the competition's private answers and leaderboard."""
+    from .competition import grade_competition, save_grade
+    from .model import task_from_dict
+    from .report import write_report
+
+    store = Store(Path(args.store))
+    run = store.get_run(args.run_id)
+    if run is None:
+        print(f"error: no run {args.run_id!r} in {store.root}", file=sys.stderr)
+        return 2
+    task = task_from_dict(json.loads(run["task_json"]))
+    out_dir = Path(run["out_dir"]) if run["out_dir"] else store.run_dir(args.run_id) / "output"
+    submission = Path(args.submission) if args.submission else out_dir / "submission.csv"
+    grade = grade_competition(task, submission if submission.is_file() else None)
+    if grade is None:
+        print(f"error: the task of run {args.run_id} ({task.data_dir}) is not an MLE-bench competition folder "
+              "(prepared/public/ beside prepared/private/): there are no answers to grade against", file=sys.stderr)
+        return 2
+    if args.submission is None:  # the run's own submission: its saved grade and report follow
+        save_grade(store.run_dir(args.run_id), grade)
+        final = next((s for s in store.steps(args.run_id) if s["key"] == "final" and s["result_json"]), None)
+        if final is not None:
+            write_report(store, args.run_id, json.loads(final["result_json"]), out_dir)
+    print(grade.headline())
+    for note in grade.notes:
+        print(f"  note: {note}")
+    return 0 if grade.graded else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mlestar_core",
                                      description="MLE-STAR: retrieve, refine and ensemble ML solutions.")
@@ -409,6 +505,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("-L", "--solutions", type=int, default=None, help="solution tracks (default 2)")
     run.add_argument("-R", "--ensemble-rounds", type=int, default=None, help="ensemble rounds (default 3)")
     run.add_argument("--workers", type=int, default=None, help="scripts run at once (default: cores)")
+    run.add_argument("--executor", default=None, metavar="SPEC",
+                     help="where scripts run: 'local' (this machine) or dask://HOST:PORT[?shared=1] (a Dask "
+                          "scheduler's workers, docs/scaling.md); default: $MLESTAR_EXECUTOR or local")
     run.add_argument("--ablation-repeats", type=int, default=None,
                      help="runs of each ablation with other model seeds (default 1; the error bars come from the "
                           "per-fold deltas)")
@@ -423,6 +522,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--auto-approve-after", type=float, default=None, metavar="MINUTES",
                      help="with --require-approval: a plan nobody decided on within MINUTES is approved by the run "
                           "itself (recorded as auto-approved, not as a person's approval); default: wait")
+    run.add_argument("--no-explain", action="store_true",
+                     help="skip what-drives-the-model at the end of the run (compute it later with `explain RUN_ID`)")
     llm = run.add_argument_group("LLM brains (keys come from GEMINI_API_KEY / GOOGLE_API_KEY / OPENAI_API_KEY or "
                                  ".streamlit/secrets.toml, never from the command line)")
     llm.add_argument("--model", default=None,
@@ -458,6 +559,24 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("-o", "--out", required=True, help="the cassette file to write (.json)")
     export.set_defaults(fn=cmd_export_cassette)
 
+    nb = sub.add_parser("export-notebook", help="write a finished run's final solution as a Jupyter notebook")
+    nb.add_argument("run_id")
+    nb.add_argument("-o", "--out", required=True, help="the notebook to write (.ipynb)")
+    nb.set_defaults(fn=cmd_export_notebook)
+
+    bundle = sub.add_parser("export-bundle", help="write a zip that reproduces a finished run's submission with one "
+                                                  "command (solution, data hashes, pins, reproduce.py)")
+    bundle.add_argument("run_id")
+    bundle.add_argument("-o", "--out", required=True, help="the zip to write (.zip)")
+    bundle.set_defaults(fn=cmd_export_bundle)
+
+    mlf = sub.add_parser("mlflow-log", help="log (or update) a run's MLflow run: params, metrics, artifacts")
+    mlf.add_argument("run_id")
+    mlf.add_argument("--tracking-uri", default=None, help="default: MLFLOW_TRACKING_URI")
+    mlf.add_argument("--experiment", default=None,
+                     help="default: MLFLOW_EXPERIMENT_NAME, else mlestar/<task name>")
+    mlf.set_defaults(fn=cmd_mlflow_log)
+
     predict = sub.add_parser("predict", help="predict new rows with a finished run's final solution")
     predict.add_argument("run_id")
     predict.add_argument("--input", required=True, help="CSV of the rows to predict (the training columns, no target)")
@@ -482,6 +601,13 @@ def main(argv: list[str] | None = None) -> int:
     decide.add_argument("action", choices=["approve", "reject", "edit"])
     decide.add_argument("--plan", default=None, help="the edited plan text (with edit)")
     decide.set_defaults(fn=cmd_decide)
+
+    grade = sub.add_parser("grade", help="grade a run of an MLE-bench competition folder on its private answers "
+                                         "and place it on the leaderboard (medal thresholds)")
+    grade.add_argument("run_id")
+    grade.add_argument("--submission", default=None,
+                       help="grade this CSV instead of the run's submission.csv (the run's saved grade is kept)")
+    grade.set_defaults(fn=cmd_grade)
 
     args = parser.parse_args(argv)
     return int(args.fn(args))

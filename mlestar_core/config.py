@@ -46,6 +46,12 @@ class RunConfig:
     ablation_repeats: int = 1
     start_code: str | None = None  # a fork starts from this script instead of retrieval
     forked_from: str | None = None  # "run <id> script #<n>" for a fork
+    # Where scripts run: "local" (this machine) or "dask://host:port[?shared=1]" (a Dask scheduler's workers,
+    # dask_executor.py); a resumed run uses the same place.
+    executor: str = "local"
+    # What drives the final model (explain.py) is computed at the end of the run; off, the Explain page and
+    # `python -m mlestar_core explain RUN_ID` compute it on demand instead.
+    explain_at_end: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -96,6 +102,8 @@ def approval_problems(config: RunConfig) -> list[str]:
 
 def check_config(config: RunConfig) -> None:
     """Raise ConfigError with every problem of `config` (called where a run is created)."""
-    problems = cost_problems(config) + approval_problems(config)
+    from .dask_executor import spec_problems  # plain string parsing: distributed is not imported
+
+    problems = cost_problems(config) + approval_problems(config) + spec_problems(config.executor)
     if problems:
         raise ConfigError("; ".join(problems))

@@ -557,7 +557,9 @@ def explain_final(pipeline: Any, script_id: int, data: RunData, holdout_score: f
     need = 8.0 + (0.6 if has_model else 2.2) * wall
     left = pipeline.time_left()
     later = f"compute it with `python -m mlestar_core explain {pipeline.run_id}`"
-    if left < need:
+    if not pipeline.config.explain_at_end:
+        result = unavailable(run_dir, script_id, f"not computed at the end of this run (switched off): {later}")
+    elif left < need:
         result = unavailable(run_dir, script_id, f"the time budget had {max(0.0, left):.0f} s left, about {need:.0f} s "
                              f"are needed: {later}")
     else:

@@ -42,6 +42,7 @@ from .brains.base import BrainCallRecord, BrainContext, RoleFailed, current_step
 from .brains.offline.templates import baseline_script
 from .budget_clock import DECISION, PAUSED, AgentClock, fmt_duration
 from .config import RunConfig, check_config
+from .dask_executor import DaskExecutor, make_executor
 from .engine_scoring import EngineScoring
 from .ensemble_phase import EnsemblePhase
 from .executor import ExecResult, Job, LocalExecutor
@@ -105,7 +106,7 @@ class Pipeline(EngineScoring, EnsemblePhase):
     """The MLE-STAR loop for one run; evaluation plumbing and the ensemble phase live in their mixins."""
 
 
-    def __init__(self, store: Store, run_id: str, *, executor: LocalExecutor | None = None,
+    def __init__(self, store: Store, run_id: str, *, executor: LocalExecutor | DaskExecutor | None = None,
                  brain: Brain | None = None, listener: EventListener | None = None,
                  api_key: str | None = None) -> None:
         self.store = store
@@ -118,7 +119,8 @@ class Pipeline(EngineScoring, EnsemblePhase):
         self.out_dir = Path(run["out_dir"]) if run["out_dir"] else store.run_dir(run_id) / "output"
         self.run_dir = store.run_dir(run_id)
         self.hib = self.task.higher_is_better
-        self.executor = executor or LocalExecutor(workers=self.config.workers,
+        # config.executor: this machine, or a Dask cluster (an unreachable one raises ExecutorError, said plainly)
+        self.executor = executor or make_executor(self.config.executor, workers=self.config.workers,
                                                   timeout=self.config.script_timeout,
                                                   memory_mb=self.config.memory_mb)
         self._own_executor = executor is None
@@ -582,6 +584,10 @@ class Pipeline(EngineScoring, EnsemblePhase):
         self.store.update_run(self.run_id, status="finished", finished=time.time(),
                               **self._clock_fields(), phase="done")
         self.emit("run_finished", summary, key="run_finished")
+        if os.environ.get("MLFLOW_TRACKING_URI", "").strip():  # off by default: mlflow is slow to import
+            from .mlflow_log import log_run
+
+            log_run(self.store, self.run_id)  # never raises: a failure is an `mlflow_failed` event
         return summary
 
     def _run_phases(self) -> dict[str, Any]:
@@ -1065,10 +1071,27 @@ class Pipeline(EngineScoring, EnsemblePhase):
         from .explain import explain_final  # what drives the model: stored with the run, read by the report
 
         explain_final(self, choice.script_id, data, outcome["holdout_score"])
+        self._grade_competition(outcome["submission"], summary)
         report = write_report(self.store, self.run_id, summary, self.out_dir)
         summary["report"] = str(report)
         self.emit("final", summary)
         return summary
+
+    def _grade_competition(self, submission: str | None, summary: dict[str, Any]) -> None:
+        """A task from an MLE-bench folder: the submission graded against its private answers (never seen by any
+        script) and placed on its leaderboard; saved as competition.json for the report, the dashboard and the CLI."""
+        from .competition import grade_competition, save_grade
+
+        try:
+            grade = grade_competition(self.task, submission)
+            if grade is None:
+                return
+            save_grade(self.run_dir, grade)
+        except Exception as exc:  # grading is an extra: the run's solution and submission stand without it
+            self.emit("log", {"message": f"competition grading failed: {exc}"})
+            return
+        summary["competition"] = grade.to_dict(with_leaderboard=False)
+        self.emit("competition_graded", summary["competition"])
 
     def _final_runs(self, choice: Scored, data: RunData) -> dict[str, Any] | None:
         from . import kept

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from .budget_clock import agent_seconds, fmt_duration, waiting_seconds
+from .competition import load_grade
+from .competition import report_lines as competition_lines
 from .evaluation import Protocol, claim_disagrees
 from .metrics import get_metric
 from .store import Store
@@ -117,6 +119,7 @@ def write_report(store: Store, run_id: str, summary: dict[str, Any], out_dir: Pa
            else "no test file, so no submission was written."),
         "",
     ]
+    lines += competition_lines(load_grade(store.run_dir(run_id)))  # an MLE-bench task: its private answers' grade
     facts = solution_facts(store, run_id, summary, out_dir)
     lines += ["## Running the final solution yourself", "", *solution_explanation(facts, markdown=True), ""]
     annotate_solution(out_dir / "solution.py", solution_explanation(facts, markdown=False))

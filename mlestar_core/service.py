@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .brains import BrainConfigError
 from .config import RunConfig, check_config
+from .dask_executor import ExecutorError
 from .lease import RunOwnedElsewhere, lease_state
 from .model import Task, task_from_dict
 from .pipeline import Pipeline, create_run
@@ -154,6 +155,11 @@ class RunManager:
                 pipeline = Pipeline(self.store, run_id, api_key=self._keys.get(run_id))
             except BrainConfigError as exc:  # e.g. the key was typed into a UI before a restart: ask again
                 reason = f"the brain cannot start: {exc}"
+                self.store.pause_with_reason(run_id, reason)
+                self.store.emit(run_id, "run_paused", {"reason": reason})
+                raise
+            except ExecutorError as exc:  # e.g. the Dask scheduler is down: nothing is lost, resume when it is up
+                reason = f"scripts cannot run: {exc}"
                 self.store.pause_with_reason(run_id, reason)
                 self.store.emit(run_id, "run_paused", {"reason": reason})
                 raise

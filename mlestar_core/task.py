@@ -338,20 +338,57 @@ def _is_hidden(name: str) -> bool:
     return name.startswith(".") or name == "__MACOSX"
 
 
+def is_private_dir(folder: Path) -> bool:
+    """An MLE-bench `private/` folder (the competition's answers): `private` beside a `public/` or in `prepared/`."""
+    return (folder.name.lower() == "private"
+            and ((folder.parent / "public").is_dir() or folder.parent.name.lower() == "prepared"))
+
+
+def _refuse_private(path: Path) -> None:
+    """The answers of an MLE-bench competition are never task data: no script may ever see them."""
+    for d in (path, *path.parents):
+        if is_private_dir(d):
+            raise TaskError(
+                f"{path} is inside {d}, the competition's private answers, which a run must never see. Pass the "
+                "competition folder, its prepared/ folder or prepared/public/ instead; the answers are found there "
+                "on their own and only used to grade the final submission.")
+
+
 def _resolve_data_dir(folder: Path) -> Path:
-    for cand in (folder, folder / "public"):
+    """The folder holding train.csv: `folder` itself, its public/, or (MLE-bench) its prepared/public/."""
+    _refuse_private(folder)
+    for cand in (folder, folder / "public", folder / "prepared" / "public"):
         if cand.is_dir() and any(p.name.lower() == "train.csv" for p in cand.iterdir() if p.is_file()):
             return cand
+    mlebench = next((c for c in (folder / "prepared" / "public", folder / "public") if c.is_dir()), None)
+    if mlebench is not None:
+        csvs = sorted(p.name for p in mlebench.iterdir() if p.suffix.lower() == ".csv")
+        hint = f" (its CSV files: {', '.join(csvs)})" if csvs else " (it holds no CSV file)"
+        raise TaskError(
+            f"no train.csv in {mlebench}{hint}. This looks like an MLE-bench competition folder, but only tabular "
+            "competitions whose prepared/public/ holds train.csv (with test.csv, sample_submission.csv and "
+            "description.md) can run here; rename the training table to train.csv if it is one.")
     csvs = sorted(p.name for p in folder.iterdir() if p.suffix.lower() == ".csv")
     hint = f" (CSV files found: {', '.join(csvs)}; rename the training table to train.csv)" if csvs else ""
     raise TaskError(
         f"no train.csv in {folder}{hint}. A task folder needs train.csv, and optionally test.csv, "
-        "sample_submission.csv and description.md (directly or in a public/ subfolder)."
+        "sample_submission.csv and description.md (directly, in a public/ subfolder, or MLE-bench's "
+        "prepared/public/)."
     )
 
 
+def _description_dirs(data_dir: Path) -> list[Path]:
+    """Where a description may sit: the data folder, then (MLE-bench) prepared/ and the competition folder."""
+    dirs = [data_dir]
+    if data_dir.name == "public":
+        dirs.append(data_dir.parent)
+        if data_dir.parent.name.lower() == "prepared":
+            dirs.append(data_dir.parent.parent)
+    return dirs
+
+
 def _find_description(data_dir: Path) -> str:
-    for d in (data_dir, data_dir.parent) if data_dir.name == "public" else (data_dir,):
+    for d in _description_dirs(data_dir):
         for fname in DESCRIPTION_FILES:
             for p in d.iterdir():
                 if p.is_file() and p.name.lower() == fname:
@@ -703,15 +740,24 @@ def load_task(
         sample_file = _pick_sample(names)
         desc_text = _find_description(data_dir)
         used = {train_file, test_file, sample_file}
-        other_files = [n for n in names if n not in used and n.lower() not in DESCRIPTION_FILES]
-        default_name = data_dir.parent.name if data_dir.name == "public" else data_dir.name
+        # Every other file is copied to the scripts' ./input/: never a competition's private/ answers.
+        other_files = [n for n in names if n not in used and n.lower() not in DESCRIPTION_FILES
+                       and not is_private_dir(data_dir / n)]
+        default_name = data_dir.name
+        if data_dir.name == "public":  # MLE-bench: <competition>/prepared/public
+            default_name = data_dir.parent.parent.name if data_dir.parent.name.lower() == "prepared" \
+                else data_dir.parent.name
     else:
         if path.suffix.lower() == ".zip":
             raise TaskError(f"{path.name} is a zip archive; unpack it with extract_task_zip first.")
+        _refuse_private(path.parent)
         data_dir = path.parent
         train_file, test_file, sample_file = path.name, None, None
         desc_text = ""
         default_name = path.stem
+    for given in (test_path, sample_submission_path):
+        if given is not None:
+            _refuse_private(Path(given).expanduser().resolve().parent)
     if test_path is not None:
         _check_file(Path(test_path), "test", max_bytes)
         test_file = _file_ref(Path(test_path), data_dir)

@@ -8,6 +8,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from mlestar_core.views import AblationGroup, BrainUsage, EnsembleView, RunInfo
+from mlestar_core.views.run import CompetitionView, leaderboard_frame
 
 CHOSEN = "#e4572e"  # the block chosen for refinement / the final choice
 NEUTRAL = "#4c78a8"
@@ -137,3 +138,29 @@ def brain_usage_chart(usage: BrainUsage) -> go.Figure:
     fig.add_trace(go.Bar(x=t["role"], y=t["tokens in"], name="tokens in", marker={"color": NEUTRAL}))
     fig.add_trace(go.Bar(x=t["role"], y=t["tokens out"], name="tokens out", marker={"color": "#f58518"}))
     return _layout(fig, 300, barmode="stack", yaxis_title="tokens")
+
+
+MEDAL_COLORS = {"gold": "#d4af37", "silver": "#9ea3a8", "bronze": "#cd7f32", "median": "#7f7f7f"}
+
+
+def leaderboard_chart(view: CompetitionView, info: RunInfo) -> go.Figure:
+    """The leaderboard's scores by position (best first), the medal and median thresholds across it, and the
+    run's submission placed where it would rank."""
+    board = leaderboard_frame(view)
+    fig = go.Figure(go.Scatter(x=board["position"], y=board["score"], mode="lines", name="leaderboard teams",
+                               line={"color": NEUTRAL}, hovertemplate="position %{x}: %{y:.5g}<extra></extra>"))
+    for name, value, _ in view.thresholds:
+        fig.add_hline(y=value, line={"color": MEDAL_COLORS[name], "dash": "dot" if name == "median" else "dash"},
+                      annotation_text=f"{name} {value:.5g}",
+                      annotation_position="top left")
+    if view.score is not None and view.rank is not None:
+        fig.add_trace(go.Scatter(x=[view.rank], y=[view.score], mode="markers", name="this run", marker={
+            "symbol": "star", "size": 16, "color": CHOSEN}, hovertemplate="this run: %{y:.5g}<extra></extra>"))
+    # Kaggle's last places are often far off (a failed submission's score): the chart keeps to the best 90%
+    # of the teams, the thresholds and the run, so the part that decides a medal stays readable.
+    keep = board["score"].iloc[: max(1, int(len(board) * 0.9))].tolist()
+    shown = keep + [v for _, v, _ in view.thresholds] + ([view.score] if view.score is not None else [])
+    lo, hi = min(shown), max(shown)
+    pad = (hi - lo) * 0.08 or abs(hi) * 0.05 or 1.0
+    return _layout(fig, height=340, xaxis_title="leaderboard position (1 = best)", yaxis_title=info.axis_title,
+                   yaxis_range=[lo - pad, hi + pad])

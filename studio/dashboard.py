@@ -8,10 +8,10 @@ from typing import Any
 import streamlit as st
 
 from mlestar_core.views import run as view
-from mlestar_core.views.common import BrainUsage, RunInfo, fmt_tokens, fmt_usd, md_escape
+from mlestar_core.views.common import BrainUsage, RunInfo, fmt_score, fmt_tokens, fmt_usd, md_escape
 
 from . import nav
-from .charts import brain_usage_chart
+from .charts import brain_usage_chart, leaderboard_chart
 from .resources import Services
 
 
@@ -68,3 +68,22 @@ def brain_usage_section(run: dict[str, Any], usage: BrainUsage, info: RunInfo, s
         st.plotly_chart(brain_usage_chart(usage), key="run.brain_chart")
     st.page_link(nav.BRAIN_CALLS.path, label="Every call with its prompt and answer", icon=nav.BRAIN_CALLS.icon,
                  query_params={"run": run_id})
+
+
+def competition_section(comp: view.CompetitionView, info: RunInfo) -> None:
+    """An MLE-bench task's grade: the final submission's score on the competition's private answers, the medal
+    it would win, the thresholds it is held to and where it lands on the leaderboard."""
+    st.subheader(comp.title)
+    st.badge(comp.badge, color=comp.badge_color, icon=":material/military_tech:")  # type: ignore[arg-type]
+    if comp.rank_text:
+        st.markdown(comp.rank_text)
+    cols = st.columns(1 + len(comp.thresholds))
+    cols[0].metric(f"Score ({info.metric_title})", fmt_score(comp.score), help=comp.score_help)
+    for col, (name, value, ok) in zip(cols[1:], comp.thresholds, strict=False):
+        cmp = (">" if info.higher_is_better else "<") if name == "median" else comp.compare
+        col.metric(f"{name.capitalize()} {cmp}", fmt_score(value), delta="reached" if ok else "not reached",
+                   delta_color="normal" if ok else "off", delta_arrow="off")
+    if comp.leaderboard:
+        st.plotly_chart(leaderboard_chart(comp, info), key="run.leaderboard_chart")
+    for note in comp.notes:
+        st.caption(md_escape(note))

@@ -13,6 +13,7 @@ from typing import Any
 import plotly.express as px
 import streamlit as st
 
+from mlestar_core import dask_executor
 from mlestar_core.config import RunConfig
 from mlestar_core.metrics import METRICS
 from mlestar_core.model import Task
@@ -259,7 +260,8 @@ def knobs() -> view.Knobs:
                              key=K.TIME_BUDGET, help="Seconds for the whole run, 0 = no limit. When it runs out "
                              "the run wraps up with the best solution so far.")
     workers = k7.number_input("Workers", 1, 64, min(d.workers, 64), key=K.WORKERS,
-                              help="Scripts run at the same time.")
+                              help="Scripts run at the same time on this machine (on a Dask cluster, its worker "
+                                   "threads set that).")
     seed = k8.number_input("Seed", 0, 2**31 - 1, d.seed, key=K.SEED, help="Same seed, same splits and choices.")
     with st.expander("More settings"):
         m1, m2, m3 = st.columns(3)
@@ -269,8 +271,34 @@ def knobs() -> view.Knobs:
                                  help="Check that the solution uses all the provided data.")
         leakage = m3.checkbox("Leakage check", d.use_leakage_checker, key=K.LEAKAGE,
                               help="Check the preprocessing for target leakage and fix it.")
+        where = executor_field()
     return view.Knobs(num_models, outer, inner, solutions, rounds, budget, workers, seed, script_timeout,
-                      data_usage, leakage)
+                      data_usage, leakage, executor=where)
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def cluster_status(spec: str) -> tuple[str, str | None]:
+    """(where scripts run, why they cannot run there): a cluster is asked at most every 30 s."""
+    return dask_executor.cluster_status(spec)
+
+
+def executor_field() -> str:
+    """Where scripts run: this machine, or the workers of a Dask scheduler (docs/scaling.md)."""
+    spec = st.text_input("Where scripts run", value=dask_executor.default_spec(), key=K.EXECUTOR,
+                         help="`local`: this machine. `dask://host:8786`: the workers of a Dask scheduler, same "
+                              "sandbox and limits; add `?shared=1` when every worker mounts the run store at the same "
+                              "path. Default: $MLESTAR_EXECUTOR or local.").strip()
+    line, problem = cluster_status(spec)
+    if problem:
+        st.warning(problem, icon=":material/lan:")
+    else:
+        st.caption(f"Scripts run on {line}.")
+    return spec
+
+
+def executor_problem(spec: str) -> str | None:
+    """Why Start is disabled by the place scripts would run (None: they can run there)."""
+    return cluster_status(spec.strip())[1]
 
 
 def run_options(task_name: str) -> tuple[str, str, bool, float | None]:

@@ -45,6 +45,7 @@ class NewRunKeys:
     WORKERS = "new_run.workers"
     SEED = "new_run.seed"
     SCRIPT_TIMEOUT = "new_run.script_timeout"
+    EXECUTOR = "new_run.executor"
     DATA_USAGE = "new_run.data_usage"
     LEAKAGE = "new_run.leakage"
     BRAIN = "new_run.brain"

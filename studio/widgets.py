@@ -9,7 +9,7 @@ from typing import Any, NoReturn
 
 import streamlit as st
 
-from mlestar_core import sandbox
+from mlestar_core import dask_executor, mlflow_log, sandbox
 from mlestar_core.exports import cassette_json, final_files, zip_run_artifacts
 from mlestar_core.store import Store
 from mlestar_core.views import attempts as attempts_view
@@ -61,6 +61,37 @@ def sandbox_indicator() -> None:
                    "answers, secrets).", icon=":material/gpp_maybe:")
         with st.expander("What is and is not protected"):
             st.caption(status.message)
+
+
+def executor_indicator(run: dict[str, Any] | None) -> None:
+    """Where the scripts of the run in view (or of a new run, by default) run: this machine or a Dask cluster."""
+    from .data_form import cluster_status
+
+    spec = dask_executor.run_spec(run.get("config_json")) if run else dask_executor.default_spec()
+    line, problem = cluster_status(spec)
+    whose = "of the run in view" if run else "for new runs"
+    if problem:
+        st.warning(f"**Scripts run on:** {line} ({whose}). {problem}", icon=":material/lan:")
+    else:
+        st.markdown(f"**Scripts run on:** {line}", help=f"Where generated scripts run, {whose}. A Dask cluster's "
+                    "workers use the same sandbox and limits as this machine (docs/scaling.md).")
+
+
+def mlflow_indicator(run: dict[str, Any] | None) -> None:
+    """Whether finished runs go to MLflow (MLFLOW_TRACKING_URI), and the MLflow run of the run in view."""
+    uri = mlflow_log.configured_uri()
+    shown = mlflow_log.logged(get_services().store.events_of_kind(run["id"], "mlflow_logged")) if run else None
+    if uri is None and shown is None:
+        return  # off, and nothing logged: say nothing
+    if uri is not None:
+        st.markdown(f"**MLflow:** logging finished runs to `{mlflow_log.safe_uri(uri)}`",
+                    help="MLFLOW_TRACKING_URI is set: each finished run gets an MLflow run with its config, "
+                         "per-step scores, solution and report (docs/handoff-mlflow.md).")
+    if shown:
+        rid = str(shown.get("mlflow_run_id"))
+        text = f"[{rid}]({shown['url']})" if shown.get("url") else f"`{rid}`"
+        st.caption(f"MLflow run of the run in view: {text} (experiment {md_escape(str(shown.get('experiment_name')))}"
+                   f", {md_escape(str(shown.get('tracking_uri')))})")
 
 
 def run_picker(runs: Sequence[dict[str, Any]], *, key: str, label: str = "Run",
@@ -187,6 +218,25 @@ def run_downloads(store: Store, run: dict[str, Any], *, key: str) -> None:
                            key=f"{key}.cassette", width="stretch", icon=":material/album:", on_click="ignore",
                            disabled=calls == 0, help=history_view.cassette_help(calls))
         c2.caption(history_view.REPLAY_HINT)
+    handoff_downloads(store, run, key=key)
+
+
+def handoff_downloads(store: Store, run: dict[str, Any], *, key: str) -> None:
+    """The hand-off: the final solution as a notebook, and a zip that reproduces the submission with one command.
+    Built when clicked (the notebook embeds the solution; the zip, the task's files)."""
+    from mlestar_core.bundle import build_bundle
+    from mlestar_core.notebook import notebook_bytes
+
+    offer = history_view.handoff(store, run)
+    h1, h2, _ = st.columns([1, 1, 2])
+    h1.download_button("Notebook (.ipynb)", data=lambda: notebook_bytes(store, run["id"]),
+                       file_name=offer.notebook_name, mime="application/x-ipynb+json", key=f"{key}.notebook",
+                       width="stretch", icon=":material/article:", on_click="ignore", disabled=not offer.ready,
+                       help=offer.why_not or history_view.NOTEBOOK_HELP)
+    h2.download_button("Reproduction bundle (.zip)", data=lambda: build_bundle(store, run["id"]),
+                       file_name=offer.bundle_name, mime="application/zip", key=f"{key}.bundle", width="stretch",
+                       icon=":material/deployed_code:", on_click="ignore", disabled=not offer.ready,
+                       help=offer.why_not or history_view.BUNDLE_HELP)
 
 
 def holdout_message(check: HoldoutCheck) -> None:

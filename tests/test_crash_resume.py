@@ -29,7 +29,7 @@ TASK = ROOT / "demo_tasks" / "breast-cancer"
 # Two candidates merged into one track, one refinement step of two attempts that each wait for approval,
 # two ensemble rounds, two folds: every phase of the method, small enough for a test.
 KNOBS = ["-M", "2", "-T", "1", "-K", "2", "-L", "1", "-R", "2", "--folds", "2", "--workers", "2",
-         "--require-approval", "--seed", "7"]
+         "--require-approval", "--seed", "7", "--no-explain"]
 # (where the session dies, in pipeline order); "approval" = killed from outside while a plan waits.
 CRASHES = ["retrieve|model_card", "init|script_executed", "t0/merge|script_executed", "t0/checks|check",
            "t0/o0/ablation|script_executed", "approval", "t0/o0/i0|script_executed", "t0/o0/i1|brain_call",

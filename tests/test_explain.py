@@ -200,12 +200,24 @@ def test_no_hold_out_means_no_explanation_and_says_why(tmp_path: Path) -> None:
 def test_explain_after_the_final_respects_the_time_budget(tmp_path: Path) -> None:
     events: list[tuple[str, dict[str, Any]]] = []
     fake = SimpleNamespace(run_dir=tmp_path, run_id="r1", time_left=lambda: 3.0, store=SimpleNamespace(
-        finished_execution=lambda sid, purpose: {"wall_time": 4.0}), emit=lambda k, p: events.append((k, p)))
+        finished_execution=lambda sid, purpose: {"wall_time": 4.0}), emit=lambda k, p: events.append((k, p)),
+        config=RunConfig())
     result = explain.explain_final(fake, 7, SimpleNamespace(), 0.9)
     assert result["status"] == "unavailable" and "time budget had 3 s left" in result["reason"]
     assert "python -m mlestar_core explain r1" in result["reason"]
     assert events == [("explained", {"status": "unavailable", "top": [], "reason": result["reason"]})]
     assert explain.load_explanation(tmp_path)["reason"] == result["reason"]
+
+
+def test_explain_at_end_switched_off_says_how_to_get_it(tmp_path: Path) -> None:
+    events: list[tuple[str, dict[str, Any]]] = []
+    fake = SimpleNamespace(run_dir=tmp_path, run_id="r2", time_left=lambda: 1e9, store=SimpleNamespace(
+        finished_execution=lambda sid, purpose: {"wall_time": 1.0}), emit=lambda k, p: events.append((k, p)),
+        config=RunConfig(explain_at_end=False))
+    result = explain.explain_final(fake, 7, SimpleNamespace(), 0.9)  # plenty of time: off is why it is not computed
+    assert result["status"] == "unavailable" and "switched off" in result["reason"]
+    assert "python -m mlestar_core explain r2" in result["reason"]
+    assert [k for k, _ in events] == ["explained"]
 
 
 def test_the_engine_refuses_a_malformed_explanation() -> None:

@@ -30,9 +30,10 @@ ROOT = Path(__file__).resolve().parents[1]
 TASK = ROOT / "demo_tasks" / "breast-cancer"
 SECRET = "AIzaSy-fake-0123456789-secret"
 KNOBS = ["-M", "2", "-T", "1", "-K", "2", "-L", "2", "-R", "1", "--ablation-repeats", "1", "--workers", "2",
-         "--script-timeout", "120"]
+         "--script-timeout", "120", "--no-explain"]
 SMALL = dict(num_models=2, outer_steps=1, inner_steps=1, num_solutions=1, ensemble_rounds=0, workers=2,
-             script_timeout=120, ablation_repeats=1, n_folds=3)
+             script_timeout=120, ablation_repeats=1, n_folds=3,
+             explain_at_end=False)  # what drives the model: tests/test_explain.py
 
 
 def cli(*args: str, env: dict[str, str] | None = None, store: Path) -> subprocess.CompletedProcess[str]:

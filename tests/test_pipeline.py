@@ -26,7 +26,8 @@ from mlestar_core.task import load_task
 ROOT = Path(__file__).resolve().parents[1]
 DEMOS = ROOT / "demo_tasks"
 SMALL = dict(num_models=2, outer_steps=1, inner_steps=2, num_solutions=2, ensemble_rounds=1, workers=2,
-             script_timeout=120, ablation_repeats=1, n_folds=3)
+             script_timeout=120, ablation_repeats=1, n_folds=3,
+             explain_at_end=False)  # what drives the model: tests/test_explain.py
 
 
 ABLATION_SNAPSHOTS: list[list[list[float | None]]] = []

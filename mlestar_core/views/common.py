@@ -696,8 +696,18 @@ def describe_event(kind: str, p: dict[str, Any]) -> str:
     if kind == "final":
         return (f"Final solution: {p.get('final_label')} — validation {fmt(p.get('validation_score'))}, "
                 f"locked hold-out {fmt(p.get('holdout_score'))}")
+    if kind == "competition_graded":
+        from ..competition import grade_text  # here only: most pages never see this event
+
+        return f"Competition grade — {grade_text(p)}"
     if kind == "run_finished":
         return "Run finished"
+    if kind == "mlflow_logged":
+        return (f"Logged to MLflow: run {p.get('mlflow_run_id')} in experiment {p.get('experiment_name')!r} "
+                f"({p.get('url') or p.get('tracking_uri')})")
+    if kind == "mlflow_failed":
+        return (f"MLflow logging failed ({p.get('tracking_uri')}): {first_line(p.get('error'), 200)} — the run is "
+                "not affected; log it again with `python -m mlestar_core mlflow-log RUN_ID`")
     if kind == "run_failed":
         return f"Run failed: {first_line(p.get('error'))}"
     if kind == "run_stopped":

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..kept import RunNotUsable, finished_run
+from ..store import Store
 from .common import ACTIVE_STATUSES, LLM_BRAINS, Row, fmt_score, run_metric
 
 MIME = {"solution.py": "text/x-python", "submission.csv": "text/csv", "report.md": "text/markdown"}
@@ -61,6 +63,35 @@ def cassette_help(calls: int) -> str:
     if calls:
         return "Every answer the brain gave in this run, to replay it without a key or network."
     return "The brain has not been asked anything in this run yet."
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """The hand-off downloads of a run (notebook.py, bundle.py): offered once it has a final solution."""
+
+    ready: bool
+    why_not: str  # the reason when not ready (the buttons' help)
+    notebook_name: str
+    bundle_name: str
+
+
+NOTEBOOK_HELP = ("The final solution as a Jupyter notebook: one cell per block, the run's story (models, ablation, "
+                 "refinements kept, ensemble, scores) in markdown. Run it in a folder holding the task's files under "
+                 "./input/.")
+BUNDLE_HELP = ("A zip that reproduces the submission with one command (`python reproduce.py`): solution, "
+               "submission, report, notebook, pinned requirements, data and its SHA-256, seeds.")
+
+
+def handoff(store: Store, run: Row) -> Handoff:
+    """Whether the notebook and the reproduction zip can be made for this run, and their file names."""
+    names = dict(notebook_name=f"mlestar-{run['id']}.ipynb", bundle_name=f"mlestar-{run['id']}-reproduce.zip")
+    if run["status"] != "finished":
+        return Handoff(False, "Made once the run has finished (it needs the final solution).", **names)
+    try:
+        finished_run(store, run["id"])
+    except RunNotUsable as exc:
+        return Handoff(False, str(exc), **names)
+    return Handoff(True, "", **names)
 
 
 def curve_name(run: Row) -> str:

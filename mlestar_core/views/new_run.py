@@ -94,6 +94,7 @@ class Knobs:
     script_timeout: float
     use_data_usage_checker: bool
     use_leakage_checker: bool
+    executor: str = "local"  # where scripts run: "local" or "dask://host:port[?shared=1]"
 
 
 def parse_constraints(text: str) -> list[str]:
@@ -122,7 +123,7 @@ def run_config(knobs: Knobs, *, brain: str, settings: LLMSettings, cost_cap: flo
         script_timeout=float(knobs.script_timeout), use_data_usage_checker=bool(knobs.use_data_usage_checker),
         use_leakage_checker=bool(knobs.use_leakage_checker), brain=brain, llm=settings, cost_cap=cost_cap,
         require_approval=bool(approval), auto_approve_after=auto_approve_seconds(approval, auto_approve_minutes),
-        constraints=parse_constraints(constraints))
+        constraints=parse_constraints(constraints), executor=knobs.executor.strip() or "local")
     return replay_config(cassette, config) if cassette is not None else config
 
 

@@ -7,10 +7,14 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 from .. import budget_clock
 from ..brains.llm.settings import LLMSettings
+from ..competition import CompetitionGrade, ordinal, reaches
 from .common import (
     ACTIVE_STATUSES,
     LLM_BRAINS,
@@ -221,3 +225,60 @@ def spend_view(brain: str, config: dict[str, Any], spent: float, reserved: float
     cap = config.get("cost_cap")
     return SpendView(float(spent or 0.0), float(cap) if cap else None,
                      None if reserved is None else float(reserved), cost_basis(brain, config))
+
+
+# -- an MLE-bench task: the final submission graded on the competition's answers and leaderboard ----------------
+
+
+_BADGES = {"gold": ("Gold medal", "yellow"), "silver": ("Silver medal", "gray"), "bronze": ("Bronze medal", "orange")}
+
+
+@dataclass(frozen=True)
+class CompetitionView:
+    title: str  # "Competition grade · spaceship-titanic"
+    badge: str  # "Gold medal", "No medal · above the median", "Score only", "Not graded"
+    badge_color: str  # a colour st.badge takes
+    score: float | None
+    score_help: str
+    rank: int | None  # the place the score would take on the leaderboard
+    rank_text: str  # "Would place 3rd of the leaderboard's 412 teams.", '' without a leaderboard or a score
+    thresholds: list[tuple[str, float, bool]]  # (gold/silver/bronze/median, score to reach, this run reaches it)
+    compare: str  # "≥" or "≤": how a score reaches a threshold
+    text: str  # the grade in one sentence
+    notes: list[str]
+    leaderboard: list[float]  # the teams' scores, best first (the chart), [] without a leaderboard
+
+
+def competition_view(grade: CompetitionGrade | None) -> CompetitionView | None:
+    """What the dashboard shows of competition.json (None: the task did not come from an MLE-bench folder)."""
+    if grade is None:
+        return None
+    hib = grade.higher_is_better
+    if not grade.graded:
+        badge, color = "Not graded", "red"
+    elif grade.n_teams is None:
+        badge, color = "Score only · no leaderboard", "blue"
+    elif grade.medal:
+        badge, color = _BADGES[grade.medal]
+    else:
+        badge, color = ("No medal · above the median", "green") if grade.above_median else ("No medal", "gray")
+    reached: list[tuple[str, float, bool]] = []
+    for name, value in grade.thresholds():
+        ok = bool(grade.above_median) if name == "median" else (
+            grade.score is not None and reaches(grade.score, value, hib))
+        reached.append((name, value, ok))
+    answers = Path(grade.answers_file).name if grade.answers_file else "the competition's private answers"
+    return CompetitionView(
+        title=f"Competition grade · {grade.competition}", badge=badge, badge_color=color, score=grade.score,
+        score_help=f"{grade.metric_title} ({grade.direction}) of the final submission on {answers}, by the same "
+                   "metric code as every validation score. No script ever saw these answers.",
+        rank=grade.rank,
+        rank_text=f"Would place **{ordinal(grade.rank)}** of the leaderboard's {grade.n_teams} teams (1 + the teams "
+                  "with a strictly better score)." if grade.rank and grade.n_teams else "",
+        thresholds=reached, compare="≥" if hib else "≤", text=grade.headline(), notes=list(grade.notes),
+        leaderboard=list(grade.leaderboard))
+
+
+def leaderboard_frame(view: CompetitionView) -> pd.DataFrame:
+    """The leaderboard as (position, score) rows, best first: the curve the run's score is placed on."""
+    return pd.DataFrame({"position": range(1, len(view.leaderboard) + 1), "score": view.leaderboard})

@@ -16,14 +16,12 @@ holds a secret value is left out and the manifest says so), the kept model (pick
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import importlib.metadata
 import io
 import json
 import os
 import platform
-import sys
 import time
 import zipfile
 from pathlib import Path
@@ -35,6 +33,7 @@ from .exports import output_dir
 from .hardening import scrub, scrub_bytes
 from .kept import ENV_MODEL_DIR, JOB_MODEL_DIR, FinishedRun, finished_run
 from .report import SOLUTION_HEADER_END
+from .script import imported_modules
 from .store import Store
 
 MAX_DATA_BYTES = 50 * 2**20  # the task's files ride along up to this total; above it the user supplies them
@@ -46,21 +45,6 @@ REPRODUCE_SOURCE = Path(__file__).with_name("reproduce_bundle.py")
 
 def folder_name(run_id: str) -> str:
     return f"mlestar-{run_id}"
-
-
-def imported_modules(code: str) -> list[str]:
-    """Top-level third-party modules the script imports (optional imports included: they may be taken)."""
-    try:
-        tree = ast.parse(code)
-    except SyntaxError:
-        return []
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names |= {a.name.split(".")[0] for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
-            names.add(node.module.split(".")[0])
-    return sorted(n for n in names if n not in sys.stdlib_module_names and n != "__future__")
 
 
 def _project_pins(path: Path = PROJECT_REQUIREMENTS) -> dict[str, str]:

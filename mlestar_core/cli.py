@@ -258,6 +258,14 @@ def _run_pipeline(store: Store, run_id: str, brain: Brain | None = None) -> int:
     return 0
 
 
+def _known_run(store: Store, run_id: str) -> dict[str, Any] | None:
+    """The run's row, or None after saying on stderr that the store has no such run (the caller exits 2)."""
+    run = store.get_run(run_id)
+    if run is None:
+        print(f"error: no run {run_id!r} in {store.root}", file=sys.stderr)
+    return run
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .task import load_task
     from .uploads import save_zip_file
@@ -300,9 +308,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     store = Store(Path(args.store))
-    run = store.get_run(args.run_id)
+    run = _known_run(store, args.run_id)
     if run is None:
-        print(f"error: no run {args.run_id!r} in {store.root}", file=sys.stderr)
         return 2
     if run["status"] == "finished":
         print(f"run {args.run_id} is already finished", file=sys.stderr)
@@ -320,8 +327,7 @@ def cmd_export_cassette(args: argparse.Namespace) -> int:
     from .exports import cassette_json
 
     store = Store(Path(args.store))
-    if store.get_run(args.run_id) is None:
-        print(f"error: no run {args.run_id!r} in {store.root}", file=sys.stderr)
+    if _known_run(store, args.run_id) is None:
         return 2
     data = cassette_json(store, args.run_id)
     Path(args.out).write_bytes(data)
@@ -369,8 +375,7 @@ def cmd_mlflow_log(args: argparse.Namespace) -> int:
     from .mlflow_log import configured_uri, log_run
 
     store = Store(Path(args.store))
-    if store.get_run(args.run_id) is None:
-        print(f"error: no run {args.run_id!r} in {store.root}", file=sys.stderr)
+    if _known_run(store, args.run_id) is None:
         return 2
     uri = configured_uri(args.tracking_uri)
     if uri is None:
@@ -460,9 +465,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
     from .report import write_report
 
     store = Store(Path(args.store))
-    run = store.get_run(args.run_id)
+    run = _known_run(store, args.run_id)
     if run is None:
-        print(f"error: no run {args.run_id!r} in {store.root}", file=sys.stderr)
         return 2
     task = task_from_dict(json.loads(run["task_json"]))
     out_dir = Path(run["out_dir"]) if run["out_dir"] else store.run_dir(args.run_id) / "output"

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import ast
 import json
 import re
-import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -15,6 +13,7 @@ from .competition import load_grade
 from .competition import report_lines as competition_lines
 from .evaluation import Protocol, claim_disagrees
 from .metrics import get_metric
+from .script import imported_modules
 from .store import Store
 from .views import time_by_phase_text
 
@@ -192,17 +191,7 @@ _PIP_NAMES = {"sklearn": "scikit-learn"}
 
 def _packages(code: str) -> list[str]:
     """The third-party packages a script imports (pip names), for the how-to-run note."""
-    try:
-        tree = ast.parse(code)
-    except SyntaxError:
-        return []
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names |= {a.name.split(".")[0] for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
-            names.add(node.module.split(".")[0])
-    return sorted(_PIP_NAMES.get(n, n) for n in names if n not in sys.stdlib_module_names and n != "__future__")
+    return sorted(_PIP_NAMES.get(n, n) for n in imported_modules(code))
 
 
 def solution_facts(store: Store, run_id: str, summary: dict[str, Any], out_dir: Path) -> dict[str, Any]:

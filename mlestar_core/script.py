@@ -7,8 +7,10 @@ rewrites one body, and nothing else in the script changes.
 
 from __future__ import annotations
 
+import ast
 import difflib
 import re
+import sys
 from dataclasses import dataclass
 
 _START = re.compile(r"^[ \t]*# \[block: (?P<name>[A-Za-z0-9_\-]+)\][ \t]*$", re.M)
@@ -146,3 +148,19 @@ def unified_diff(old: str, new: str, old_label: str = "before", new_label: str =
             old.splitlines(keepends=True), new.splitlines(keepends=True), old_label, new_label
         )
     )
+
+
+def imported_modules(code: str) -> list[str]:
+    """Top-level third-party modules a script imports, optional imports included (they may be taken); [] when the
+    code does not parse."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return []
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            names.add(node.module.split(".")[0])
+    return sorted(n for n in names if n not in sys.stdlib_module_names and n != "__future__")

@@ -22,7 +22,7 @@ run: setup
 # Sets up the environment and runs the whole test suite (what .ci/run calls).
 test: setup browser
 	$(PY) -m ruff check .
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 # Debian's chromium for the real-browser test (idempotent, quiet).
 browser:

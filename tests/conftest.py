@@ -180,13 +180,3 @@ def _breast_cancer_task(load_task: Callable[..., object]) -> object:
 def run_builder(tmp_path: Path) -> RunBuilder:
     return RunBuilder(Store(tmp_path / "store"))
 
-
-# The files that take minutes go first: `make test` spreads whole files over two pytest-xdist workers
-# (`-n 2 --dist loadfile`) in collection order, and a long file that starts last is the suite's tail.
-SLOW_FILES_FIRST = ("test_llm_pipeline.py", "test_pipeline.py", "test_crash_resume.py", "test_offline_brain.py",
-                    "test_run_pages.py", "test_handoff.py", "test_dask_executor.py", "test_browser.py")
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    rank = {name: i for i, name in enumerate(SLOW_FILES_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file keeps its own order

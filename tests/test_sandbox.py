@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -568,10 +569,47 @@ def test_stale_cgroups_of_a_dead_app_are_cleaned(tmp_path: Path) -> None:
     stale.mkdir()
     leftover = subprocess.Popen(["sleep", mark()])
     (stale / "cgroup.procs").write_text(str(leftover.pid))
-    assert sandbox.cleanup_stale_cgroups() >= 1
-    assert not stale.exists()
-    assert leftover.wait(timeout=5) == -signal.SIGKILL
-    assert not list(CGROUPS.pids.path.glob(f"{sandbox.CGROUP_PREFIX}{os.getpid()}-*"))  # ours are gone too
+    # A cgroup of this (live) process: a job of ours may be running in it, so the cleanup must leave it alone.
+    ours = CGROUPS.pids.path / f"{sandbox.CGROUP_PREFIX}{os.getpid()}-999999"
+    ours.mkdir()
+    try:
+        assert sandbox.cleanup_stale_cgroups() >= 1
+        assert not stale.exists()
+        assert leftover.wait(timeout=5) == -signal.SIGKILL
+        assert ours.is_dir()
+    finally:
+        ours.rmdir()
+
+
+@pytest.mark.skipif(CGROUPS.pids is None, reason=f"no writable pids cgroup here: {CGROUPS.problems}")
+def test_a_jobs_cgroup_is_removed_when_it_ends(tmp_path: Path) -> None:
+    """Seen from outside while the job runs (its own /proc/self/cgroup says "/" in its cgroup namespace), its pids
+    cgroup is gone once it ended (checked by name: jobs that other tests of this process may still run do not
+    matter)."""
+    name = f"{mark()}.py"
+    found: list[str] = []
+
+    def watch() -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not found:
+            for p in psutil.process_iter(["cmdline"]):
+                if name in (p.info["cmdline"] or []) and "python" in (p.info["cmdline"] or [""])[0]:
+                    try:
+                        lines = Path(f"/proc/{p.pid}/cgroup").read_text().splitlines()
+                    except OSError:
+                        continue
+                    found.extend(ln.split(":", 2)[2] for ln in lines if ":pids:" in ln)
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    with LocalExecutor(workers=1, timeout=30) as ex:
+        res = ex.run(Job(code="import time\ntime.sleep(2)\nprint('Final Validation Performance: 1')\n",
+                         workdir=tmp_path / "w", script_name=name))
+    watcher.join()
+    assert res.exit_code == 0, res.error_text()
+    assert found and Path(found[0]).name.startswith(f"{sandbox.CGROUP_PREFIX}{os.getpid()}-"), found
+    assert not (CGROUPS.pids.path / Path(found[0]).name).exists()
 
 
 def test_cgroup_locations_are_parsed_for_v1_v2_and_container_mounts() -> None:

@@ -461,6 +461,7 @@ def cmd_decide(args: argparse.Namespace) -> int:
 def cmd_grade(args: argparse.Namespace) -> int:
     """(Re-)grade a run of an MLE-bench task on the competition's private answers and leaderboard."""
     from .competition import grade_competition, save_grade
+    from .exports import output_dir
     from .model import task_from_dict
     from .report import write_report
 
@@ -469,7 +470,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
     if run is None:
         return 2
     task = task_from_dict(json.loads(run["task_json"]))
-    out_dir = Path(run["out_dir"]) if run["out_dir"] else store.run_dir(args.run_id) / "output"
+    out_dir = output_dir(store, run)
     submission = Path(args.submission) if args.submission else out_dir / "submission.csv"
     grade = grade_competition(task, submission if submission.is_file() else None)
     if grade is None:

@@ -149,14 +149,18 @@ def _as_task_labels(task: Task, y: pd.Series) -> pd.Series:
     return y.map(lambda v: order[int(float(v))])
 
 
+def _read_table(path: Path) -> pd.DataFrame:
+    """A competition CSV (answers, leaderboard) read like the task's own files; its problems as CompetitionError."""
+    try:
+        return read_csv(path)
+    except TaskError as e:
+        raise CompetitionError(str(e)) from None
+
+
 def load_answers(task: Task, path: str | Path) -> pd.DataFrame:
     """`answers_frame` of an answers CSV; raises CompetitionError when it cannot be used."""
     path = Path(path)
-    try:
-        raw = read_csv(path)
-    except TaskError as e:
-        raise CompetitionError(str(e)) from None
-    return answers_frame(task, raw, path.name)
+    return answers_frame(task, _read_table(path), path.name)
 
 
 def grade_submission(task: Task, submission_path: str | Path, answers_path: str | Path) -> float:
@@ -204,11 +208,7 @@ def leaderboard_scores(frame: pd.DataFrame, higher_is_better: bool, name: str = 
 
 def read_leaderboard(path: str | Path, higher_is_better: bool) -> Leaderboard:
     path = Path(path)
-    try:
-        frame = read_csv(path)
-    except TaskError as e:
-        raise CompetitionError(str(e)) from None
-    return leaderboard_scores(frame, higher_is_better, path.name)
+    return leaderboard_scores(_read_table(path), higher_is_better, path.name)
 
 
 def medal_positions(n_teams: int) -> tuple[int, int, int]:

@@ -531,10 +531,11 @@ def explain_run(store: Any, run_id: str, *, executor: LocalExecutor | None = Non
 
 
 def _rewrite_report(store: Any, run_id: str, summary: dict[str, Any]) -> None:
+    from .exports import output_dir
     from .report import write_report
 
-    run = store.get_run(run_id) or {}
-    out_dir = Path(run["out_dir"]) if run.get("out_dir") else store.run_dir(run_id) / "output"
+    run = store.get_run(run_id) or {"id": run_id}
+    out_dir = output_dir(store, run)
     if (out_dir / "report.md").exists() or not run.get("out_dir"):
         write_report(store, run_id, summary, out_dir)
 

@@ -430,11 +430,13 @@ def run_metrics(store: Store, run_id: str) -> list[tuple[str, float, int, int]]:
 def artifact_files(store: Store, run: dict[str, Any], tmp: Path) -> list[Path]:
     """The files to upload: the final solution, report, submission, the run config (written to `tmp`) and, when the
     run has them, its explanation and competition grading."""
-    run_dir = store.run_dir(run["id"])
-    out_dir = Path(run["out_dir"]) if run.get("out_dir") else run_dir / "output"
+    from .competition import COMPETITION_FILE
+    from .explain import RESULT_FILE, explain_dir
+    from .exports import output_dir
+
+    run_dir, out_dir = store.run_dir(run["id"]), output_dir(store, run)
     files = [out_dir / name for name in ("solution.py", "report.md", "submission.csv")]
-    files += [run_dir / "explain" / "explain.json"]
-    files += [d / "competition.json" for d in (out_dir, run_dir, run_dir / "competition")]
+    files += [explain_dir(run_dir) / RESULT_FILE, run_dir / COMPETITION_FILE]  # where explain.py / competition.py save
     found: dict[str, Path] = {}
     for f in files:
         if f.is_file():

@@ -18,7 +18,8 @@ from .store import Store
 from .views import time_by_phase_text
 
 
-def _fmt(x: float | None) -> str:
+def fmt(x: float | None) -> str:
+    """A score as report.md (and the hand-off notebook's story) writes it: six significant digits."""
     return "—" if x is None else f"{x:.6g}"
 
 
@@ -108,10 +109,10 @@ def write_report(store: Store, run_id: str, summary: dict[str, Any], out_dir: Pa
         "",
         "| what | score |",
         "|---|---|",
-        f"| trivial baseline (class prior / mean), validation folds | {_fmt(summary.get('baseline_score'))} |",
+        f"| trivial baseline (class prior / mean), validation folds | {fmt(summary.get('baseline_score'))} |",
         f"| final solution ({summary.get('final_label')}), validation folds (engine-measured) | "
-        f"{_fmt(summary.get('validation_score'))} |",
-        f"| final solution, locked hold-out (no choice was made on it) | {_fmt(summary.get('holdout_score'))} |",
+        f"{fmt(summary.get('validation_score'))} |",
+        f"| final solution, locked hold-out (no choice was made on it) | {fmt(summary.get('holdout_score'))} |",
         "",
         f"Script #{summary.get('final_script_id')} is saved as `solution.py`; "
         + (f"submission: `{Path(summary['submission']).name}`." if summary.get("submission")
@@ -128,7 +129,7 @@ def write_report(store: Store, run_id: str, summary: dict[str, Any], out_dir: Pa
         "| stage | validation score | script |",
         "|---|---|---|",
     ]
-    lines += [f"| {stage} | {_fmt(score)} | #{sid} |" for stage, score, sid in scores_by_stage(store, run_id)]
+    lines += [f"| {stage} | {fmt(score)} | #{sid} |" for stage, score, sid in scores_by_stage(store, run_id)]
     ablations = store.table("ablations", run_id)
     attempts = store.table("attempts", run_id)
     for track in sorted({a["track"] for a in ablations} | {a["track"] for a in attempts}):
@@ -138,7 +139,7 @@ def write_report(store: Store, run_id: str, summary: dict[str, Any], out_dir: Pa
                       "| block ablated | variant | score | contribution |", "|---|---|---|---|"]
             for a in ablations:
                 if a["track"] == track and a["outer_step"] == outer:
-                    lines.append(f"| {a['block']} | {a['description']} | {_fmt(a['score'])} | {_fmt(a['delta'])} |")
+                    lines.append(f"| {a['block']} | {a['description']} | {fmt(a['score'])} | {fmt(a['delta'])} |")
             rows = [a for a in attempts if a["track"] == track and a["outer_step"] == outer]
             if rows:
                 lines += ["", f"Refined block **{rows[0]['block']}**:", "",
@@ -147,7 +148,7 @@ def write_report(store: Store, run_id: str, summary: dict[str, Any], out_dir: Pa
                     gain = None if a["score"] is None or a["baseline"] is None else (
                         a["score"] - a["baseline"] if metric.higher_is_better else a["baseline"] - a["score"])
                     lines.append(f"| {a['inner_step'] + 1} | {_first_line(a['plan'])} | {a['decision']} | "
-                                 f"{_fmt(a['score'])} | {_fmt(gain)} | {'✓' if a['kept'] else ''} |")
+                                 f"{fmt(a['score'])} | {fmt(gain)} | {'✓' if a['kept'] else ''} |")
     rounds = store.table("ensemble_rounds", run_id)
     if rounds:
         lines += ["", "## Ensemble", "", "Strategies named by the planner are scored by the engine on the stored "
@@ -157,7 +158,7 @@ def write_report(store: Store, run_id: str, summary: dict[str, Any], out_dir: Pa
             weights = json.loads(r.get("weights_json") or "null")
             shown = ", ".join(f"{w:.2f}" for w in weights) if weights else "—"
             lines.append(f"| {r['round'] + 1} | {r.get('strategy') or _first_line(r['plan'])} | {shown} | "
-                         f"{_fmt(r['score'])} |")
+                         f"{fmt(r['score'])} |")
     from .explain import report_lines  # what drives the model, predicting new rows (issue 12)
 
     lines += report_lines(store.run_dir(run_id), run_id)
@@ -229,16 +230,16 @@ def solution_explanation(f: dict[str, Any], *, markdown: bool) -> list[str]:
     """Why solution.py, run on its own, prints another number than the headline validation score, and how to
     run it; the same words in report.md (`markdown`) and in the header comment of solution.py."""
     code = (lambda x: f"`{x}`") if markdown else (lambda x: x)
-    hold = (f"The locked hold-out score, {_fmt(f['holdout'])}, is this script trained on those search rows and "
+    hold = (f"The locked hold-out score, {fmt(f['holdout'])}, is this script trained on those search rows and "
             f"scored on the {f['n_holdout']} hold-out rows no choice was made on: the honest estimate for new data."
             if f["holdout"] is not None else
             "This run has no locked hold-out score (too few rows, or the hold-out run failed).")
-    printed = (f" — in this run's own full-data run it printed {_fmt(f['printed'])}" if f["printed"] is not None
+    printed = (f" — in this run's own full-data run it printed {fmt(f['printed'])}" if f["printed"] is not None
                else "")
     files = ", ".join(f["inputs"]) if f["inputs"] else f"{f['train_file']} and the task's other files"
     packages = f"the packages it imports ({', '.join(f['packages'])})" if f["packages"] else "the packages it imports"
     bullets = [
-        f"The headline validation score, {_fmt(f['validation'])} ({f['metric']}, {f['direction']}), is the "
+        f"The headline validation score, {fmt(f['validation'])} ({f['metric']}, {f['direction']}), is the "
         f"engine's own {f['protocol']} on the {f['n_search']} search rows (the training rows minus the locked "
         "hold-out), scored from the out-of-fold predictions the script wrote. The run chose this solution by it.",
         hold,

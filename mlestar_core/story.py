@@ -13,6 +13,7 @@ from typing import Any
 from .evaluation import Protocol
 from .kept import FinishedRun
 from .metrics import get_metric
+from .report import fmt  # the same number reads the same in report.md and the notebook
 from .store import Store
 
 ENV_VARS = {  # what each variable a solution may read means when the notebook or the script runs on its own
@@ -23,11 +24,6 @@ ENV_VARS = {  # what each variable a solution may read means when the notebook o
     "MLESTAR_MODEL_DIR": "when set, the script saves its fitted state there (what predicting new rows needs)",
     "MLESTAR_PREDICT_FROM": "when set, the script fits nothing: it loads that saved state and predicts the test file",
 }
-
-
-def fmt(x: float | None) -> str:
-    """Six significant digits, as report.md writes scores (so the same number reads the same everywhere)."""
-    return "—" if x is None else f"{x:.6g}"
 
 
 def _first_line(text: str | None, limit: int = 110) -> str:
